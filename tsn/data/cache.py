@@ -1,0 +1,77 @@
+"""On-disk cache of rendered synthetic splits: one ``.npz`` per (generator version, seed, split, size, N).
+
+The file is written atomically (temporary file + ``os.replace``) and its SHA-256 is stored in a ``.sha256`` file
+beside it, written after it; a cache whose checksum is missing or wrong, or that fails to load, is reported with
+one warning and rebuilt, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """``$TSN_CACHE_DIR`` or ``.cache/tsn`` under the current directory."""
+    return Path(os.environ.get("TSN_CACHE_DIR") or Path.cwd() / ".cache" / "tsn")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _load_verified(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of ``path`` when it exists and matches its checksum; None (with a warning) when it is bad."""
+    checksum = path.with_suffix(".sha256")
+    if not path.exists() and not checksum.exists():
+        return None
+    try:
+        if checksum.read_text().strip() != _sha256(path):
+            raise ValueError("checksum mismatch")
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError) as err:  # missing half, bad checksum, unreadable zip
+        log.warning("corrupt synthetic cache %s (%s); rebuilding it", path, err)
+        return None
+
+
+def cached_arrays(name: str, build: Callable[[], dict[str, np.ndarray]], cache_dir: str | Path | None = None):
+    """The arrays cached under ``name``.npz, building and storing them first when the cache is absent or bad."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = root / f"{name}.npz"
+    arrays = _load_verified(path)
+    if arrays is not None:
+        return arrays
+    root.mkdir(parents=True, exist_ok=True)
+    arrays = build()
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    _atomic_write(path, save)
+    _atomic_write(path.with_suffix(".sha256"), lambda tmp: tmp.write_text(_sha256(path) + "\n"))
+    return arrays
