@@ -1,0 +1,42 @@
+"""``python -m tsn {params,train,eval,data}``: the single-run command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from . import params
+
+# Errors a user can cause with bad input: reported in one line, exit code 2, no traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
+
+
+def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], argparse.ArgumentParser], Callable]]:
+    from . import cli
+
+    return {
+        "params": ("parameter and MAC counts per architecture", params.build_parser, params.run),
+        "train": ("train and evaluate one configuration", cli.build_train_parser, cli.run_train),
+        "eval": ("evaluate a checkpoint", cli.build_eval_parser, cli.run_eval),
+        "data": ("dataset utilities (preview)", cli.build_data_parser, cli.run_data),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    commands = _commands()
+    parser = argparse.ArgumentParser(prog="python -m tsn", description="Task Switching Networks: single runs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, build, _) in commands.items():
+        build(sub.add_parser(name, help=help_text))
+    args = parser.parse_args(argv)
+    try:
+        return commands[args.command][2](args)
+    except USER_ERRORS as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Encoders split into the five stages F1..F5 (strides 2, 4, 8, 16, 32) that the decoder consumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+
+class StagedEncoder(nn.Module):
+    """Runs ``stages`` in sequence and returns every stage's output (F1..F5)."""
+
+    def __init__(self, stages: list[nn.Module], channels: tuple[int, ...]) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+def _load_pretrained(net: nn.Module, path: str) -> None:
+    """Load a torchvision ResNet state dict from a local file (the fc layer, if present, is dropped)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"pretrained encoder weights not found: {file} (give a local torchvision .pth file)")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise ValueError(f"cannot read pretrained weights {file}: {err}") from None
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = net.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith("fc.")]
+    unexpected = [k for k in state if k not in own]
+    misshapen = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or misshapen:
+        raise ValueError(
+            f"pretrained weights {file} do not fit the encoder: {len(missing)} missing keys, "
+            f"{len(unexpected)} unexpected, {len(misshapen)} of another shape (e.g. {(missing + misshapen)[:2]})"
+        )
+    net.load_state_dict(state, strict=False)
+
+
+def _resnet(name: str) -> Callable[[str | None], StagedEncoder]:
+    def build(pretrained: str | None) -> StagedEncoder:
+        net = getattr(torchvision.models, name)(weights=None)
+        if pretrained:
+            _load_pretrained(net, pretrained)
+        stages = [
+            nn.Sequential(net.conv1, net.bn1, net.relu),
+            nn.Sequential(net.maxpool, net.layer1),
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        ]
+        expansion = net.layer1[0].expansion
+        channels = (64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion)
+        return StagedEncoder(stages, channels)
+
+    return build
+
+
+def compact_encoder(pretrained: str | None = None, base_width: int = 16) -> StagedEncoder:
+    """A ResNet-shaped encoder with 1/4 of ResNet-18's widths and one basic block per stage, for CPU budgets."""
+    if pretrained:
+        raise ValueError("the compact encoder has no pretrained weights; set pretrained to null")
+    w = base_width
+    channels = (w, w, 2 * w, 4 * w, 8 * w)
+
+    def down(cin: int, cout: int) -> BasicBlock:
+        shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=2, bias=False), nn.BatchNorm2d(cout))
+        return BasicBlock(cin, cout, stride=2, downsample=shortcut)
+
+    stages = [
+        nn.Sequential(nn.Conv2d(3, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)),
+        down(channels[0], channels[1]),
+        down(channels[1], channels[2]),
+        down(channels[2], channels[3]),
+        down(channels[3], channels[4]),
+    ]
+    return StagedEncoder(stages, channels)
+
+
+BACKBONES: dict[str, Callable[[str | None], StagedEncoder]] = {
+    "resnet18": _resnet("resnet18"),
+    "resnet34": _resnet("resnet34"),
+    "resnet50": _resnet("resnet50"),
+    "compact": compact_encoder,
+}
+
+
+def build_backbone(name: str, pretrained: str | None = None) -> StagedEncoder:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; valid: {sorted(BACKBONES)}")
+    return BACKBONES[name](pretrained)

@@ -1,0 +1,201 @@
+"""The five architectures behind one interface, built by name with :func:`build_model`.
+
+Every model exposes ``encode`` / ``decode`` as separate steps (MAE-style), so a caller can run the encoder once
+and the decoder for many tasks:
+
+- ``forward(x, task)``: one task for the whole batch.
+- ``forward_tasks(x, tasks)``: several tasks for the same batch, encoder computed once; the one-decoder
+  architectures run all tasks as ONE decoder batch of B*T samples, each sample with its own conditioning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .backbones import build_backbone
+from .decoder import Decoder, DecoderWidths
+from .encodings import ENCODINGS, task_codes
+from .heads import HEADS, build_head
+from .layers import TaskContext, TaskEmbeddingNet
+from .tasks import DatasetTasks
+
+Features = list[torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines a model; the defaults are the paper's (ResNet-18, paper widths, d = 100)."""
+
+    architecture: str = "tsn"
+    backbone: str = "resnet18"
+    pretrained: str | None = None  # local path to torchvision ResNet weights
+    decoder_width: float = 1.0
+    encoding: str = "orthogonal"
+    embedding_dim: int = 100
+    n_fc: int = 8
+    code_seed: int = 0  # seed of the Gaussian task codes
+    head: str | None = None  # "shared" | "per_task"; None = the architecture's default
+
+
+class MultiTaskModel(nn.Module):
+    """Common interface; subclasses implement ``encode``, ``decode`` and (optionally) ``decode_tasks``."""
+
+    def __init__(self, tasks: DatasetTasks) -> None:
+        super().__init__()
+        self.tasks = tasks
+        self.task_names = tasks.names
+        self.task_ids = {name: k for k, name in enumerate(tasks.names)}
+
+    def encode(self, x: torch.Tensor) -> Features:
+        raise NotImplementedError
+
+    def decode(self, features: Features, task: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode_tasks(self, features: Features, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+        return {task: self.decode(features, task) for task in tasks}
+
+    def forward(self, x: torch.Tensor, task: str) -> torch.Tensor:
+        self._check_task(task)
+        return self.decode(self.encode(x), task)
+
+    def forward_tasks(self, x: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        tasks = list(tasks or self.task_names)
+        for task in tasks:
+            self._check_task(task)
+        return self.decode_tasks(self.encode(x), tasks)
+
+    def _check_task(self, task: str) -> None:
+        if task not in self.task_ids:
+            raise ValueError(f"unknown task {task!r}; this model serves {list(self.task_names)}")
+
+    def encoder_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for name, p in self.named_parameters() if _is_encoder(name))
+
+    def decoder_parameters(self) -> Iterator[nn.Parameter]:
+        """Everything that is not encoder: decoders, heads, norms, C and FC_A."""
+        return (p for name, p in self.named_parameters() if not _is_encoder(name))
+
+    def task_embeddings(self) -> torch.Tensor | None:
+        """The learned l_tau, one row per task (TSN only)."""
+        return None
+
+
+def _is_encoder(name: str) -> bool:
+    return name.startswith("encoder.") or ".encoder." in name
+
+
+def _output_size(features: Features) -> tuple[int, int]:
+    """Full resolution: twice F1's (every backbone's first stage has stride 2)."""
+    h, w = features[0].shape[-2:]
+    return 2 * h, 2 * w
+
+
+class SharedDecoderModel(MultiTaskModel):
+    """One encoder, ONE decoder for all tasks: ``tsn`` (AdaIN from C(v_tau)), ``task_in``, ``task_bn``."""
+
+    def __init__(self, tasks: DatasetTasks, cfg: ModelConfig, norm: str, embedding: bool) -> None:
+        super().__init__(tasks)
+        num_tasks = len(tasks.tasks)
+        dim = cfg.embedding_dim if embedding else 0
+        self.encoder = build_backbone(cfg.backbone, cfg.pretrained)
+        widths = DecoderWidths.scaled(cfg.decoder_width)
+        self.decoder = Decoder(self.encoder.channels, widths, norm, num_tasks, dim)
+        self.head = build_head(cfg.head or "shared", widths.out, tasks.tasks)
+        self.embedding_net = TaskEmbeddingNet(dim, cfg.n_fc) if embedding else None
+        if embedding:
+            self.register_buffer("task_codes", task_codes(cfg.encoding, num_tasks, dim, cfg.code_seed))
+
+    def task_embeddings(self) -> torch.Tensor | None:
+        return None if self.embedding_net is None else self.embedding_net(self.task_codes)
+
+    def encode(self, x: torch.Tensor) -> Features:
+        return self.encoder(x)
+
+    def decode_blocks(self, features: Features, tasks: Sequence[str]) -> torch.Tensor:
+        """Decoder output (before the head) for a batch made of ``len(tasks)`` equal blocks, block i for tasks[i]."""
+        block = features[0].shape[0] // len(tasks)
+        ctx = TaskContext.for_blocks(
+            [self.task_ids[t] for t in tasks], block, features[0].device, self.task_embeddings()
+        )
+        return self.decoder(features, ctx, _output_size(features))
+
+    def decode(self, features: Features, task: str) -> torch.Tensor:
+        return self.head(self.decode_blocks(features, [task]), task)
+
+    def decode_tasks(self, features: Features, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+        batch, n = features[0].shape[0], len(tasks)
+        stacked = [f.repeat(n, *([1] * (f.dim() - 1))) for f in features]
+        out = self.decode_blocks(stacked, tasks)
+        return {task: self.head(chunk, task) for task, chunk in zip(tasks, out.split(batch))}
+
+
+class MultiDecoderModel(MultiTaskModel):
+    """Shared encoder, one decoder (Conv -> IN(affine) -> ReLU blocks) and one head per task."""
+
+    def __init__(self, tasks: DatasetTasks, cfg: ModelConfig) -> None:
+        super().__init__(tasks)
+        self.encoder = build_backbone(cfg.backbone, cfg.pretrained)
+        widths = DecoderWidths.scaled(cfg.decoder_width)
+        self.decoders = nn.ModuleDict(
+            {t: Decoder(self.encoder.channels, widths, "in", 1, activation="relu") for t in tasks.names}
+        )
+        self.head = build_head(cfg.head or "per_task", widths.out, tasks.tasks)
+
+    def encode(self, x: torch.Tensor) -> Features:
+        return self.encoder(x)
+
+    def decode(self, features: Features, task: str) -> torch.Tensor:
+        ctx = TaskContext.for_blocks([0], features[0].shape[0], features[0].device)
+        return self.head(self.decoders[task](features, ctx, _output_size(features)), task)
+
+
+class SingleTaskModel(MultiTaskModel):
+    """One whole network (encoder, decoder, head) per task; nothing is shared.
+
+    Since no encoder is shared, ``encode`` is the identity and ``decode`` runs the task's whole network.
+    """
+
+    def __init__(self, tasks: DatasetTasks, cfg: ModelConfig) -> None:
+        super().__init__(tasks)
+        self.nets = nn.ModuleDict({t: MultiDecoderModel(tasks.subset([t]), cfg) for t in tasks.names})
+
+    def encode(self, x: torch.Tensor) -> Features:
+        return [x]
+
+    def decode(self, features: Features, task: str) -> torch.Tensor:
+        return self.nets[task](features[0], task)
+
+
+ARCHITECTURES: dict[str, Callable[[DatasetTasks, ModelConfig], MultiTaskModel]] = {
+    "tsn": lambda tasks, cfg: SharedDecoderModel(tasks, cfg, norm="adain", embedding=True),
+    "task_in": lambda tasks, cfg: SharedDecoderModel(tasks, cfg, norm="task_in", embedding=False),
+    "task_bn": lambda tasks, cfg: SharedDecoderModel(tasks, cfg, norm="task_bn", embedding=False),
+    "multi_decoder": MultiDecoderModel,
+    "single_task": SingleTaskModel,
+}
+
+
+def validate_model_config(cfg: ModelConfig, num_tasks: int) -> None:
+    """Raise a one-line ValueError for a configuration that cannot be built, before any compute."""
+    if cfg.architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {cfg.architecture!r}; valid: {list(ARCHITECTURES)}")
+    if cfg.head is not None and cfg.head not in HEADS:
+        raise ValueError(f"unknown head {cfg.head!r}; valid: {sorted(HEADS)} or null")
+    if cfg.architecture != "tsn":
+        return
+    if cfg.encoding not in ENCODINGS:
+        raise ValueError(f"unknown task encoding {cfg.encoding!r}; valid: {list(ENCODINGS)}")
+    if cfg.embedding_dim < 1 or cfg.n_fc < 0:
+        raise ValueError(f"embedding_dim must be >= 1 and n_fc >= 0, got {cfg.embedding_dim}, {cfg.n_fc}")
+    task_codes(cfg.encoding, num_tasks, cfg.embedding_dim, cfg.code_seed)  # raises for a bad orthogonal d
+
+
+def build_model(cfg: ModelConfig, tasks: DatasetTasks) -> MultiTaskModel:
+    """Build the architecture ``cfg.architecture`` for ``tasks``."""
+    validate_model_config(cfg, len(tasks.tasks))
+    return ARCHITECTURES[cfg.architecture](tasks, cfg)

@@ -1,0 +1,129 @@
+"""Parameter and multiply-accumulate accounting for every architecture (``python -m tsn params``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from typing import Sequence
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .models import ARCHITECTURES, ModelConfig, MultiTaskModel, build_model
+from .tasks import DatasetTasks, TaskSpec, dataset_tasks
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def meta_model(cfg: ModelConfig, tasks: DatasetTasks) -> MultiTaskModel:
+    """The model on the meta device: shapes without storage, so counting costs no memory or compute."""
+    with torch.device("meta"):
+        return build_model(replace(cfg, pretrained=None), tasks)
+
+
+def count_macs(model: MultiTaskModel, image_size: int, tasks: Sequence[str] | None = None) -> int:
+    """Multiply-accumulates of one forward pass predicting ``tasks`` (default: all) for one image."""
+    device = next(model.parameters()).device
+    x = torch.zeros(1, 3, image_size, image_size, device=device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.forward_tasks(x, tasks)
+    return counter.get_total_flops() // 2
+
+
+def synthetic_tasks(num_tasks: int, like: DatasetTasks) -> DatasetTasks:
+    """T tasks for scaling studies: the dataset's tasks cycled, renamed task0..task{T-1} (channels kept)."""
+    cycled = [like.tasks[k % len(like.tasks)] for k in range(num_tasks)]
+    specs = tuple(replace(t, name=f"task{k}") for k, t in enumerate(cycled))
+    return DatasetTasks(like.dataset, specs, like.edge_max_dist)
+
+
+def scaling_table(
+    cfg: ModelConfig, tasks: DatasetTasks, task_counts: Sequence[int], architectures: Sequence[str]
+) -> dict[str, dict[int, int]]:
+    """Parameters per architecture for each number of tasks, d held fixed (the paper's scaling figure)."""
+    table: dict[str, dict[int, int]] = {}
+    for arch in architectures:
+        arch_cfg = replace(cfg, architecture=arch)
+        table[arch] = {}
+        for t in task_counts:
+            # Orthogonal codes need T | d; the count does not depend on the codes, so Gaussian ones stand in.
+            count_cfg = replace(arch_cfg, encoding="gaussian")
+            table[arch][t] = count_parameters(meta_model(count_cfg, synthetic_tasks(t, tasks)))
+    return table
+
+
+def _parse_range(text: str) -> list[int]:
+    try:
+        lo, _, hi = text.partition("-")
+        values = list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        values = []
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"--tasks-range must look like 1-9 with 1 <= low <= high, got {text!r}")
+    return values
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="python -m tsn params")
+    parser.add_argument("--dataset", default="pascal_context")
+    parser.add_argument("--tasks", nargs="*", default=None, help="task subset (default: the dataset's)")
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--decoder-width", type=float, default=1.0)
+    parser.add_argument("--encoding", default="orthogonal")
+    parser.add_argument("--embedding-dim", type=int, default=100)
+    parser.add_argument("--n-fc", type=int, default=8)
+    parser.add_argument("--architectures", nargs="*", default=list(ARCHITECTURES))
+    parser.add_argument("--image-size", type=int, default=0, help="also count MACs per forward at this size")
+    parser.add_argument("--tasks-range", type=_parse_range, default=None, help="scaling with T, e.g. 1-9")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    tasks = dataset_tasks(args.dataset, args.tasks)
+    for arch in args.architectures:
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; valid: {list(ARCHITECTURES)}")
+    cfg = ModelConfig(
+        backbone=args.backbone,
+        decoder_width=args.decoder_width,
+        encoding=args.encoding,
+        embedding_dim=args.embedding_dim,
+        n_fc=args.n_fc,
+    )
+    if args.tasks_range:
+        table = scaling_table(cfg, tasks, args.tasks_range, args.architectures)
+        if args.json:
+            print(json.dumps({a: {str(t): n for t, n in row.items()} for a, row in table.items()}))
+        else:
+            print(f"{'architecture':<14}" + "".join(f"{f'T={t}':>14}" for t in args.tasks_range))
+            for arch, row in table.items():
+                print(f"{arch:<14}" + "".join(f"{n:>14,}" for n in row.values()))
+        return 0
+    counts = {}
+    macs = {}
+    for arch in args.architectures:
+        model = meta_model(replace(cfg, architecture=arch), tasks)
+        counts[arch] = count_parameters(model)
+        if args.image_size:
+            macs[arch] = count_macs(model, args.image_size)
+    if args.json:
+        print(json.dumps(counts if not macs else {"params": counts, "macs": macs}))
+        return 0
+    print(f"dataset {args.dataset}, tasks {list(tasks.names)}, backbone {args.backbone}, d = {args.embedding_dim}")
+    header = f"{'architecture':<14}{'parameters':>14}"
+    if macs:
+        header += f"{'GMACs/image':>14}  (all {len(tasks.names)} tasks, {args.image_size}x{args.image_size})"
+    print(header)
+    for arch, n in counts.items():
+        line = f"{arch:<14}{n:>14,}"
+        if macs:
+            line += f"{macs[arch] / 1e9:>14.2f}"
+        print(line)
+    return 0
+
+
+__all__ = ["count_parameters", "count_macs", "meta_model", "scaling_table", "TaskSpec"]
