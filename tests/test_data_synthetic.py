@@ -230,3 +230,15 @@ def test_validation_split_is_never_augmented(tmp_path):
     torch.manual_seed(0)
     assert torch.equal(plain[1]["image"], augmented[1]["image"])
     assert torch.equal(plain[1]["targets"]["normals"], augmented[1]["targets"]["normals"])
+
+
+def test_preview_writes_a_png_grid_with_a_column_per_task(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from tsn.data.preview import main_preview
+
+    monkeypatch.setenv("TSN_CACHE_DIR", str(tmp_path / "cache"))
+    out = main_preview(["--out", str(tmp_path / "grid.png"), "--n", "2", "--image-size", "32",
+                        "--tasks", "semseg", "normals", "depth"])
+    width, height = Image.open(out).size
+    assert (width, height) == (640, 320)  # 4 columns x 2 rows of 1.6 in at 100 dpi

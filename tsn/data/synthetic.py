@@ -178,17 +178,10 @@ def render(seed: int, split: str, index: int, size: int) -> dict[str, np.ndarray
     eye, dirs, world_to_cam = _camera(rng, size)
     objects = _place_objects(rng)
     p_count = size * size
-    best_t = np.full(p_count, np.inf)
-    inst = np.full(p_count, SKY, dtype=np.int64)
-    normal = np.zeros((p_count, 3))
-    albedo = np.zeros((p_count, 3))
-    part = np.zeros(p_count, dtype=np.int64)
-    cls = np.zeros(p_count, dtype=np.int64)
+    surfaces: list[tuple] = []  # (t, world normal, colour, instance id, class, part) per surface
 
     def take(t: np.ndarray, n: np.ndarray, colour: np.ndarray, ident: int, c: int, prt: np.ndarray | int) -> None:
-        hit = t < best_t
-        best_t[hit], inst[hit], normal[hit], albedo[hit], cls[hit] = t[hit], ident, n[hit], colour[hit], c
-        part[hit] = prt[hit] if isinstance(prt, np.ndarray) else prt
+        surfaces.append((t, n, colour, ident, c, np.broadcast_to(prt, t.shape)))
 
     # Ground (finite square) with painted-disc distractors, then an optional back wall.
     t_ground = np.where(dirs[:, 1] < -EPS, -eye[1] / np.minimum(dirs[:, 1], -EPS), np.inf)
@@ -218,6 +211,17 @@ def render(seed: int, split: str, index: int, size: int) -> dict[str, np.ndarray
         prt = np.where(n_local[:, 1] > 0.8, TOP, np.where(p_local[:, 1] < 0.25 * ob["h"], BOTTOM, SIDE))
         colour = ob["c1"] + (ob["c2"] - ob["c1"]) * ob["tex"](p_local)[:, None]
         take(t, n_local @ rot.T, colour, FIRST_OBJECT + k, ob["cls"], prt)
+
+    # Z-buffer: the nearest surface along each ray (ties go to the surface listed first).
+    t_all = np.stack([sf[0] for sf in surfaces])
+    first, pixels = t_all.argmin(axis=0), np.arange(p_count)
+    best_t = t_all[first, pixels]
+    hit = np.isfinite(best_t)
+    inst = np.where(hit, np.array([sf[3] for sf in surfaces])[first], SKY)
+    cls = np.where(hit, np.array([sf[4] for sf in surfaces])[first], 0)
+    part = np.where(hit, np.stack([sf[5] for sf in surfaces])[first, pixels], 0)
+    normal = np.where(hit[:, None], np.stack([sf[1] for sf in surfaces])[first, pixels], 0.0)
+    albedo = np.stack([sf[2] for sf in surfaces])[first, pixels]
 
     # Lambertian shading, sky, noise.
     light = _unit(np.array([rng.uniform(-1, 1), rng.uniform(0.5, 1.5), rng.uniform(-1, 1)]))
