@@ -11,6 +11,7 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from tsn.data import build_dataset
+from tsn.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 IDS = ["2008_000001", "2008_000002"]
 H = W = 10
@@ -31,7 +32,8 @@ def _person_anno(parts: list[tuple[str, np.ndarray]], class_ind: int) -> np.ndar
     for i, (name, mask) in enumerate(parts):
         part_array[0, i] = (name, mask.astype(np.uint8))
     objects = np.zeros((1, 1), dtype=[("class", "O"), ("class_ind", "O"), ("mask", "O"), ("parts", "O")])
-    objects[0, 0] = ("obj", np.array([[class_ind]]), np.ones((H, W), np.uint8), part_array if parts else np.zeros((0, 0)))
+    no_parts = np.zeros((0, 0))
+    objects[0, 0] = ("obj", np.array([[class_ind]]), np.ones((H, W), np.uint8), part_array if parts else no_parts)
     anno = np.zeros((1, 1), dtype=[("imname", "O"), ("objects", "O")])
     anno[0, 0] = ("img", objects)
     return anno
@@ -93,7 +95,7 @@ def test_pascal_context_fixture_round_trip(pascal_root):
     assert n[2, 0, 0] > 0.99 and torch.all(n[:, :, 5:] == 0) and torch.all(n[:, 8:, :5] == 0)
     assert t["saliency"].shape == (2, 1, H, W)
     assert torch.all(t["saliency"][0, 0, :, :3] == 1) and torch.all(t["saliency"][0, 0, :, 3:] == 0)
-    mean = batch["image"][1].mean(dim=(1, 2)) * torch.tensor([0.229, 0.224, 0.225]) + torch.tensor([0.485, 0.456, 0.406])
+    mean = batch["image"][1].mean(dim=(1, 2)) * torch.tensor(IMAGENET_STD) + torch.tensor(IMAGENET_MEAN)
     assert torch.allclose(mean, torch.full((3,), 160 / 255), atol=2 / 255)
 
 

@@ -235,7 +235,8 @@ def render(seed: int, split: str, index: int, size: int) -> dict[str, np.ndarray
     depth = np.where(valid, np.where(valid, best_t, 0) * (dirs @ world_to_cam[2]), 0.0)
     normals_cam = normal @ world_to_cam.T
     centres = [np.linalg.norm(ob["pos"] + [0, ob["h"] / 2, 0] - eye) for ob in objects]
-    salient_ids = {FIRST_OBJECT + int(np.argmin(centres))} | {FIRST_OBJECT + k for k, o in enumerate(objects) if o["red"]}
+    salient = {int(np.argmin(centres))} | {k for k, ob in enumerate(objects) if ob["red"]}
+    salient_ids = [FIRST_OBJECT + k for k in salient]
     inst2d = inst.reshape(size, size)
     return {
         "image": (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(size, size, 3),
@@ -243,7 +244,7 @@ def render(seed: int, split: str, index: int, size: int) -> dict[str, np.ndarray
         "parts": part.reshape(size, size).astype(np.uint8),
         "edge": label_edges(inst2d).astype(np.uint8),
         "normals": normals_cam.reshape(size, size, 3).transpose(2, 0, 1).astype(np.float32),
-        "saliency": np.isin(inst2d, list(salient_ids)).astype(np.uint8),
+        "saliency": np.isin(inst2d, salient_ids).astype(np.uint8),
         "depth": depth.reshape(size, size).astype(np.float32),
         "instance": inst2d.astype(np.uint8),
     }

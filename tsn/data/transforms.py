@@ -36,7 +36,7 @@ def _unwrap(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def resize(image: torch.Tensor, targets: dict[str, torch.Tensor], size: int) -> Sample:
-    """Resize to ``size`` x ``size`` ignoring the aspect ratio (the paper's protocol): bilinear image, nearest targets."""
+    """Resize to ``size`` x ``size``, ignoring the aspect ratio (the paper's protocol); nearest for targets."""
     out = {k: _unwrap(F.resize(_as_mask(t), [size, size]), t) for k, t in targets.items()}
     return F.resize(tv_tensors.Image(image), [size, size], antialias=True).as_subclass(torch.Tensor), out
 
