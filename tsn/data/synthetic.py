@@ -192,15 +192,16 @@ def render(seed: int, split: str, index: int, size: int) -> dict[str, np.ndarray
     g_col = g1 + (g2 - g1) * g_tex(pg * 0.5)[:, None]
     for _ in range(rng.integers(0, 4)):
         centre, radius = rng.uniform([-3, 0, -2], [3, 0, 3.5]), rng.uniform(0.2, 0.6)
-        g_col[np.linalg.norm(pg - centre, axis=1) < radius] = _hue_colour(rng, False)
-    take(t_ground, np.tile([0.0, 1.0, 0.0], (p_count, 1)), g_col, GROUND, 0, 0)
+        disc = ((pg[:, 0] - centre[0]) ** 2 + (pg[:, 2] - centre[2]) ** 2 < radius**2)[:, None]
+        g_col = np.where(disc, _hue_colour(rng, False), g_col)
+    take(t_ground, np.broadcast_to([0.0, 1.0, 0.0], (p_count, 3)), g_col, GROUND, 0, 0)
     if rng.random() < 0.5:
         wall_z = rng.uniform(3.5, 5.5)
         t_wall = np.where(dirs[:, 2] > EPS, (wall_z - eye[2]) / np.maximum(dirs[:, 2], EPS), np.inf)
         pw = eye + np.where(np.isfinite(t_wall), t_wall, 0)[:, None] * dirs
         t_wall[(pw[:, 1] < 0) | (pw[:, 1] > rng.uniform(2, 4))] = np.inf
         w1, w2, w_tex = _hue_colour(rng, False), _hue_colour(rng, False), _texture(rng)
-        take(t_wall, np.tile([0.0, 0.0, -1.0], (p_count, 1)), w1 + (w2 - w1) * w_tex(pw)[:, None], WALL, 0, 0)
+        take(t_wall, np.broadcast_to([0.0, 0.0, -1.0], (p_count, 3)), w1 + (w2 - w1) * w_tex(pw)[:, None], WALL, 0, 0)
 
     for k, ob in enumerate(objects):
         cy, sy = np.cos(ob["yaw"]), np.sin(ob["yaw"])
