@@ -180,7 +180,7 @@ def render(seed: int, split: str, index: int, size: int) -> dict[str, np.ndarray
     p_count = size * size
     surfaces: list[tuple] = []  # (t, world normal, colour, instance id, class, part) per surface
 
-    def take(t: np.ndarray, n: np.ndarray, colour: np.ndarray, ident: int, c: int, prt: np.ndarray | int) -> None:
+    def add_surface(t: np.ndarray, n: np.ndarray, colour: np.ndarray, ident: int, c: int, prt) -> None:
         surfaces.append((t, n, colour, ident, c, np.broadcast_to(prt, t.shape)))
 
     # Ground (finite square) with painted-disc distractors, then an optional back wall.
@@ -194,14 +194,15 @@ def render(seed: int, split: str, index: int, size: int) -> dict[str, np.ndarray
         centre, radius = rng.uniform([-3, 0, -2], [3, 0, 3.5]), rng.uniform(0.2, 0.6)
         disc = ((pg[:, 0] - centre[0]) ** 2 + (pg[:, 2] - centre[2]) ** 2 < radius**2)[:, None]
         g_col = np.where(disc, _hue_colour(rng, False), g_col)
-    take(t_ground, np.broadcast_to([0.0, 1.0, 0.0], (p_count, 3)), g_col, GROUND, 0, 0)
+    add_surface(t_ground, np.broadcast_to([0.0, 1.0, 0.0], (p_count, 3)), g_col, GROUND, 0, 0)
     if rng.random() < 0.5:
         wall_z = rng.uniform(3.5, 5.5)
         t_wall = np.where(dirs[:, 2] > EPS, (wall_z - eye[2]) / np.maximum(dirs[:, 2], EPS), np.inf)
         pw = eye + np.where(np.isfinite(t_wall), t_wall, 0)[:, None] * dirs
         t_wall[(pw[:, 1] < 0) | (pw[:, 1] > rng.uniform(2, 4))] = np.inf
         w1, w2, w_tex = _hue_colour(rng, False), _hue_colour(rng, False), _texture(rng)
-        take(t_wall, np.broadcast_to([0.0, 0.0, -1.0], (p_count, 3)), w1 + (w2 - w1) * w_tex(pw)[:, None], WALL, 0, 0)
+        w_col = w1 + (w2 - w1) * w_tex(pw)[:, None]
+        add_surface(t_wall, np.broadcast_to([0.0, 0.0, -1.0], (p_count, 3)), w_col, WALL, 0, 0)
 
     for k, ob in enumerate(objects):
         cy, sy = np.cos(ob["yaw"]), np.sin(ob["yaw"])
@@ -211,7 +212,7 @@ def render(seed: int, split: str, index: int, size: int) -> dict[str, np.ndarray
         p_local = o_local + np.where(np.isfinite(t), t, 0)[:, None] * d_local
         prt = np.where(n_local[:, 1] > 0.8, TOP, np.where(p_local[:, 1] < 0.25 * ob["h"], BOTTOM, SIDE))
         colour = ob["c1"] + (ob["c2"] - ob["c1"]) * ob["tex"](p_local)[:, None]
-        take(t, n_local @ rot.T, colour, FIRST_OBJECT + k, ob["cls"], prt)
+        add_surface(t, n_local @ rot.T, colour, FIRST_OBJECT + k, ob["cls"], prt)
 
     # Z-buffer: the nearest surface along each ray (ties go to the surface listed first).
     t_all = np.stack([sf[0] for sf in surfaces])
@@ -233,7 +234,7 @@ def render(seed: int, split: str, index: int, size: int) -> dict[str, np.ndarray
     image = image + rng.normal(0, rng.uniform(0.0, 0.04), image.shape)
 
     valid = inst != SKY
-    depth = np.where(valid, np.where(valid, best_t, 0) * (dirs @ world_to_cam[2]), 0.0)
+    depth = np.where(valid, best_t, 0.0) * (dirs @ world_to_cam[2])
     normals_cam = normal @ world_to_cam.T
     centres = [np.linalg.norm(ob["pos"] + [0, ob["h"] / 2, 0] - eye) for ob in objects]
     salient = {int(np.argmin(centres))} | {k for k, ob in enumerate(objects) if ob["red"]}
