@@ -1,29 +1,94 @@
-"""Sub-commands of ``python -m tsn`` other than ``params`` (train, eval, data)."""
+"""Sub-commands of ``python -m tsn`` other than ``params``: train, eval, data preview."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from .config import EDGE_EVALUATORS, from_dict, resolve
 
 
 def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--model", default=None, help="architecture: tsn, task_in, task_bn, multi_decoder, single_task")
+    parser.add_argument("--dataset", default=None, help="synthetic, pascal_context or nyud")
+    parser.add_argument("--budget", default="smoke", help="budget profile from experiments/budgets.yaml")
+    parser.add_argument("--out", required=True, help="run folder: checkpoint.pt and metrics.json go here")
+    parser.add_argument("--config", default=None, help="YAML file overriding the budget")
+    parser.add_argument("--baseline", default=None, help="metrics.json of a single-task run: adds Δm")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=5 embedding_dim=50")
     return parser
 
 
+def _baseline(path: str | None):
+    from .train import Baseline
+
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"baseline metrics not found: {file} (give the metrics.json of a single_task run)")
+    summary = json.loads(file.read_text())
+    return Baseline(summary["primary"], {"path": str(file), "config_hash": summary.get("config_hash")})
+
+
 def run_train(args: argparse.Namespace) -> int:
-    raise ValueError("training is not implemented yet")
+    from .train import Trainer
+
+    extra: dict = {}
+    if args.model:
+        extra.setdefault("model", {})["architecture"] = args.model
+    if args.dataset:
+        extra.setdefault("data", {})["dataset"] = args.dataset
+    cfg = resolve(args.budget, args.config, args.overrides, extra)
+    summary = Trainer(cfg, args.out, baseline=_baseline(args.baseline)).fit(resume=args.resume)
+    print(json.dumps({"primary": summary["primary"], "delta_m": summary["delta_m"], "out": args.out}, indent=2))
+    return 0
 
 
 def build_eval_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("checkpoint", help="a checkpoint.pt written by `python -m tsn train`")
+    parser.add_argument("--edge-evaluator", choices=EDGE_EVALUATORS, default="seism")
+    parser.add_argument("--json", default=None, help="also write the metrics to this file")
     return parser
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    raise ValueError("evaluation is not implemented yet")
+    from .checkpoint import load_checkpoint, write_json
+    from .train import Trainer
+
+    state = load_checkpoint(args.checkpoint)
+    trainer = Trainer(from_dict(state["config"]), Path(args.checkpoint).parent)
+    trainer.model.load_state_dict(state["model"])
+    evaluation = trainer.run_validation(args.edge_evaluator)
+    report = {
+        "checkpoint": args.checkpoint,
+        "epoch": state["epoch"],
+        "metrics": {k: {"values": dict(r.values), "conventions": dict(r.conventions)} for k, r in evaluation.results.items()},
+        "val_loss": evaluation.losses,
+    }
+    if args.json:
+        write_json(args.json, report)
+    print(json.dumps(report, indent=2))
+    return 0
 
 
 def build_data_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sub = parser.add_subparsers(dest="data_command", required=True)
+    preview = sub.add_parser("preview", help="write a grid of samples with every task's ground truth")
+    preview.add_argument("--dataset", default="synthetic")
+    preview.add_argument("--out", required=True)
+    preview.add_argument("--n", type=int, default=6)
+    preview.add_argument("--image-size", type=int, default=128)
+    preview.add_argument("--root", default=None)
+    preview.add_argument("--seed", type=int, default=0)
     return parser
 
 
 def run_data(args: argparse.Namespace) -> int:
-    raise ValueError("data utilities are not implemented yet")
+    from .data.preview import write_preview
+
+    write_preview(args.dataset, args.out, n=args.n, image_size=args.image_size, seed=args.seed, root=args.root)
+    print(f"wrote {args.out}")
+    return 0

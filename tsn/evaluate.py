@@ -1,0 +1,75 @@
+"""Validation: weighted per-task losses and every task's metrics, encoder computed once per batch."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import torch
+
+from .losses import task_loss
+from .metrics import MetricResult, build_metric
+from .models import MultiTaskModel
+from .tasks import DatasetTasks
+
+
+@dataclass
+class Evaluation:
+    losses: dict[str, float]  # weighted, averaged over samples
+    results: dict[str, MetricResult]
+
+    @property
+    def mean_loss(self) -> float:
+        return sum(self.losses.values()) / len(self.losses)
+
+    def primary(self, tasks: DatasetTasks) -> dict[str, float]:
+        """Each task's Delta-m metric (e.g. semseg mIoU, normals mean error)."""
+        return {t.name: self.results[t.name].values[t.metric] for t in tasks.tasks}
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA (no loss scaling needed); a no-op elsewhere."""
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def move_batch(batch: Mapping, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, dict]:
+    images = batch["image"].to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    targets = {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()}
+    return images, targets
+
+
+@torch.inference_mode()
+def evaluate(
+    model: MultiTaskModel,
+    batches: Iterable[Mapping],
+    tasks: DatasetTasks,
+    loss_weights: Mapping[str, float],
+    *,
+    edge_evaluator: str,
+    device: torch.device,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> Evaluation:
+    was_training = model.training
+    model.eval()
+    metrics = {t.name: build_metric(t, edge_max_dist=tasks.edge_max_dist, edge_evaluator=edge_evaluator) for t in tasks.tasks}
+    loss_sums = dict.fromkeys(tasks.names, 0.0)
+    samples = 0
+    for batch in batches:
+        images, targets = move_batch(batch, device, channels_last)
+        with autocast(device, amp):
+            outputs = model.forward_tasks(images, tasks.names)
+        for task in tasks.tasks:
+            pred = outputs[task.name].float()
+            loss_sums[task.name] += loss_weights[task.name] * task_loss(task, pred, targets[task.name]).item() * len(images)
+            metrics[task.name].update(pred, targets[task.name])
+        samples += len(images)
+    model.train(was_training)
+    if samples == 0:
+        raise ValueError("the validation split is empty; set data.val_samples > 0")
+    return Evaluation({k: v / samples for k, v in loss_sums.items()}, {k: m.compute() for k, m in metrics.items()})
