@@ -46,8 +46,8 @@ def _weighted_bce(pred: torch.Tensor, target: torch.Tensor, pos_weight: torch.Te
     valid = target != IGNORE_INDEX
     labels = (target >= 0.5) & valid
     log_p = F.logsigmoid(pred)  # log σ(x)
-    log_not_p = F.logsigmoid(-pred)  # log(1 − σ(x)), stable
-    per_pixel = -(pos_weight * labels * log_p + (1 - pos_weight) * (valid & ~labels) * log_not_p)
+    log_not_p = F.logsigmoid(-pred)  # log(1 − σ(x)), stable; ignored pixels are masked in the mean
+    per_pixel = -(pos_weight * labels * log_p + (1 - pos_weight) * ~labels * log_not_p)
     return _masked_mean(per_pixel, valid, pred)
 
 

@@ -14,6 +14,11 @@ The match tolerance is ``max_dist`` × the image diagonal (0.0075 PASCAL-Context
   lies within the tolerance (distance transform), a ground-truth pixel is recalled if a predicted pixel does
   (disk max-filter). Fully vectorised over thresholds; thick predictions score a higher precision than under
   SEISM. Meant for validation during training.
+
+Measured cost (2 shared CPU cores, synthetic noisy blurred-line predictions, 101 thresholds): 64 images of 64×64
+in ~2–3 s (seism) vs 0.03 s (fast); 512×512 at maxDist 0.0075 about 6 s per image (seism) vs 0.03 s (fast).
+The seism cost is dominated by thinning the near-full maps of the lowest thresholds; shard the evaluation set
+across processes and ``merge`` the states for a full PASCAL-Context run.
 """
 
 from __future__ import annotations
@@ -64,20 +69,28 @@ def thin(mask: np.ndarray) -> np.ndarray:
     steps = np.array([dy * (w + 2) + dx for dy, dx in _NEIGHBOURS])
     window = np.concatenate([[0], steps])
     candidates = np.flatnonzero(image)
-    touched_before = image.copy()
+    touched_before = candidates
+    stamp = np.empty(image.size, dtype=np.int64)
     for sub in range(1_000_000):
         codes = np.zeros(len(candidates), dtype=np.uint8)
         for bit, step in enumerate(steps):
             codes |= image[candidates + step].astype(np.uint8) << bit
         deleted = candidates[_THIN_LUTS[sub % 2][codes]]
-        if len(deleted) == 0 and not touched_before.any():
+        if len(deleted) == 0 and len(touched_before) == 0:
             break
         image[deleted] = False
-        touched = np.zeros_like(image)
-        touched[(deleted[:, None] + window).ravel()] = True
-        candidates = np.flatnonzero((touched | touched_before) & image)
+        touched = (deleted[:, None] + window).ravel()
+        candidates = _distinct(np.concatenate([touched, touched_before]), stamp)
+        candidates = candidates[image[candidates]]
         touched_before = touched
     return image.reshape(padded.shape)[..., 1:-1, 1:-1]
+
+
+def _distinct(indices: np.ndarray, stamp: np.ndarray) -> np.ndarray:
+    """The distinct values of ``indices`` without sorting; ``stamp`` is scratch space indexable by them."""
+    order = np.arange(len(indices))
+    stamp[indices] = order
+    return indices[stamp[indices] == order]
 
 
 def _disk_offsets(radius: float) -> np.ndarray:
@@ -86,13 +99,12 @@ def _disk_offsets(radius: float) -> np.ndarray:
     return offsets[(offsets**2).sum(axis=1) <= radius**2]
 
 
-def _matched_pairs(pred: np.ndarray, gt: np.ndarray, offsets: np.ndarray) -> int:
-    """Size of a maximum one-to-one matching of predicted to ground-truth pixels within the disk ``offsets``."""
+def _matched_pairs(pred: np.ndarray, gt_index: np.ndarray, offsets: np.ndarray) -> int:
+    """Size of a maximum one-to-one matching of predicted to ground-truth pixels within the disk ``offsets``;
+    ``gt_index`` numbers the ground-truth pixels (−1 elsewhere), ``pred`` holds only pixels near one of them."""
     if len(offsets) == 1:  # tolerance below one pixel: only coincident pixels match, one-to-one by construction
-        return int((pred & gt).sum())
-    h, w = gt.shape
-    gt_index = np.full(gt.shape, -1)
-    gt_index[gt] = np.arange(gt.sum())
+        return int((pred & (gt_index >= 0)).sum())
+    h, w = gt_index.shape
     points = np.argwhere(pred)
     rows, cols = [], []
     for dy, dx in offsets:
@@ -104,7 +116,7 @@ def _matched_pairs(pred: np.ndarray, gt: np.ndarray, offsets: np.ndarray) -> int
     rows, cols = np.concatenate(rows), np.concatenate(cols)
     if len(rows) == 0:
         return 0
-    graph = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(points), int(gt.sum())))
+    graph = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(points), int(gt_index.max()) + 1))
     return int((maximum_bipartite_matching(graph, perm_type="column") >= 0).sum())
 
 
@@ -151,12 +163,15 @@ class SeismEdgeMetric(_EdgeMetric):
 
     def _update_image(self, prob: np.ndarray, gt: np.ndarray, radius: float) -> None:
         gt_thin = thin(gt)
+        gt_index = np.full(gt.shape, -1)
+        gt_index[gt_thin] = np.arange(gt_thin.sum())
+        near_gt = _within(gt_thin, radius)
         offsets = _disk_offsets(radius)
         predicted = thin(prob[None] >= self.thresholds[:, None, None])  # [T, H, W]
         s = self._state
         for j in range(len(self.thresholds)):
             if j == 0 or not np.array_equal(predicted[j], predicted[j - 1]):
-                matched = _matched_pairs(predicted[j], gt_thin, offsets)
+                matched = _matched_pairs(predicted[j] & near_gt, gt_index, offsets)
             s["pred_hit"][j] += matched
             s["gt_hit"][j] += matched
         s["pred_total"] += predicted.sum(axis=(1, 2))
@@ -169,10 +184,7 @@ class FastEdgeMetric(_EdgeMetric):
     convention = "fast"
 
     def _update_image(self, prob: np.ndarray, gt: np.ndarray, radius: float) -> None:
-        if gt.any():
-            near_gt = ndimage.distance_transform_edt(~gt) <= radius
-        else:
-            near_gt = np.zeros_like(gt)
+        near_gt = _within(gt, radius)
         r = int(np.floor(radius))
         yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
         best_nearby = ndimage.maximum_filter(prob, footprint=yy**2 + xx**2 <= radius**2, mode="constant", cval=-1.0)
@@ -181,6 +193,13 @@ class FastEdgeMetric(_EdgeMetric):
         s["pred_hit"] += _count_at_least(prob[near_gt], self.thresholds)
         s["gt_hit"] += _count_at_least(best_nearby[gt], self.thresholds)
         s["gt_total"] += gt.sum()
+
+
+def _within(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels at distance ≤ radius from a pixel of ``mask``."""
+    if not mask.any():
+        return np.zeros_like(mask)
+    return ndimage.distance_transform_edt(~mask) <= radius
 
 
 def _count_at_least(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
