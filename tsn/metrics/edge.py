@@ -23,6 +23,7 @@ across processes and ``merge`` the states for a full PASCAL-Context run.
 
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 import numpy as np
@@ -71,7 +72,7 @@ def thin(mask: np.ndarray) -> np.ndarray:
     candidates = np.flatnonzero(image)
     touched_before = candidates
     stamp = np.empty(image.size, dtype=np.int64)
-    for sub in range(1_000_000):
+    for sub in itertools.count():
         codes = np.zeros(len(candidates), dtype=np.uint8)
         for bit, step in enumerate(steps):
             codes |= image[candidates + step].astype(np.uint8) << bit
