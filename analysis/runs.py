@@ -1,0 +1,316 @@
+"""Stored runs -> tidy long pandas frames, from the Optuna storage or from W&B, cached locally as Parquet.
+
+Two frames per study:
+
+- ``metrics``: one row per study × trial × task × metric × convention (``value``), with the grid point
+  (``grid`` as JSON and the usual axes as columns: architecture, encoding, d, schedule, seed) and provenance
+  (config_hash, git_commit, trial, state, run_dir, wandb_run_id). A trial without metrics (failed, running,
+  pruned) keeps one row with an empty task, so that nothing is silently dropped.
+- ``history``: one row per trial × epoch × task with that epoch's validation primary metric (and the Δm stored then).
+
+Both sources are first turned into :class:`TrialRecord` objects, so the rest of the code does not know where a
+run came from. The W&B convention read here (what the sweep driver logs): ``run.config`` holds the identity keys of
+``sweeps.records`` plus ``study``, ``trial_number`` and ``params`` (the grid point; optionally ``search_space``);
+``run.summary`` holds the result keys of ``sweeps.records``; per-epoch records come from ``run.scan_history()``
+(nested keys may be flattened as ``metrics/semseg`` or ``metrics.semseg``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import pandas as pd
+
+from sweeps import records as R
+
+WANDB_STUDY = "study"
+WANDB_TRIAL = "trial_number"
+WANDB_PARAMS = "params"
+WANDB_SPACE = "search_space"
+WANDB_STATES = {"finished": "COMPLETE", "failed": "FAIL", "crashed": "FAIL", "killed": "FAIL", "running": "RUNNING"}
+
+# The grid axes that get their own column (axis name in trial.params / config path -> column).
+AXIS_COLUMNS = {
+    "model.architecture": "architecture",
+    "model.encoding": "encoding",
+    "model.embedding_dim": "d",
+    "train.schedule": "schedule",
+    "train.seed": "seed",
+}
+SEED_AXIS = "train.seed"
+TRIAL_COLUMNS = [
+    "study", "experiment", "dataset", "budget", "trial", "state", "grid", *AXIS_COLUMNS.values(),
+    "config_hash", "git_commit", "n_params", "macs", "wall_time_s", "delta_m_stored", "fail_reason",
+    "run_dir", "wandb_run_id", "config",
+]
+METRIC_COLUMNS = [*TRIAL_COLUMNS, "task", "metric", "convention", "value", "primary", "higher_is_better"]
+HISTORY_COLUMNS = ["study", "trial", "state", *AXIS_COLUMNS.values(), "epoch", "task", "value", "delta_m_stored"]
+
+
+class AnalysisError(ValueError):
+    """Input the analysis cannot use (unknown study, unreachable storage, nothing finished); one line."""
+
+
+@dataclass
+class TrialRecord:
+    """One trial, whichever store it came from. ``history`` is loaded lazily (W&B: a full history scan)."""
+
+    study: str
+    number: int
+    state: str  # an optuna.trial.TrialState name
+    params: dict[str, Any]
+    attrs: dict[str, Any]
+    key: str  # changes whenever the stored trial changes: the cache's validity key
+    history: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
+
+
+@dataclass
+class StudyData:
+    """A study's frames and its grid (axis -> choices), from which missing grid points are derived."""
+
+    name: str
+    metrics: pd.DataFrame
+    history: pd.DataFrame
+    space: dict[str, list[Any]]
+
+    def missing_points(self) -> list[dict[str, Any]]:
+        """Grid points (seed included) without a COMPLETE trial: never run, still running, failed or pruned."""
+        done = self.metrics[self.metrics["state"] == "COMPLETE"]["grid"].unique()
+        done_points = {json.dumps(json.loads(g), sort_keys=True) for g in done}
+        axes = sorted(self.space)
+        points = [dict(zip(axes, values)) for values in product(*(self.space[a] for a in axes))]
+        return [p for p in points if json.dumps(p, sort_keys=True) not in done_points]
+
+
+# ------------------------------------------------------------------------------------------------ conversion
+def _axis_value(axis: str, params: Mapping[str, Any], config: Mapping[str, Any]) -> Any:
+    if axis in params:
+        return params[axis]
+    section, _, key = axis.partition(".")
+    return (config.get(section) or {}).get(key)
+
+
+def _trial_row(record: TrialRecord) -> dict[str, Any]:
+    attrs, config = record.attrs, record.attrs.get(R.CONFIG) or {}
+    delta = attrs.get(R.DELTA_M)
+    row: dict[str, Any] = {
+        "study": record.study,
+        "experiment": attrs.get(R.EXPERIMENT),
+        "dataset": attrs.get(R.DATASET),
+        "budget": attrs.get(R.BUDGET),
+        "trial": record.number,
+        "state": record.state,
+        "grid": json.dumps(record.params, sort_keys=True),
+        "config_hash": attrs.get(R.CONFIG_HASH),
+        "git_commit": attrs.get(R.GIT_COMMIT),
+        "n_params": attrs.get(R.PARAMS),
+        "macs": attrs.get(R.MACS),
+        "wall_time_s": attrs.get(R.WALL_TIME),
+        "delta_m_stored": delta.get("value") if isinstance(delta, Mapping) else delta,
+        "fail_reason": attrs.get(R.FAIL_REASON),
+        "run_dir": attrs.get(R.RUN_DIR),
+        "wandb_run_id": attrs.get(R.WANDB_RUN_ID),
+        "config": json.dumps(config, sort_keys=True) if config else None,
+    }
+    for axis, column in AXIS_COLUMNS.items():
+        row[column] = _axis_value(axis, record.params, config)
+    if row["architecture"] is None:
+        row["architecture"] = attrs.get(R.ARCHITECTURE)
+    if row["seed"] is None:
+        row["seed"] = attrs.get(R.SEED)
+    return row
+
+
+def record_frames(record: TrialRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``metrics`` and ``history`` rows of one trial."""
+    base = _trial_row(record)
+    rows = []
+    for task, entry in (record.attrs.get(R.METRICS) or {}).items():
+        conventions = entry.get("conventions") or {}
+        for metric, value in (entry.get("values") or {}).items():
+            rows.append({**base, "task": task, "metric": metric, "convention": conventions.get(metric),
+                         "value": value, "primary": metric == entry.get("primary"),
+                         "higher_is_better": entry.get("higher_is_better")})
+    if not rows:
+        rows.append({**base, "task": None, "metric": None, "convention": None, "value": math.nan,
+                     "primary": None, "higher_is_better": None})
+    history = []
+    for epoch in record.history():
+        for task, value in (epoch.get("metrics") or {}).items():
+            history.append({**{c: base[c] for c in HISTORY_COLUMNS if c in base}, "epoch": epoch.get("epoch"),
+                            "task": task, "value": value, "delta_m_stored": epoch.get("delta_m")})
+    return _typed(pd.DataFrame(rows, columns=METRIC_COLUMNS)), _typed(pd.DataFrame(history, columns=HISTORY_COLUMNS))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """One dtype per column whatever the rows hold, so cached and fresh frames concatenate and round-trip."""
+    floats = ("n_params", "macs", "wall_time_s", "delta_m_stored", "value")
+    ints = ("trial", "d", "seed", "epoch")
+    for column in frame.columns:
+        if column in floats:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        elif column in ints:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
+        elif column in ("primary", "higher_is_better"):
+            frame[column] = frame[column].astype("boolean")
+        else:
+            frame[column] = frame[column].astype("string")
+    return frame
+
+
+def _space(records: Iterable[TrialRecord], declared: Mapping[str, Iterable[Any]]) -> dict[str, list[Any]]:
+    """The grid: declared choices per axis, completed by every value a trial used (a W&B run may not declare)."""
+    space = {axis: list(choices) for axis, choices in declared.items()}
+    for record in records:
+        for axis, value in record.params.items():
+            values = space.setdefault(axis, [])
+            if value not in values:
+                values.append(value)
+    return space
+
+
+# ------------------------------------------------------------------------------------------------ optuna
+def optuna_study_names(storage: str) -> list[str]:
+    import optuna
+
+    try:
+        return sorted(optuna.get_all_study_names(storage))
+    except Exception as err:  # noqa: BLE001 - any driver/URL error means the same thing to the user
+        raise AnalysisError(f"cannot read study storage {storage}: {str(err).splitlines()[0]}") from None
+
+
+def optuna_records(storage: str, study: str) -> tuple[list[TrialRecord], dict[str, list[Any]]]:
+    """The study's trials as records, and the grid declared by their categorical distributions."""
+    import optuna
+
+    names = optuna_study_names(storage)
+    if study not in names:
+        raise AnalysisError(f"unknown study {study!r} in {storage}; valid: {', '.join(names) or '(none)'}")
+    trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    records, declared = [], {}
+    for t in trials:
+        for axis, dist in t.distributions.items():
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                declared.setdefault(axis, list(dist.choices))
+        history = t.user_attrs.get(R.HISTORY) or []
+        key = f"{t.state.name}|{t.datetime_complete}|{len(t.user_attrs)}"
+        records.append(TrialRecord(study, t.number, t.state.name, dict(t.params), dict(t.user_attrs), key,
+                                   lambda h=history: list(h)))
+    return records, _space(records, declared)
+
+
+# ------------------------------------------------------------------------------------------------ W&B
+def _nest(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A W&B history row -> the nested per-epoch record (``metrics/semseg`` -> ``{"metrics": {"semseg": …}}``)."""
+    nested: dict[str, Any] = {}
+    for key, value in row.items():
+        if key.startswith("_"):
+            continue
+        for sep in ("/", "."):
+            if sep in key:
+                outer, inner = key.split(sep, 1)
+                nested.setdefault(outer, {})[inner] = value
+                break
+        else:
+            nested[key] = value
+    return nested
+
+
+def wandb_records(runs: Iterable[Any]) -> tuple[list[TrialRecord], dict[str, list[Any]]]:
+    """Records from W&B run objects (anything with ``id``, ``state``, ``config``, ``summary``, ``scan_history()``)."""
+    records, declared = [], {}
+    for run in runs:
+        config, summary = dict(run.config), dict(run.summary)
+        params = dict(config.pop(WANDB_PARAMS, None) or {})
+        for axis, choices in (config.pop(WANDB_SPACE, None) or {}).items():
+            declared.setdefault(axis, list(choices))
+        study, number = config.pop(WANDB_STUDY), int(config.pop(WANDB_TRIAL))
+        attrs = {**config, **{k: v for k, v in summary.items() if not k.startswith("_")}}
+        attrs.setdefault(R.WANDB_RUN_ID, run.id)
+        state = WANDB_STATES.get(run.state, run.state.upper())
+        key = f"{state}|{summary.get('_timestamp')}|{len(attrs)}"
+
+        def history(run: Any = run, stored: Any = attrs.pop(R.HISTORY, None)) -> list[dict[str, Any]]:
+            return list(stored) if stored else [_nest(row) for row in run.scan_history()]
+
+        records.append(TrialRecord(study, number, state, params, attrs, key, history))
+    return records, _space(records, declared)
+
+
+def wandb_study_records(path: str, study: str) -> tuple[list[TrialRecord], dict[str, list[Any]]]:
+    import wandb
+
+    try:
+        runs = wandb.Api().runs(path, filters={"group": study})
+        return wandb_records(runs)
+    except Exception as err:  # noqa: BLE001 - network, auth and path errors all end the same way
+        raise AnalysisError(f"cannot read W&B runs of {path} group {study}: {str(err).splitlines()[0]}") from None
+
+
+# ------------------------------------------------------------------------------------------------ cache
+def _cache_paths(cache_dir: Path, study: str) -> tuple[Path, Path, Path]:
+    return cache_dir / f"{study}.metrics.parquet", cache_dir / f"{study}.history.parquet", cache_dir / f"{study}.json"
+
+
+def build_study(
+    study: str,
+    records: list[TrialRecord],
+    space: dict[str, list[Any]],
+    cache_dir: str | Path | None = None,
+) -> StudyData:
+    """Frames of ``records``; with ``cache_dir``, only trials that are new or whose key changed are converted."""
+    cached: dict[str, str] = {}
+    old_metrics = old_history = None
+    if cache_dir is not None:
+        metrics_path, history_path, keys_path = _cache_paths(Path(cache_dir), study)
+        if metrics_path.exists() and history_path.exists() and keys_path.exists():
+            cached = json.loads(keys_path.read_text())["keys"]
+            old_metrics, old_history = pd.read_parquet(metrics_path), pd.read_parquet(history_path)
+    keys = {str(r.number): r.key for r in records}
+    fresh = [r for r in records if cached.get(str(r.number)) != r.key]
+    keep = {int(n) for n, k in keys.items() if cached.get(n) == k}
+    parts = [record_frames(r) for r in fresh]
+    metrics = [f for f, _ in parts]
+    history = [h for _, h in parts]
+    if old_metrics is not None:
+        metrics.insert(0, old_metrics[old_metrics["trial"].isin(keep)])
+        history.insert(0, old_history[old_history["trial"].isin(keep)])
+    frame = _concat(metrics, METRIC_COLUMNS)
+    hist = _concat(history, HISTORY_COLUMNS)
+    if cache_dir is not None and (fresh or set(cached) != set(keys)):
+        metrics_path, history_path, keys_path = _cache_paths(Path(cache_dir), study)
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(metrics_path, index=False)
+        hist.to_parquet(history_path, index=False)
+        keys_path.write_text(json.dumps({"keys": keys}, sort_keys=True))
+    return StudyData(study, frame, hist, space)
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return _typed(frame[columns]).sort_values(["trial"], kind="stable").reset_index(drop=True)
+
+
+def load_study(
+    study: str,
+    storage: str | None = None,
+    cache_dir: str | Path | None = None,
+    source: str = "optuna",
+    wandb_path: str | None = None,
+) -> StudyData:
+    """One study's frames from Optuna (``storage``) or W&B (``wandb_path``, runs grouped by study name)."""
+    if source == "optuna":
+        records, space = optuna_records(storage, study)
+    elif source == "wandb":
+        if not wandb_path:
+            raise AnalysisError("--source wandb needs --wandb-path ENTITY/PROJECT")
+        records, space = wandb_study_records(wandb_path, study)
+    else:
+        raise AnalysisError(f"unknown source {source!r}; valid: optuna, wandb")
+    return build_study(study, records, space, None if cache_dir is None else Path(cache_dir) / source)

@@ -1,0 +1,360 @@
+"""Stored runs -> the paper's tables (Markdown, LaTeX booktabs, CSV), each cell mean ± std over seeds.
+
+One aggregation (:func:`summarise`) serves every table; one renderer per output format. Δm is recomputed per seed
+from the stored primary metrics against the single-task trial of the same seed in ``baselines-{dataset}-{budget}``,
+then aggregated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from analysis import published
+from analysis.runs import AXIS_COLUMNS, SEED_AXIS, AnalysisError, StudyData
+from tsn.config import SCHEDULES
+from tsn.metrics.delta_m import delta_m
+from tsn.tasks import dataset_tasks
+
+AXIS_ORDER: dict[str, Sequence[Any]] = {
+    "model.architecture": published.ARCHITECTURE_ORDER,
+    "model.encoding": published.ENCODING_ORDER,
+    "train.schedule": SCHEDULES,
+}
+BASELINE_EXPERIMENT = "baselines"
+BASELINE_ARCHITECTURE = "single_task"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    higher_is_better: bool | None = None  # None: no arrow, no bold
+    scale: float = 1.0
+    digits: int = 2
+    suffix: str = ""
+    show_std: bool = True  # False for quantities fixed by the grid point (parameter counts)
+
+
+@dataclass
+class Table:
+    """Statistics per row (index = row labels) and column: ``mean``, ``std`` and ``n`` frames of equal shape."""
+
+    name: str
+    title: str
+    index_names: list[str]
+    columns: list[Column]
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    n: pd.Series | None = None  # seeds per row
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------ study names
+def parse_study_name(name: str) -> tuple[str, str, str]:
+    """``{experiment}-{dataset}-{budget}`` -> its three parts."""
+    parts = name.split("-")
+    if len(parts) != 3:
+        raise AnalysisError(f"study name {name!r} is not of the form experiment-dataset-budget")
+    return parts[0], parts[1], parts[2]
+
+
+def baseline_study_name(name: str) -> str:
+    _, dataset, budget = parse_study_name(name)
+    return f"{BASELINE_EXPERIMENT}-{dataset}-{budget}"
+
+
+def is_comparable(name: str) -> bool:
+    _, dataset, budget = parse_study_name(name)
+    return dataset == published.COMPARABLE["dataset"] and budget == published.COMPARABLE["budget"]
+
+
+# ------------------------------------------------------------------------------------------------ per trial
+def row_axes(study: StudyData) -> list[str]:
+    """The axes a table's rows vary over: every grid axis but the seed (known axes first, in the paper's order)."""
+    known = list(AXIS_COLUMNS)
+    axes = sorted(study.space, key=lambda a: (known.index(a) if a in known else len(known), a))
+    return [a for a in axes if a != SEED_AXIS]
+
+
+def per_trial(study: StudyData) -> pd.DataFrame:
+    """One row per COMPLETE trial: grid axes, seed, n_params, macs, stored Δm and each task's primary metric."""
+    done = study.metrics[(study.metrics["state"] == "COMPLETE") & study.metrics["primary"].fillna(False)]
+    if done.empty:
+        raise AnalysisError(f"study {study.name!r} has no finished trials")
+    wide = done.pivot_table(index="trial", columns="task", values="value", aggfunc="first")
+    first = done.drop_duplicates("trial").set_index("trial")
+    out = first[["seed", "architecture", "n_params", "macs", "delta_m_stored", "run_dir", "config"]].join(wide)
+    grid = first["grid"].map(json.loads)
+    for axis in study.space:
+        out[axis] = grid.map(lambda g, a=axis: g.get(a))
+    out.attrs["tasks"] = list(dict.fromkeys(done["task"]))
+    out.attrs["higher_is_better"] = dict(zip(done["task"], done["higher_is_better"].astype(bool)))
+    return out.reset_index()
+
+
+def baseline_by_seed(baselines: StudyData) -> pd.DataFrame:
+    """Single-task primary metrics per seed (the latest COMPLETE single-task trial of each seed), with its trial."""
+    trials = per_trial(baselines)
+    single = trials[trials["architecture"] == BASELINE_ARCHITECTURE].sort_values("trial")
+    return single.drop_duplicates("seed", keep="last").set_index("seed")
+
+
+def add_delta_m(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
+    """``delta_m`` (astmt, %) per trial against the single-task trial of the same seed (NaN when there is none)."""
+    tasks, higher = trials.attrs["tasks"], trials.attrs["higher_is_better"]
+    values, refs = [], []
+    for _, row in trials.iterrows():
+        if baselines is None or row["seed"] not in baselines.index:
+            values.append(math.nan)
+            refs.append(pd.NA)
+            continue
+        base = baselines.loc[row["seed"]]
+        values.append(delta_m({t: row[t] for t in tasks}, {t: base[t] for t in tasks},
+                              {t: higher[t] for t in tasks}, convention="astmt"))
+        refs.append(int(base["trial"]))
+    out = trials.assign(delta_m=values, baseline_trial=refs)
+    out.attrs.update(trials.attrs)
+    return out
+
+
+def sort_key(axis: str, value: Any) -> tuple:
+    order = AXIS_ORDER.get(axis, ())
+    return (order.index(value), "") if value in order else (len(order), value)
+
+
+# ------------------------------------------------------------------------------------------------ aggregation
+def summarise(
+    frame: pd.DataFrame, by: list[str], columns: list[Column], name: str, title: str, notes: Iterable[str] = ()
+) -> Table:
+    """Mean, sample std and count over the rows of ``frame`` sharing ``by``; rows in paper order."""
+    keys = [c.key for c in columns]
+    grouped = frame.groupby(by, dropna=False, sort=False)[keys]
+    mean, std = grouped.mean(), grouped.std(ddof=1)
+    n = frame.groupby(by, dropna=False, sort=False).size()
+    order = sorted(mean.index, key=lambda k: tuple(sort_key(a, v) for a, v in zip(by, k if len(by) > 1 else (k,))))
+    return Table(name, title, list(by), columns, mean.loc[order], std.loc[order], n.loc[order], list(notes))
+
+
+def metric_columns(tasks: Sequence[str], higher: Mapping[str, bool], dataset: str) -> list[Column]:
+    specs = dataset_tasks(dataset, tasks) if dataset else None
+    cols = [Column(t, f"{t} {specs.get(t).metric}" if specs else t, bool(higher[t])) for t in tasks]
+    return [*cols, Column("delta_m", "Δm %", False), Column("n_params", "params", None, 1e-6, 2, "M", show_std=False)]
+
+
+def missing_notes(study: StudyData) -> list[str]:
+    """Grid points without a finished trial, with a count, and each failed trial's reason."""
+    missing = study.missing_points()
+    total = math.prod(len(v) for v in study.space.values()) if study.space else 0
+    notes = []
+    if missing:
+        notes.append(f"missing: {len(missing)} of {total} grid points not finished")
+        trials = study.metrics.drop_duplicates("trial")
+        for point in missing:
+            grid = json.dumps(point, sort_keys=True)
+            tried = trials[trials["grid"].map(lambda g: json.dumps(json.loads(g), sort_keys=True)) == grid]
+            label = ", ".join(f"{k}={v}" for k, v in point.items())
+            if tried.empty:
+                notes.append(f"- {label}: not run")
+            for _, t in tried.iterrows():
+                reason = f": {t['fail_reason']}" if isinstance(t["fail_reason"], str) else ""
+                notes.append(f"- {label}: trial {t['trial']} {t['state']}{reason}")
+    return notes
+
+
+def ablation_table(study: StudyData, baselines: StudyData | None) -> tuple[Table, pd.DataFrame]:
+    """The study's table (rows = grid point without seed) and the per-trial frame it was computed from."""
+    experiment, dataset, budget = parse_study_name(study.name)
+    base = baseline_by_seed(baselines) if baselines is not None else None
+    trials = add_delta_m(per_trial(study), base)
+    notes = missing_notes(study)
+    if base is None:
+        notes.append(f"Δm not computed: no baseline study {baseline_study_name(study.name)}")
+    elif trials["delta_m"].isna().any():
+        seeds = sorted(trials.loc[trials["delta_m"].isna(), "seed"].unique())
+        notes.append(f"Δm missing for seeds {seeds}: no finished single-task baseline of that seed")
+    columns = metric_columns(trials.attrs["tasks"], trials.attrs["higher_is_better"], dataset)
+    title = f"{experiment} ablation, {dataset}, {budget} budget: mean ± std over seeds (Δm per seed, astmt, ↓)"
+    by = row_axes(study) or ["architecture"]
+    return summarise(trials, by, columns, study.name, title, notes), trials
+
+
+def comparison_table(table: Table) -> Table | None:
+    """Ours beside the paper's published numbers (rows = method × quantity), for comparable studies only."""
+    experiment, _, _ = parse_study_name(table.name)
+    paper = {"baselines": published.TABLE1, "embedding": published.EMBEDDING}.get(experiment)
+    if paper is None:
+        return None
+    rows = []
+    for label in table.mean.index:
+        ref = paper.get(label if not isinstance(label, tuple) or len(label) > 1 else label[0])
+        for col in table.columns:
+            if ref is not None and ref.get(col.key) is not None:
+                ours, theirs = table.mean.loc[label, col.key], ref[col.key]
+                rows.append({"row": str(label), "quantity": col.label, "ours": ours * col.scale,
+                             "paper": theirs * col.scale, "ours − paper": (ours - theirs) * col.scale})
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows).set_index(["row", "quantity"])
+    cols = [Column(c, c) for c in ("ours", "paper", "ours − paper")]
+    return Table(f"{table.name}-vs-paper", "Ours vs the paper's published numbers (tsn-paper.md §5)",
+                 ["row", "quantity"], cols, frame, frame * math.nan)
+
+
+def claim_line(text: str, holds: bool, detail: str) -> str:
+    return f"{'✓' if holds else '✗'} {text} ({detail})"
+
+
+def baseline_claims(table: Table) -> list[str]:
+    """The paper's qualitative claim on Table 1: TSN Δm ≤ task-specific INs' Δm."""
+    index = [k if not isinstance(k, tuple) else k[0] for k in table.mean.index]
+    if "tsn" not in index or "task_in" not in index:
+        return []
+    means = dict(zip(index, table.mean["delta_m"]))
+    return [claim_line("TSN Δm ≤ task-specific INs' Δm", means["tsn"] <= means["task_in"],
+                       f"{means['tsn']:.2f} vs {means['task_in']:.2f}")]
+
+
+# ------------------------------------------------------------------------------------------------ scaling
+def scaling_tables(
+    name: str, config: Mapping[str, Any] | None, task_counts: Sequence[int] = published.SCALING_TASK_COUNTS
+) -> list[Table]:
+    """Parameters and MACs per architecture for T = 1…9 (no training: counted on the meta device).
+
+    The model is ``config`` (a stored RunConfig dict) or else the study's budget profile on its dataset.
+    """
+    from tsn.config import from_dict, resolve
+    from tsn.models import ARCHITECTURES
+    from tsn.params import count_macs, meta_model, scaling_table, synthetic_tasks
+
+    _, dataset, budget = parse_study_name(name)
+    cfg = from_dict(config) if config else resolve(budget, extra={"data": {"dataset": dataset}})
+    tasks = dataset_tasks(cfg.data.dataset, cfg.data.tasks)
+    counts = list(task_counts)
+    archs = sorted(ARCHITECTURES, key=lambda a: sort_key("model.architecture", a))
+    params = pd.DataFrame(scaling_table(cfg.model, tasks, counts, archs)).T
+    macs = pd.DataFrame({a: {t: count_macs(meta_model(replace(cfg.model, architecture=a, encoding="gaussian"),
+                                                      synthetic_tasks(t, tasks)), cfg.data.image_size)
+                             for t in counts} for a in archs}).T
+    columns = [Column(t, f"T={t}") for t in counts]
+    flat = params.loc["tsn"].nunique() == 1
+    claims = [claim_line("TSN parameters flat in T", flat,
+                         f"{params.loc['tsn'].min():,}–{params.loc['tsn'].max():,}")]
+    size = f"{cfg.model.backbone}, width {cfg.model.decoder_width}, d = {cfg.model.embedding_dim}"
+    p = Table(f"scaling-params-{dataset}-{budget}", f"Parameters (M) vs number of tasks T ({size})", ["architecture"],
+              [replace(c, scale=1e-6) for c in columns], params, params * math.nan, notes=claims)
+    m = Table(f"scaling-macs-{dataset}-{budget}",
+              f"GMACs per image predicting all T tasks, {cfg.data.image_size}×{cfg.data.image_size} ({size})",
+              ["architecture"], [replace(c, scale=1e-9, digits=3) for c in columns], macs, macs * math.nan)
+    return [p, m]
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+def _number(value: float, col: Column) -> str:
+    scaled = round(value * col.scale, col.digits) + 0.0  # + 0.0 turns -0.0 into 0.0: no "-0.00"
+    return f"{scaled:.{col.digits}f}{col.suffix}"
+
+
+def _cell(table: Table, label: Any, col: Column) -> str:
+    mean, std = table.mean.loc[label, col.key], table.std.loc[label, col.key]
+    if pd.isna(mean):
+        return "–"
+    text = _number(mean, col)
+    return text if pd.isna(std) or not col.show_std else f"{text} ± {_number(std, col)}"
+
+
+def _best(table: Table, col: Column) -> Any:
+    if col.higher_is_better is None:
+        return None
+    values = table.mean[col.key].dropna()
+    if values.empty:
+        return None
+    return values.idxmax() if col.higher_is_better else values.idxmin()
+
+
+def _arrow(col: Column, latex: bool) -> str:
+    if col.higher_is_better is None:
+        return ""
+    if latex:
+        return " $\\uparrow$" if col.higher_is_better else " $\\downarrow$"
+    return " ↑" if col.higher_is_better else " ↓"
+
+
+def _index_names(table: Table) -> list[str]:
+    """Row-label headers: an axis' short column name (``model.encoding`` -> ``encoding``)."""
+    return [AXIS_COLUMNS.get(n, n) for n in table.index_names]
+
+
+def _labels(table: Table, label: Any) -> list[str]:
+    return [str(v) for v in (label if isinstance(label, tuple) else (label,))]
+
+
+def _grid(table: Table, latex: bool) -> tuple[list[str], list[list[str]]]:
+    """Header and body cells; with ``latex`` every text is escaped and ± / – / bold are LaTeX."""
+    esc = _tex_escape if latex else str
+    header = [*map(esc, _index_names(table)), *(esc(c.label) + _arrow(c, latex) for c in table.columns)]
+    header += ["n"] if table.n is not None else []
+    bold = {c.key: _best(table, c) for c in table.columns}
+    rows = []
+    for label in table.mean.index:
+        cells = []
+        for col in table.columns:
+            text = _cell(table, label, col)
+            if bold[col.key] is not None and bold[col.key] == label:
+                text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
+            cells.append(text.replace("±", "$\\pm$").replace("–", "--") if latex else text)
+        rows.append([*map(esc, _labels(table, label)), *cells] + ([str(table.n.loc[label])] if table.n is not None else []))
+    return header, rows
+
+
+def to_markdown(table: Table) -> str:
+    header, rows = _grid(table, latex=False)
+    lines = [f"**{table.title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines + ([""] + table.notes if table.notes else [])) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    text = text.replace("_", "\\_").replace("%", "\\%").replace("#", "\\#")
+    return text.replace("Δm", "$\\Delta_m$").replace("↓", "$\\downarrow$").replace("↑", "$\\uparrow$")
+
+
+def to_latex(table: Table) -> str:
+    header, rows = _grid(table, latex=True)
+    spec = "l" * len(table.index_names) + "r" * (len(header) - len(table.index_names))
+    body = [" & ".join(cells) + " \\\\" for cells in [header, *rows]]
+    notes = "".join(f"% {n}\n" for n in table.notes)
+    return (
+        "\\begin{table}[t]\n\\centering\n"
+        f"\\caption{{{_tex_escape(table.title)}}}\n\\label{{tab:{table.name}}}\n"
+        f"\\begin{{tabular}}{{{spec}}}\n\\toprule\n{body[0]}\n\\midrule\n" + "\n".join(body[1:])
+        + f"\n\\bottomrule\n\\end{{tabular}}\n\\end{{table}}\n{notes}"
+    )
+
+
+def to_csv(table: Table) -> str:
+    frame = pd.DataFrame(index=table.mean.index)
+    for col in table.columns:
+        frame[f"{col.key}_mean"] = table.mean[col.key]
+        frame[f"{col.key}_std"] = table.std[col.key]
+    if table.n is not None:
+        frame["n"] = table.n
+    frame.index.names = _index_names(table)
+    return frame.reset_index().to_csv(index=False)
+
+
+def write_table(table: Table, out_dir: str | Path) -> dict[str, Path]:
+    """``<name>.md``, ``.tex`` and ``.csv`` under ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for ext, render in (("md", to_markdown), ("tex", to_latex), ("csv", to_csv)):
+        paths[ext] = out / f"{table.name}.{ext}"
+        paths[ext].write_text(render(table))
+    return paths
+

@@ -1,0 +1,215 @@
+"""analysis/: stored studies -> frames -> tables (md/tex/csv) and figures, checked on hand-made studies."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pandas as pd
+import pytest
+
+import analysis.runs as runs
+from analysis import make_tables, tables
+from analysis.runs import AnalysisError, load_study, wandb_records
+from sweeps import records as R
+from tsn.config import resolve
+from test_analysis_fixtures import BASELINES, EMBEDDING, FAILED, build_storage
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def storage(tmp_path: Path) -> str:
+    return build_storage(tmp_path, resolve("smoke").to_dict())
+
+
+def baseline_table(storage: str, tmp_path: Path) -> tables.Table:
+    base = load_study(BASELINES, storage)
+    table, _ = tables.ablation_table(base, base)
+    return table
+
+
+# ------------------------------------------------------------------------------------------------ frames
+def test_frame_has_one_row_per_trial_task_metric_and_keeps_failed_trials(storage: str) -> None:
+    data = load_study(EMBEDDING, storage)
+    frame = data.metrics
+    assert len(frame) == 6 * 2 * 2 + 1  # 6 finished × 2 tasks × 2 metrics + 1 row for the failed trial
+    failed = frame[frame["state"] == "FAIL"]
+    assert failed["fail_reason"].tolist() == [FAILED[1]] and failed["task"].isna().all()
+    assert set(frame.columns) >= {"config_hash", "git_commit", "trial", "state", "encoding", "d", "seed", "convention"}
+    row = frame[(frame["encoding"] == "orthogonal") & (frame["d"] == 10) & (frame["seed"] == 1)
+                & (frame["metric"] == "miou")]
+    assert row["value"].tolist() == [45.0] and row["primary"].tolist() == [True]
+    assert len(data.history) == 6 * 2 * 2  # trials × epochs × tasks
+
+
+def test_missing_grid_points_are_the_unfinished_ones(storage: str) -> None:
+    missing = load_study(EMBEDDING, storage).missing_points()
+    assert sorted((p["model.encoding"], p["model.embedding_dim"], p["train.seed"]) for p in missing) == [
+        ("gaussian", 20, 1), ("orthogonal", 20, 1)]
+
+
+def test_unknown_study_names_the_valid_ones(storage: str) -> None:
+    with pytest.raises(AnalysisError, match=f"valid: {BASELINES}, {EMBEDDING}"):
+        load_study("nope-synthetic-smoke", storage)
+
+
+def test_zero_finished_trials_is_an_error(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.create_study(study_name="embedding-synthetic-smoke", storage=storage)
+    with pytest.raises(AnalysisError, match="no finished trials"):
+        tables.ablation_table(load_study("embedding-synthetic-smoke", storage), None)
+
+
+def test_cache_converts_only_new_or_changed_trials(storage: str, tmp_path: Path, monkeypatch) -> None:
+    calls: list[int] = []
+    convert = runs.record_frames
+    monkeypatch.setattr(runs, "record_frames", lambda r: calls.append(r.number) or convert(r))
+    first = load_study(EMBEDDING, storage, tmp_path / "cache")
+    assert len(calls) == 7
+    second = load_study(EMBEDDING, storage, tmp_path / "cache")
+    assert len(calls) == 7
+    pd.testing.assert_frame_equal(first.metrics, second.metrics)
+    study = optuna.load_study(study_name=EMBEDDING, storage=storage)
+    trial = study.trials[0]
+    study.add_trial(optuna.trial.create_trial(params={**trial.params, "train.seed": 1, "model.embedding_dim": 20},
+                                              distributions=trial.distributions, value=0.0,
+                                              user_attrs=trial.user_attrs))
+    third = load_study(EMBEDDING, storage, tmp_path / "cache")
+    assert calls[7:] == [7] and len(third.metrics) == len(first.metrics) + 4
+
+
+def fake_runs(storage: str, study_name: str) -> list[SimpleNamespace]:
+    """The study's trials as W&B run objects would present them (config, summary, scan_history)."""
+    out = []
+    for t in optuna.load_study(study_name=study_name, storage=storage).trials:
+        attrs = dict(t.user_attrs)
+        history = attrs.pop(R.HISTORY, [])
+        identity = {k: attrs.pop(k) for k in (R.EXPERIMENT, R.DATASET, R.BUDGET, R.ARCHITECTURE, R.SEED, R.CONFIG,
+                                              R.CONFIG_HASH, R.GIT_COMMIT) if k in attrs}
+        flat = [{"_step": i, "epoch": h["epoch"], "delta_m": h["delta_m"],
+                 **{f"metrics/{k}": v for k, v in h["metrics"].items()}} for i, h in enumerate(history)]
+        out.append(SimpleNamespace(
+            id=f"run{t.number}", state="finished" if t.state.name == "COMPLETE" else "failed",
+            config={**identity, "study": study_name, "trial_number": t.number, "params": dict(t.params)},
+            summary={**attrs, "_timestamp": 1.0}, scan_history=lambda rows=flat: iter(rows)))
+    return out
+
+
+def test_wandb_reader_gives_the_optuna_frame(storage: str) -> None:
+    from_optuna = load_study(EMBEDDING, storage)
+    records, space = wandb_records(fake_runs(storage, EMBEDDING))
+    from_wandb = runs.build_study(EMBEDDING, records, space)
+    ignore = ["wandb_run_id"]
+    pd.testing.assert_frame_equal(from_optuna.metrics.drop(columns=ignore), from_wandb.metrics.drop(columns=ignore))
+    pd.testing.assert_frame_equal(from_optuna.history, from_wandb.history)
+    assert from_wandb.missing_points() == from_optuna.missing_points()
+
+
+# ------------------------------------------------------------------------------------------------ tables
+def test_delta_m_per_seed_matches_a_hand_computation(storage: str) -> None:
+    base = load_study(BASELINES, storage)
+    trials = tables.add_delta_m(tables.per_trial(base), tables.baseline_by_seed(base))
+    tsn = trials[trials["architecture"] == "tsn"].set_index("seed")["delta_m"]
+    # seed 0: semseg 50 vs 40 -> +25 %; normals 20 vs 19 (lower is better) -> -5.263 %; Δm = -(25 - 5.263)/2
+    assert tsn[0] == pytest.approx(-(25.0 - 100 / 19) / 2)
+    assert tsn[1] == pytest.approx(0.0)  # identical to the seed-1 baseline
+    task_in = trials[trials["architecture"] == "task_in"].set_index("seed")["delta_m"]
+    # seed 1: semseg 42 vs 44 -> -4.545 %; normals 23 vs 22 -> -4.545 %; Δm = +4.545
+    assert task_in[1] == pytest.approx(100 / 22)
+
+
+def test_recomputed_delta_m_agrees_with_the_stored_one(storage: str) -> None:
+    base = load_study(BASELINES, storage)
+    for study in (base, load_study(EMBEDDING, storage)):
+        trials = tables.add_delta_m(tables.per_trial(study), tables.baseline_by_seed(base))
+        assert trials["delta_m"].tolist() == pytest.approx(trials["delta_m_stored"].tolist())
+
+
+def test_baseline_table_rows_columns_n_and_mean_std(storage: str, tmp_path: Path) -> None:
+    table = baseline_table(storage, tmp_path)
+    assert list(table.mean.index) == ["single_task", "task_in", "tsn"]  # the paper's order
+    assert [c.key for c in table.columns] == ["semseg", "normals", "delta_m", "n_params"]
+    assert table.n.tolist() == [2, 2, 2]
+    md = tables.to_markdown(table)
+    assert "| tsn | **47.00 ± 4.24** | 21.00 ± 1.41 |" in md  # semseg (50, 44): mean 47, sd 4.243
+    assert "| single_task | 42.00 ± 2.83 | **20.50 ± 2.12** | 0.00 ± 0.00 | 88.65M | 2 |" in md
+    assert "semseg miou ↑" in md and "normals mean ↓" in md and "Δm % ↓" in md
+
+
+def test_latex_bolds_the_best_cell_per_direction(storage: str, tmp_path: Path) -> None:
+    tex = tables.to_latex(baseline_table(storage, tmp_path))
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
+    rows = {line.split(" & ")[0]: line for line in tex.splitlines() if " & " in line}
+    assert "\\textbf{47.00 $\\pm$ 4.24}" in rows["tsn"]  # semseg ↑: the highest mean
+    assert "\\textbf{20.50 $\\pm$ 2.12}" in rows["single\\_task"]  # normals ↓: the lowest mean
+    assert rows["task\\_in"].count("\\textbf") == 0
+    assert "semseg miou $\\uparrow$" in tex and "normals mean $\\downarrow$" in tex
+
+
+def test_missing_runs_are_reported_with_count_and_reason(storage: str) -> None:
+    table, _ = tables.ablation_table(load_study(EMBEDDING, storage), load_study(BASELINES, storage))
+    assert list(table.mean.index) == [("orthogonal", 10), ("orthogonal", 20), ("gaussian", 10), ("gaussian", 20)]
+    assert table.n.tolist() == [2, 1, 2, 1]
+    notes = "\n".join(table.notes)
+    assert "missing: 2 of 8 grid points not finished" in notes
+    assert f"train.seed=1: trial 6 FAIL: {FAILED[1]}" in notes
+    assert "model.embedding_dim=20, model.encoding=orthogonal, train.seed=1: not run" in notes
+
+
+def test_csv_has_mean_and_std_per_column(storage: str, tmp_path: Path) -> None:
+    csv = pd.read_csv(tables.write_table(baseline_table(storage, tmp_path), tmp_path)["csv"])
+    assert csv.loc[csv["architecture"] == "tsn", "semseg_mean"].item() == pytest.approx(47.0)
+    assert csv.loc[csv["architecture"] == "tsn", "semseg_std"].item() == pytest.approx(math.sqrt(18))
+
+
+def test_comparison_with_the_paper_uses_published_numbers() -> None:
+    table = tables.Table("baselines-pascal_context-paper", "t", ["model.architecture"],
+                         [tables.Column("semseg", "semseg", True)],
+                         pd.DataFrame({"semseg": [64.0]}, index=["tsn"]), pd.DataFrame({"semseg": [0.1]}, index=["tsn"]))
+    assert tables.is_comparable(table.name) and not tables.is_comparable(BASELINES)
+    comparison = tables.comparison_table(table)
+    assert comparison.mean.loc[("tsn", "semseg")].tolist() == pytest.approx([64.0, 64.2, -0.2])
+
+
+def test_scaling_tables_and_the_flat_tsn_claim() -> None:
+    params, macs = tables.scaling_tables("scaling-synthetic-smoke", None, task_counts=(1, 2))
+    assert list(params.mean.columns) == [1, 2] and "tsn" in params.mean.index
+    assert params.mean.loc["tsn", 1] == params.mean.loc["tsn", 2]
+    assert params.mean.loc["single_task", 2] > 1.9 * params.mean.loc["single_task", 1]  # one network per task
+    assert params.notes[0].startswith("✓ TSN parameters flat in T")
+    assert (macs.mean > 0).all().all()
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_writes_tables_prints_markdown_and_checks_claims(storage: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "reports"
+    assert make_tables.main(["--storage", storage, "--out", str(out), "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    assert "| tsn |" in printed and "| orthogonal | 10 |" in printed
+    assert "✓ TSN Δm ≤ task-specific INs' Δm" in printed and "not comparable" in printed
+    for name in (BASELINES, EMBEDDING):
+        assert all((out / f"{name}.{ext}").stat().st_size > 0 for ext in ("md", "tex", "csv"))
+    assert list((out / "cache" / "optuna").glob("*.parquet"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--study", "nope-synthetic-smoke"], f"unknown study 'nope-synthetic-smoke'; valid: {BASELINES}, {EMBEDDING}"),
+    (["--storage", "sqlite:////nonexistent/dir/x.db"], "cannot read study storage"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(storage: str, tmp_path: Path, argv, message) -> None:
+    argv = ["--storage", storage, *argv] if argv[0] != "--storage" else argv
+    proc = subprocess.run([sys.executable, "analysis/make_tables.py", *argv, "--out", str(tmp_path), "--no-figures"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_module_entry_point_prints_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "analysis.make_tables", "--help"], cwd=REPO, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and "--wandb-path" in proc.stdout

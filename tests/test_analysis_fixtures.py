@@ -1,0 +1,95 @@
+"""Hand-made stored studies for the analysis tests: what the sweep driver would have written, values chosen by hand.
+
+Two tasks: semseg (mIoU, higher is better) and normals (mean error, lower is better), dataset ``synthetic``,
+budget ``smoke``. ``baselines`` grid: architecture {single_task, task_in, tsn} × seed {0, 1}, all finished.
+``embedding`` grid: encoding {orthogonal, gaussian} × d {10, 20} × seed {0, 1}: (gaussian, 20, seed 1) failed,
+(orthogonal, 20, seed 1) never ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from sweeps import records as R
+from tsn.metrics.delta_m import delta_m
+
+STORAGE_NAME = "studies.db"
+BASELINES = "baselines-synthetic-smoke"
+EMBEDDING = "embedding-synthetic-smoke"
+HIGHER = {"semseg": True, "normals": False}
+
+# (architecture, seed) -> (semseg mIoU, normals mErr)
+BASELINE_VALUES = {
+    ("single_task", 0): (40.0, 19.0),
+    ("single_task", 1): (44.0, 22.0),
+    ("task_in", 0): (38.0, 26.0),
+    ("task_in", 1): (42.0, 23.0),
+    ("tsn", 0): (50.0, 20.0),
+    ("tsn", 1): (44.0, 22.0),
+}
+# (encoding, d, seed) -> (semseg, normals)
+EMBEDDING_VALUES = {
+    ("orthogonal", 10, 0): (41.0, 20.0),
+    ("orthogonal", 10, 1): (45.0, 21.0),
+    ("orthogonal", 20, 0): (39.0, 18.0),
+    ("gaussian", 10, 0): (40.0, 19.0),
+    ("gaussian", 10, 1): (46.0, 23.0),
+    ("gaussian", 20, 0): (42.0, 24.0),
+}
+FAILED = (("gaussian", 20, 1), "non-finite loss at epoch 1")
+
+
+def metrics_attrs(semseg: float, normals: float, seed: int, config: dict[str, Any]) -> dict[str, Any]:
+    """user_attrs of a finished trial, as records.py describes them; stored Δm against the same-seed baseline."""
+    metrics = {
+        "semseg": {"values": {"miou": semseg, "pixel_acc": semseg + 30}, "conventions": {"miou": "astmt",
+                   "pixel_acc": "astmt"}, "primary": "miou", "higher_is_better": True},
+        "normals": {"values": {"mean": normals, "median": normals - 3}, "conventions": {"mean": "astmt",
+                    "median": "astmt"}, "primary": "mean", "higher_is_better": False},
+    }
+    base = dict(zip(("semseg", "normals"), BASELINE_VALUES[("single_task", seed)]))
+    primary = {"semseg": semseg, "normals": normals}
+    history = [{"epoch": e, "metrics": {"semseg": semseg - 5 / e, "normals": normals + 2 / e}, "delta_m": None}
+               for e in (1, 2)]
+    return {
+        R.EXPERIMENT: config["experiment"], R.DATASET: "synthetic", R.BUDGET: "smoke",
+        R.ARCHITECTURE: config["architecture"], R.SEED: seed, R.CONFIG: config["config"],
+        R.CONFIG_HASH: f"hash-{config['architecture']}-{seed}", R.GIT_COMMIT: "abc123",
+        R.METRICS: metrics, R.PRIMARY: primary,
+        R.DELTA_M: delta_m(primary, base, HIGHER), R.DELTA_M_CONVENTION: "astmt",
+        R.BASELINE_METRICS: base, R.PARAMS: config["n_params"], R.MACS: 1000, R.WALL_TIME: 1.5,
+        R.HISTORY: history, R.RUN_DIR: config.get("run_dir"), R.WANDB_RUN_ID: None,
+    }
+
+
+def _add(study: optuna.Study, params: dict[str, Any], space: dict[str, list], attrs: dict[str, Any],
+         state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE) -> None:
+    dists = {k: optuna.distributions.CategoricalDistribution(v) for k, v in space.items()}
+    value = attrs.get(R.DELTA_M) if state == optuna.trial.TrialState.COMPLETE else None
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value, user_attrs=attrs,
+                                              state=state))
+
+
+def build_storage(tmp_path, config: dict[str, Any], run_dirs: dict[str, str] | None = None) -> str:
+    """Both studies in one SQLite file under ``tmp_path``; returns the storage URL."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{tmp_path / STORAGE_NAME}"
+    params_by_arch = {"single_task": 88_650_000, "task_in": 17_750_000, "tsn": 18_260_000}
+    base = optuna.create_study(study_name=BASELINES, storage=storage)
+    space = {"model.architecture": ["single_task", "task_in", "tsn"], "train.seed": [0, 1]}
+    for (arch, seed), (seg, nor) in BASELINE_VALUES.items():
+        info = {"experiment": "baselines", "architecture": arch, "config": config, "n_params": params_by_arch[arch],
+                "run_dir": (run_dirs or {}).get(arch)}
+        _add(base, {"model.architecture": arch, "train.seed": seed}, space, metrics_attrs(seg, nor, seed, info))
+    emb = optuna.create_study(study_name=EMBEDDING, storage=storage)
+    space = {"model.encoding": ["orthogonal", "gaussian"], "model.embedding_dim": [10, 20], "train.seed": [0, 1]}
+    for (enc, d, seed), (seg, nor) in EMBEDDING_VALUES.items():
+        info = {"experiment": "embedding", "architecture": "tsn", "config": config, "n_params": 18_000_000 + 1000 * d}
+        params = {"model.encoding": enc, "model.embedding_dim": d, "train.seed": seed}
+        _add(emb, params, space, metrics_attrs(seg, nor, seed, info))
+    (enc, d, seed), reason = FAILED
+    _add(emb, {"model.encoding": enc, "model.embedding_dim": d, "train.seed": seed}, space,
+         {R.EXPERIMENT: "embedding", R.SEED: seed, R.FAIL_REASON: reason}, optuna.trial.TrialState.FAIL)
+    return storage
