@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -22,9 +23,10 @@ from test_analysis_fixtures import BASELINES, EMBEDDING, FAILED, build_storage
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture()
-def storage(tmp_path: Path) -> str:
-    return build_storage(tmp_path, resolve("smoke").to_dict())
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Read-only for the tests that share it (the cache test mutates its own copy)."""
+    return build_storage(tmp_path_factory.mktemp("storage"), resolve("smoke").to_dict())
 
 
 def baseline_table(storage: str, tmp_path: Path) -> tables.Table:
@@ -65,7 +67,8 @@ def test_zero_finished_trials_is_an_error(tmp_path: Path) -> None:
         tables.ablation_table(load_study("embedding-synthetic-smoke", storage), None)
 
 
-def test_cache_converts_only_new_or_changed_trials(storage: str, tmp_path: Path, monkeypatch) -> None:
+def test_cache_converts_only_new_or_changed_trials(tmp_path: Path, monkeypatch) -> None:
+    storage = build_storage(tmp_path, resolve("smoke").to_dict())
     calls: list[int] = []
     convert = runs.record_frames
     monkeypatch.setattr(runs, "record_frames", lambda r: calls.append(r.number) or convert(r))
@@ -197,19 +200,23 @@ def test_cli_writes_tables_prints_markdown_and_checks_claims(storage: str, tmp_p
     assert list((out / "cache" / "optuna").glob("*.parquet"))
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--study", "nope-synthetic-smoke"], f"unknown study 'nope-synthetic-smoke'; valid: {BASELINES}, {EMBEDDING}"),
-    (["--storage", "sqlite:////nonexistent/dir/x.db"], "cannot read study storage"),
-])
-def test_cli_bad_input_is_one_line_and_exit_2(storage: str, tmp_path: Path, argv, message) -> None:
-    argv = ["--storage", storage, *argv] if argv[0] != "--storage" else argv
-    proc = subprocess.run([sys.executable, "analysis/make_tables.py", *argv, "--out", str(tmp_path), "--no-figures"],
+def test_script_with_unknown_study_is_one_line_and_exit_2(storage: str, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "analysis/make_tables.py", "--storage", storage, "--study",
+                           "nope-synthetic-smoke", "--out", str(tmp_path), "--no-figures"],
                           cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: unknown study 'nope-synthetic-smoke'; valid: {BASELINES}, {EMBEDDING}"
 
 
-def test_module_entry_point_prints_help() -> None:
-    proc = subprocess.run([sys.executable, "-m", "analysis.make_tables", "--help"], cwd=REPO, capture_output=True,
-                          text=True)
-    assert proc.returncode == 0 and "--wandb-path" in proc.stdout
+def test_unreachable_storage_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    assert make_tables.main(["--storage", "sqlite:////nonexistent/dir/x.db", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot read study storage sqlite:////nonexistent/dir/x.db") and "\n" not in err
+
+
+def test_module_entry_point(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["make_tables", "--help"])
+    monkeypatch.delitem(sys.modules, "analysis.make_tables")  # run it fresh, as `python -m` would
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("analysis.make_tables", run_name="__main__")
+    assert exit_info.value.code == 0 and "--wandb-path" in capsys.readouterr().out
