@@ -1,0 +1,81 @@
+"""analysis/figures.py: every figure is written as a non-empty PNG and PDF with a caption, from stored studies and
+from a real (tiny) trained TSN checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from analysis import figures, make_tables, tables
+from analysis.runs import load_study
+from tsn.checkpoint import save_checkpoint
+from tsn.config import resolve
+from tsn.models import build_model
+from tsn.tasks import dataset_tasks
+from tsn.train import Trainer
+from test_analysis_fixtures import BASELINES, EMBEDDING, build_storage
+
+SMOKE = ["data.train_samples=16", "data.val_samples=8", "train.batch_size=8", "train.epochs=1",
+         "train.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A TSN trained for one epoch by the real trainer, and an untrained task_in saved in the trainer's format."""
+    root = tmp_path_factory.mktemp("runs")
+    cfg = resolve("smoke", overrides=SMOKE)
+    Trainer(cfg, root / "tsn").fit()
+    task_in = resolve("smoke", overrides=[*SMOKE, "model.architecture=task_in"])
+    torch.manual_seed(0)
+    model = build_model(task_in.model, dataset_tasks(task_in.data.dataset, task_in.data.tasks))
+    save_checkpoint(root / "task_in" / "checkpoint.pt", {"model": model.state_dict(), "config": task_in.to_dict(),
+                                                         "epoch": 1})
+    return {"tsn": str(root / "tsn"), "task_in": str(root / "task_in")}
+
+
+def assert_written(paths: list[Path]) -> None:
+    assert [p.suffix for p in paths] == [".png", ".pdf", ".md"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+
+
+def test_scaling_figure(tmp_path: Path) -> None:
+    params, _ = tables.scaling_tables("scaling-synthetic-smoke", None, task_counts=(1, 2, 3))
+    paths = figures.scaling_figure(params, tmp_path)
+    assert_written(paths)
+    assert "log scale" in paths[2].read_text()
+
+
+def test_delta_m_vs_d_and_convergence_figures(tmp_path: Path) -> None:
+    storage = build_storage(tmp_path, resolve("smoke").to_dict())
+    base = load_study(BASELINES, storage)
+    _, trials = tables.ablation_table(load_study(EMBEDDING, storage), base)
+    paths = figures.delta_m_vs_d_figure(trials, tmp_path / "fig", EMBEDDING)
+    assert_written(paths)
+    assert "standard deviation (sd) over seeds" in paths[2].read_text()
+    by_seed = tables.baseline_by_seed(base)
+    assert_written(figures.convergence_figure(base.history, by_seed, {"semseg": True, "normals": False},
+                                              tmp_path / "fig", BASELINES))
+    long = figures.convergence_frame(base.history[base.history["architecture"] == "tsn"], by_seed,
+                                     {"semseg": True, "normals": False})
+    assert set(long["quantity"]) == {"Δm %", "semseg", "normals"}
+
+
+def test_checkpoint_figures_from_a_trained_tsn(run_dirs: dict[str, str], tmp_path: Path) -> None:
+    paths = figures.embedding_similarity_figure(run_dirs["tsn"], tmp_path, "run")
+    assert_written(paths)
+    assert "dendrogram" in paths[2].read_text()
+    assert_written(figures.qualitative_figure(run_dirs, tmp_path, "run", n=2))
+
+
+def test_cli_writes_every_figure(run_dirs: dict[str, str], tmp_path: Path) -> None:
+    # The stored trials point at the trained checkpoints but keep the fixture's two-task metrics.
+    storage = build_storage(tmp_path, resolve("smoke").to_dict(), run_dirs)
+    out = tmp_path / "reports"
+    assert make_tables.main(["--storage", storage, "--out", str(out)]) == 0
+    names = {p.name for p in (out / "figures").iterdir()}
+    for stem in (f"{EMBEDDING}-delta-m-vs-d", f"{BASELINES}-convergence", f"{BASELINES}-embedding-similarity",
+                 f"{BASELINES}-qualitative"):
+        assert {f"{stem}.png", f"{stem}.pdf", f"{stem}.md"} <= names
