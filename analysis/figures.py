@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
@@ -100,6 +101,7 @@ def convergence_figure(history: pd.DataFrame, baselines: pd.DataFrame | None, hi
                      errorbar="sd", ax=ax, legend=ax is axes.flat[0])
         arrow = "↓" if quantity == "Δm %" or not higher.get(quantity, True) else "↑"
         ax.set_title(f"{quantity} {arrow}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("")
     for ax in list(axes.flat)[len(quantities):]:
         ax.axis("off")

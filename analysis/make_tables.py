@@ -95,7 +95,7 @@ class Reporter:
     def checkpoint_figures(self, trials, figure_dir: Path, name: str) -> None:
         """Task-embedding similarity and the qualitative grid, from the first seed with TSN and task_in runs."""
         by_arch = trials.dropna(subset=["run_dir"]).sort_values(["seed", "trial"])
-        for seed, group in by_arch.groupby("seed"):
+        for _, group in by_arch.groupby("seed"):
             dirs = dict(zip(group["architecture"], group["run_dir"]))
             if "tsn" in dirs:
                 self.figure(figures.embedding_similarity_figure, dirs["tsn"], figure_dir, name)

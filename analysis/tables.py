@@ -175,7 +175,10 @@ def ablation_table(study: StudyData, baselines: StudyData | None) -> tuple[Table
     notes = missing_notes(study)
     if base is None:
         notes.append(f"Δm not computed: no baseline study {baseline_study_name(study.name)}")
-    elif trials["delta_m"].isna().any():
+    disagree = trials.loc[(trials["delta_m"] - trials["delta_m_stored"]).abs() > 1e-6, "trial"].tolist()
+    if disagree:
+        notes.append(f"recomputed Δm differs from the stored one for trials {disagree} (baseline changed?)")
+    if base is not None and trials["delta_m"].isna().any():
         seeds = sorted(trials.loc[trials["delta_m"].isna(), "seed"].unique())
         notes.append(f"Δm missing for seeds {seeds}: no finished single-task baseline of that seed")
     columns = metric_columns(trials.attrs["tasks"], trials.attrs["higher_is_better"], dataset)
@@ -304,10 +307,10 @@ def _grid(table: Table, latex: bool) -> tuple[list[str], list[list[str]]]:
     for label in table.mean.index:
         cells = []
         for col in table.columns:
-            text = _cell(table, label, col)
+            text = esc(_cell(table, label, col))
             if bold[col.key] is not None and bold[col.key] == label:
                 text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
-            cells.append(text.replace("±", "$\\pm$").replace("–", "--") if latex else text)
+            cells.append(text)
         rows.append([*map(esc, _labels(table, label)), *cells] + ([str(table.n.loc[label])] if table.n is not None else []))
     return header, rows
 
@@ -319,9 +322,14 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines + ([""] + table.notes if table.notes else [])) + "\n"
 
 
+TEX_SYMBOLS = {"_": "\\_", "%": "\\%", "#": "\\#", "&": "\\&", "Δm": "$\\Delta_m$", "↓": "$\\downarrow$",
+               "↑": "$\\uparrow$", "±": "$\\pm$", "–": "--", "−": "$-$", "×": "$\\times$", "…": "\\ldots{}"}
+
+
 def _tex_escape(text: str) -> str:
-    text = text.replace("_", "\\_").replace("%", "\\%").replace("#", "\\#")
-    return text.replace("Δm", "$\\Delta_m$").replace("↓", "$\\downarrow$").replace("↑", "$\\uparrow$")
+    for symbol, tex in TEX_SYMBOLS.items():
+        text = text.replace(symbol, tex)
+    return text
 
 
 def to_latex(table: Table) -> str:
