@@ -221,7 +221,8 @@ def resolve(
         budgets = load_budgets()
         if budget not in budgets:
             raise ConfigError(f"unknown budget {budget!r}; valid: {', '.join(budgets)}")
-        cfg = merge(cfg, budgets[budget])
+        # A budget's "sweep" section (e.g. max_seeds) concerns the sweep driver, not the run.
+        cfg = merge(cfg, {k: v for k, v in budgets[budget].items() if k != "sweep"})
     if config_file:
         cfg = merge(cfg, load_yaml(config_file) or {})
     if extra:

@@ -34,6 +34,7 @@ class TaskSpec:
     metric: str  # the primary (Delta-m) metric key produced by tsn.metrics
     higher_is_better: bool
     loss_kwargs: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    metric_kwargs: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if self.target not in TARGET_KINDS:
@@ -41,6 +42,7 @@ class TaskSpec:
         if self.channels < 1:
             raise ValueError(f"task {self.name!r}: channels must be >= 1, got {self.channels}")
         object.__setattr__(self, "loss_kwargs", MappingProxyType(dict(self.loss_kwargs)))
+        object.__setattr__(self, "metric_kwargs", MappingProxyType(dict(self.metric_kwargs)))
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,10 @@ def _semseg(classes: int) -> TaskSpec:
 
 
 def _parts(classes: int) -> TaskSpec:
-    return TaskSpec("parts", classes, "label", "cross_entropy", 2.0, "miou", True)
+    # Parts labels exist only on images with people (PASCAL); ASTMT skips the other images when evaluating.
+    return TaskSpec(
+        "parts", classes, "label", "cross_entropy", 2.0, "miou", True, metric_kwargs={"skip_unlabelled_images": True}
+    )
 
 
 def _edge(pos_weight: float) -> TaskSpec:

@@ -7,7 +7,7 @@ The primary (Δm) value of a task is ``result[task.metric]``.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable
 
 from tsn.metrics.base import Metric, MetricResult
 from tsn.metrics.delta_m import delta_m, relative_differences
@@ -20,15 +20,11 @@ from tsn.tasks import TaskSpec
 
 EDGE_EVALUATORS: dict[str, Callable[[float], Metric]] = {"seism": SeismEdgeMetric, "fast": FastEdgeMetric}
 
-# Dataset conventions a TaskSpec does not carry: PASCAL-Context parts labels exist only on images with people,
-# and ASTMT skips the others when evaluating parts.
-TASK_METRIC_KWARGS: Mapping[str, Mapping[str, object]] = {"parts": {"skip_unlabelled_images": True}}
-
 _Builder = Callable[[TaskSpec, float, str], Metric]  # (task, edge_max_dist, edge_evaluator) -> metric
 
 
 def _segmentation(task: TaskSpec, *_: object) -> Metric:
-    return SegmentationMetric(task.channels, **TASK_METRIC_KWARGS.get(task.name, {}))
+    return SegmentationMetric(task.channels, **task.metric_kwargs)
 
 
 def _edge(_: TaskSpec, max_dist: float, evaluator: str) -> Metric:

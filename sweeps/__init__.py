@@ -1,0 +1,1 @@
+"""Sweeps: experiment files -> resumable Optuna studies, one W&B run per trial."""

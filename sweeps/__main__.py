@@ -1,0 +1,84 @@
+"""``python -m sweeps {run,worker,status}``: run an experiment as a study, join one, or show its state."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tsn.config import ConfigError
+
+from .driver import Interrupted, Sweep
+from .experiment import load_experiment
+from .storage import DEFAULT_STORAGE, StorageError
+from .tracking import TrackingConfig
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", default=DEFAULT_STORAGE, help=f"study storage URL (default {DEFAULT_STORAGE})")
+    parser.add_argument("--n-trials", type=int, default=None, help="train at most this many trials in this process")
+    parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    parser.add_argument("--runs-dir", default="runs", help="checkpoints and metrics per config hash")
+    parser.add_argument("--no-wandb", action="store_true", help="do not mirror trials to W&B")
+    parser.add_argument("--wandb-project", default="tsn-ablations")
+    parser.add_argument("--wandb-entity", default=None)
+    parser.add_argument("--no-tables", action="store_true", help="do not print the tables at the end")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sweeps", description="TSN ablation sweeps (Optuna + W&B)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run (or continue) an experiment file as an Optuna study")
+    run.add_argument("experiment", help="e.g. experiments/embedding.yaml")
+    run.add_argument("--budget", default="cpu", help="smoke, cpu or paper (experiments/budgets.yaml)")
+    run.add_argument("--dataset", default=None, help="synthetic, pascal_context or nyud (default: the budget's)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="config override for every trial, e.g. --set data.root=/data/PASCAL_MT")
+    _add_common(run)
+    worker = sub.add_parser("worker", help="join a running study from any machine")
+    worker.add_argument("--study", required=True)
+    _add_common(worker)
+    return parser
+
+
+def _tables(args: argparse.Namespace, study: str) -> None:
+    if args.no_tables:
+        return
+    script = REPO / "analysis" / "make_tables.py"
+    if not script.exists():
+        return
+    subprocess.run([sys.executable, str(script), "--storage", args.storage, "--study", study], check=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    tracking = TrackingConfig(enabled=not args.no_wandb, project=args.wandb_project, entity=args.wandb_entity,
+                              dir=args.runs_dir)
+    try:
+        common = dict(runs_dir=args.runs_dir, tracking=tracking)
+        if args.command == "run":
+            sweep = Sweep(load_experiment(args.experiment), args.budget, args.storage, dataset=args.dataset,
+                          overrides=args.overrides, **common)
+        else:
+            sweep = Sweep.from_storage(args.study, args.storage, **common)
+        if not sweep.experiment.train:
+            print(f"{sweep.experiment.name}: nothing to train; see analysis/make_tables.py")
+            return 0
+        counts = sweep.run(n_trials=args.n_trials, timeout=args.timeout)
+    except (ConfigError, StorageError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Interrupted as err:
+        print(f"stopped: {err}; run the same command again to resume", file=sys.stderr)
+        return 130
+    _tables(args, sweep.study_name)
+    print(f"W&B runs: {Path(args.runs_dir) / 'wandb'} (offline runs: `wandb sync {Path(args.runs_dir) / 'wandb'}/offline-run-*`)")
+    return 1 if counts.get("failed") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

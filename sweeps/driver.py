@@ -1,0 +1,399 @@
+"""Run an experiment as an Optuna study: exactly once per grid point, resumable, any number of workers.
+
+How exactly-once works (Optuna's grid sampler alone can hand one point to two workers):
+
+1. Every grid point is identified by the hash of its resolved config.
+2. A worker enqueues a pending point (tagged with its hash) and ``ask``s; the storage hands each waiting trial
+   to one worker only.
+3. If another live trial of the same hash has a lower number, this one is a duplicate: it is closed as PRUNED
+   (``duplicate_of``) and never trains.
+4. A point is pending while it has no COMPLETE trial, no FAIL trial with a recorded reason (a real failure,
+   kept, not retried), and no RUNNING trial. A RUNNING trial whose worker died is failed (without a reason)
+   and so becomes pending again: a dead process on this host is detected at once, one on another host by
+   its stale heartbeat. Its retry resumes the checkpoint in the run folder (named by the config hash) and the
+   W&B run (its id derives from the hash).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+from tsn.config import RunConfig, config_hash
+from tsn.models import ModelConfig
+from tsn.runtime import git_commit
+from tsn.train import Baseline, Trainer
+
+from . import records as R
+from .experiment import Experiment, GridPoint, budget_max_seeds, parse_experiment
+from .storage import HEARTBEAT_SECONDS, open_storage
+from .tracking import TrackingConfig, WandbRun
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# We drive heartbeats ourselves (see _heartbeat) and rely on fail_stale_trials on purpose.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+WORKER = "worker"
+DUPLICATE_OF = "duplicate_of"
+INTERRUPTED = "interrupted"
+POLL_SECONDS = 5.0
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM during a trial: the trial is recorded as interrupted and resumes next time."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
+
+
+def baseline_config(cfg: RunConfig) -> RunConfig:
+    """The single-task run that ``cfg``'s Delta-m is measured against: same data, encoder, widths, seed."""
+    model = ModelConfig(
+        architecture="single_task",
+        backbone=cfg.model.backbone,
+        pretrained=cfg.model.pretrained,
+        decoder_width=cfg.model.decoder_width,
+    )
+    return replace(cfg, model=model, train=replace(cfg.train, schedule="epoch"))
+
+
+@dataclass
+class Progress:
+    total: int
+    started: float
+
+    def line(self, done: int, trained: int, text: str) -> str:
+        elapsed = time.perf_counter() - self.started
+        left = self.total - done
+        eta = f"eta {time.strftime('%H:%M:%S', time.gmtime(elapsed / trained * left))}" if trained and left else ""
+        return f"[{done}/{self.total}] {text} {eta}".rstrip()
+
+
+class Sweep:
+    """One experiment x dataset x budget as one Optuna study, plus the shared single-task baseline study."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        budget: str,
+        storage: str,
+        *,
+        dataset: str | None = None,
+        overrides: Sequence[str] = (),
+        runs_dir: str | Path = "runs",
+        tracking: TrackingConfig = TrackingConfig(),
+        log=print,
+    ) -> None:
+        self.experiment = experiment
+        self.budget = budget
+        self.overrides = list(overrides)
+        self.points = experiment.grid(budget, dataset, overrides, budget_max_seeds(budget))  # validates everything
+        self.dataset = self.points[0].config.data.dataset
+        self.storage_url = storage
+        self.storage = open_storage(storage)
+        self.runs_dir = Path(runs_dir)
+        self.tracking = tracking
+        self.log = log
+        self.study_name = experiment.study_name(self.dataset, budget)
+        self.study = self._open_study(self.study_name, {k: list(v) for k, v in experiment.axes.items()})
+        self.study.set_user_attr("experiment", dict(experiment.source))
+        self.study.set_user_attr("experiment_path", experiment.path)
+        self.study.set_user_attr("budget", budget)
+        self.study.set_user_attr("dataset", self.dataset)
+        self.study.set_user_attr("overrides", self.overrides)
+        self.by_hash = {config_hash(p.config): p for p in self.points}
+        self.baseline_study = None
+        self.baselines: dict[int, RunConfig] = {}
+        if experiment.baseline == "single_task":
+            self.baseline_study = self._open_study(f"baselines-{self.dataset}-{budget}", None)
+            self.baselines = {p.config.train.seed: baseline_config(p.config) for p in self.points}
+
+    @classmethod
+    def from_storage(cls, study_name: str, storage: str, **kwargs: Any) -> "Sweep":
+        """Rebuild a running sweep from what its study stored (``python -m sweeps worker``)."""
+        backend = open_storage(storage)
+        try:
+            attrs = optuna.load_study(study_name=study_name, storage=backend).user_attrs
+        except KeyError:
+            names = sorted(optuna.get_all_study_names(backend))
+            raise ValueError(f"no study {study_name!r} in {storage}; valid: {', '.join(names) or 'none yet'}") from None
+        experiment = parse_experiment(attrs["experiment"], attrs.get("experiment_path", study_name))
+        return cls(experiment, attrs["budget"], storage, dataset=attrs["dataset"], overrides=attrs["overrides"], **kwargs)
+
+    def _open_study(self, name: str, grid: Mapping[str, list] | None) -> optuna.Study:
+        sampler = optuna.samplers.GridSampler(grid, seed=0) if grid else optuna.samplers.RandomSampler(seed=0)
+        return optuna.create_study(
+            study_name=name, storage=self.storage, sampler=sampler, direction="minimize", load_if_exists=True
+        )
+
+    # ------------------------------------------------------------------------------------------- bookkeeping
+    def _reap_dead_trials(self, study: optuna.Study) -> None:
+        """Fail RUNNING trials whose worker is gone: a dead pid on this host at once, elsewhere by heartbeat."""
+        optuna.storages.fail_stale_trials(study)
+        host = socket.gethostname()
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = str(trial.user_attrs.get(WORKER, ""))
+            owner_host, _, pid = owner.rpartition(":")
+            if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+                try:
+                    study.tell(trial.number, state=TrialState.FAIL)
+                except (ValueError, RuntimeError):
+                    pass  # finished or failed by someone else meanwhile
+
+    @staticmethod
+    def _status(study: optuna.Study) -> dict[str, str]:
+        """config hash -> "complete" | "failed" | "running" | "waiting" (absent: pending)."""
+        rank = {"complete": 4, "failed": 3, "running": 2, "waiting": 1}
+        status: dict[str, str] = {}
+        for trial in study.get_trials(deepcopy=False):
+            key = trial.user_attrs.get(R.CONFIG_HASH)
+            if key is None or DUPLICATE_OF in trial.user_attrs:
+                continue
+            state = {
+                TrialState.COMPLETE: "complete",
+                TrialState.RUNNING: "running",
+                TrialState.WAITING: "waiting",
+                TrialState.FAIL: "failed" if R.FAIL_REASON in trial.user_attrs else None,
+            }.get(trial.state)
+            if state and rank[state] > rank.get(status.get(key, ""), 0):
+                status[key] = state
+        return status
+
+    def _claim(self, study: optuna.Study, params: Mapping[str, Any], key: str) -> optuna.Trial | None:
+        """Enqueue ``params`` and take the next waiting trial; None when that trial is a duplicate."""
+        study.enqueue_trial(dict(params), user_attrs={R.CONFIG_HASH: key})
+        trial = study.ask()
+        trial.set_user_attr(WORKER, worker_id())
+        mine = trial.user_attrs.get(R.CONFIG_HASH)
+        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL)):
+            if other.number >= trial.number or other.user_attrs.get(R.CONFIG_HASH) != mine:
+                continue
+            if DUPLICATE_OF in other.user_attrs or (other.state == TrialState.FAIL and R.FAIL_REASON not in other.user_attrs):
+                continue
+            trial.set_user_attr(DUPLICATE_OF, other.number)
+            study.tell(trial, state=TrialState.PRUNED)
+            return None
+        return trial
+
+    # ---------------------------------------------------------------------------------------------- running
+    def _baseline_for(self, seed: int, wait: bool) -> optuna.trial.FrozenTrial | None:
+        """The COMPLETE baseline trial for ``seed``, training it here if nobody has; None if it failed/is busy."""
+        assert self.baseline_study is not None
+        cfg = self.baselines[seed]
+        key = config_hash(cfg)
+        while True:
+            self._reap_dead_trials(self.baseline_study)
+            for trial in self.baseline_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                if trial.user_attrs.get(R.CONFIG_HASH) == key:
+                    return trial
+            state = self._status(self.baseline_study).get(key)
+            if state == "failed":
+                return None
+            if state in ("running", "waiting"):
+                if not wait:
+                    return None
+                time.sleep(POLL_SECONDS)
+                continue
+            trial = self._claim(self.baseline_study, {"train.seed": seed}, key)
+            if trial is not None:
+                self._execute(self.baseline_study, trial, cfg, job_type="baseline", baseline=None)
+
+    def _baseline(self, cfg: RunConfig, wait: bool) -> tuple[Baseline | None, bool]:
+        """(baseline, ready): ready is False when the baseline is still being trained elsewhere."""
+        if self.baseline_study is None:
+            return None, True
+        trial = self._baseline_for(cfg.train.seed, wait)
+        if trial is None:
+            status = self._status(self.baseline_study).get(config_hash(self.baselines[cfg.train.seed]))
+            return None, status == "failed"
+        provenance = {"study": self.baseline_study.study_name, "trial": trial.number,
+                      "config_hash": trial.user_attrs[R.CONFIG_HASH]}
+        return Baseline(trial.user_attrs[R.PRIMARY], provenance), True
+
+    def _execute(
+        self, study: optuna.Study, trial: optuna.Trial, cfg: RunConfig, job_type: str, baseline: Baseline | None
+    ) -> dict[str, Any] | None:
+        key = config_hash(cfg)
+        run_dir = self.runs_dir / f"{self.dataset}-{self.budget}" / key
+        point_params = {k: v for k, v in trial.params.items()}
+        tags = [self.dataset, self.budget, cfg.model.architecture, self.experiment.name, *self.experiment.scientific]
+        wandb_run = WandbRun(
+            self.tracking, study=study.study_name, config_hash=key, job_type=job_type,
+            name=f"{study.study_name}-{trial.number}", tags=tags, config={**cfg.to_dict(), "config_hash": key},
+        )
+        attrs = {
+            R.EXPERIMENT: self.experiment.name if job_type == "trial" else "baselines",
+            R.DATASET: self.dataset, R.BUDGET: self.budget, R.ARCHITECTURE: cfg.model.architecture,
+            R.SEED: cfg.train.seed, R.CONFIG: cfg.to_dict(), R.CONFIG_HASH: key, R.GIT_COMMIT: git_commit(),
+            R.WANDB_RUN_ID: wandb_run.run_id, R.RUN_DIR: str(run_dir), R.JOB_TYPE: job_type,
+        }
+        for name, value in attrs.items():
+            trial.set_user_attr(name, value)
+        try:
+            with _heartbeat(self.storage, trial), _signals_raise_interrupted():
+                summary = Trainer(cfg, run_dir, callbacks=[wandb_run], baseline=baseline).fit(resume=True)
+        except (Interrupted, KeyboardInterrupt):
+            trial.set_user_attr(INTERRUPTED, True)
+            study.tell(trial, state=TrialState.FAIL)
+            wandb_run.finish(exit_code=1, reason="interrupted")
+            raise Interrupted(f"interrupted during {study.study_name} trial {trial.number} ({point_params})") from None
+        except Exception as err:  # noqa: BLE001 - every failure of user code is recorded and the sweep goes on
+            reason = one_line(err)
+            trial.set_user_attr(R.FAIL_REASON, reason)
+            study.tell(trial, state=TrialState.FAIL)
+            wandb_run.finish(exit_code=1, reason=reason)
+            self.log(f"  failed: {reason}")
+            return None
+        wandb_run.log_summary(summary)  # also when fit() returned a finished run without training
+        results = {
+            R.METRICS: summary["metrics"], R.PRIMARY: summary["primary"], R.PARAMS: summary["params"],
+            R.MACS: summary["macs"], R.WALL_TIME: summary["wall_time_s"], R.HISTORY: summary["history"],
+        }
+        if summary.get("delta_m"):
+            results.update({
+                R.DELTA_M: summary["delta_m"]["value"], R.DELTA_M_CONVENTION: summary["delta_m"]["convention"],
+                R.BASELINE_RUNS: [summary["delta_m"]["baseline"]], R.BASELINE_METRICS: summary["delta_m"]["baseline_metrics"],
+            })
+        for name, value in results.items():
+            trial.set_user_attr(name, value)
+        value = summary["delta_m"]["value"] if summary.get("delta_m") else sum(summary["val_loss"].values()) / len(summary["val_loss"])
+        study.tell(trial, value)
+        wandb_run.finish()
+        return summary
+
+    def run(self, n_trials: int | None = None, timeout: float | None = None) -> dict[str, int]:
+        """Work on the grid until every point is done (or running elsewhere), n_trials ran, or timeout passed."""
+        progress = Progress(len(self.points), time.perf_counter())
+        trained = 0
+        deadline = time.monotonic() + timeout if timeout else None
+        self.log(f"study {self.study_name}: {len(self.points)} grid points, storage {self.storage_url}")
+        while True:
+            self._reap_dead_trials(self.study)
+            status = self._status(self.study)
+            pending = [k for k in self.by_hash if k not in status]
+            done = sum(status.get(k) in ("complete", "failed") for k in self.by_hash)
+            if not pending or (n_trials is not None and trained >= n_trials):
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                self.log("timeout reached; run the same command again to continue")
+                break
+            ready = self._next_ready(pending)
+            if ready is None:  # every pending point waits for a baseline that another worker is training
+                time.sleep(POLL_SECONDS)
+                continue
+            key, baseline = ready
+            point = self.by_hash[key]
+            trial = self._claim(self.study, point.params, key)
+            if trial is None:
+                continue
+            point = self.by_hash[trial.user_attrs[R.CONFIG_HASH]]
+            if point is not self.by_hash[key]:
+                baseline, _ = self._baseline(point.config, wait=True)
+            self.log(progress.line(done + 1, trained, f"{point.label()} ..."))
+            started = time.perf_counter()
+            summary = self._execute(self.study, trial, point.config, job_type="trial", baseline=baseline)
+            trained += 1
+            if summary is not None:
+                self.log(f"  {_result_line(summary)} ({time.perf_counter() - started:.0f}s)")
+        counts = self.counts()
+        running = counts.get("running", 0)
+        self.log(
+            f"study {self.study_name}: {counts.get('complete', 0)} complete, {counts.get('failed', 0)} failed"
+            + (f", {running} running on other workers" if running else "")
+        )
+        return counts
+
+    def _next_ready(self, pending: list[str]) -> tuple[str, Baseline | None] | None:
+        for key in pending:
+            baseline, ready = self._baseline(self.by_hash[key].config, wait=False)
+            if ready:
+                return key, baseline
+        return None
+
+    def counts(self) -> dict[str, int]:
+        status = self._status(self.study)
+        counts: dict[str, int] = {}
+        for key in self.by_hash:
+            state = status.get(key, "pending")
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+
+def _result_line(summary: Mapping[str, Any]) -> str:
+    metrics = " ".join(f"{t}={v:.2f}" for t, v in summary["primary"].items())
+    dm = summary.get("delta_m")
+    return (f"Δm={dm['value']:+.2f}% " if dm else "") + metrics
+
+
+@contextmanager
+def _heartbeat(storage: optuna.storages.BaseStorage, trial: optuna.Trial) -> Iterator[None]:
+    """Record the trial's heartbeat in the background (Optuna only does this inside ``optimize``)."""
+    if not hasattr(storage, "record_heartbeat") or storage.get_heartbeat_interval() is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception:  # noqa: BLE001 - a missed beat is retried; a dead storage fails the trial later
+                pass
+            stop.wait(HEARTBEAT_SECONDS)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def _signals_raise_interrupted() -> Iterator[None]:
+    """Turn SIGTERM (and SIGINT) into :class:`Interrupted` inside a trial, so it is recorded and resumable."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+__all__ = ["Sweep", "Interrupted", "baseline_config", "GridPoint"]
