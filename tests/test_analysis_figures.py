@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -42,7 +43,9 @@ def assert_written(paths: list[Path]) -> None:
 
 
 def test_scaling_figure(tmp_path: Path) -> None:
-    params, _ = tables.scaling_tables("scaling-synthetic-smoke", None, task_counts=(1, 2, 3))
+    counts = pd.DataFrame({1: [18.3e6, 17.7e6], 2: [18.3e6, 35.4e6]}, index=["tsn", "single_task"])
+    params = tables.Table("scaling-params-synthetic-smoke", "Parameters", ["architecture"],
+                          [tables.Column(t, f"T={t}") for t in counts.columns], counts, counts * float("nan"))
     paths = figures.scaling_figure(params, tmp_path)
     assert_written(paths)
     assert "log scale" in paths[2].read_text()
