@@ -144,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         valid = optuna_study_names(args.storage) if args.source == "optuna" else None
         names = args.study or valid
         if not names:
-            raise AnalysisError(f"no studies in {args.storage}; give --study NAME")
+            where = args.storage if valid is not None else f"W&B {args.wandb_path} (name the groups with --study)"
+            raise AnalysisError(f"no studies in {where}")
         for name in names:
             if valid is not None and name not in valid and parse_study_name(name)[0] != SCALING_EXPERIMENT:
                 raise AnalysisError(f"unknown study {name!r}; valid: {', '.join(valid) or '(none)'}")
@@ -154,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
-        print("\n".join(reporter.markdown))
+        if reporter.markdown:
+            print("\n".join(reporter.markdown))
         for warning in reporter.warnings:
             print(f"warning: {warning}", file=sys.stderr)
     return 0

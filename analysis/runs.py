@@ -175,9 +175,15 @@ def _space(records: Iterable[TrialRecord], declared: Mapping[str, Iterable[Any]]
 
 
 # ------------------------------------------------------------------------------------------------ optuna
+SQLITE_PREFIX = "sqlite:///"
+
+
 def optuna_study_names(storage: str) -> list[str]:
+    """Every study in ``storage``; a missing SQLite file is an error here (Optuna would create an empty one)."""
     import optuna
 
+    if storage.startswith(SQLITE_PREFIX) and not Path(storage[len(SQLITE_PREFIX):]).is_file():
+        raise AnalysisError(f"cannot read study storage {storage}: no such file")
     try:
         return sorted(optuna.get_all_study_names(storage))
     except Exception as err:  # noqa: BLE001 - any driver/URL error means the same thing to the user

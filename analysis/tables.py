@@ -95,6 +95,7 @@ def per_trial(study: StudyData) -> pd.DataFrame:
         out[axis] = grid.map(lambda g, a=axis: g.get(a))
     out.attrs["tasks"] = list(dict.fromkeys(done["task"]))
     out.attrs["higher_is_better"] = dict(zip(done["task"], done["higher_is_better"].astype(bool)))
+    out.attrs["metric_names"] = dict(zip(done["task"], done["metric"]))
     return out.reset_index()
 
 
@@ -141,9 +142,10 @@ def summarise(
     return Table(name, title, list(by), columns, mean.loc[order], std.loc[order], n.loc[order], list(notes))
 
 
-def metric_columns(tasks: Sequence[str], higher: Mapping[str, bool], dataset: str) -> list[Column]:
-    specs = dataset_tasks(dataset, tasks) if dataset else None
-    cols = [Column(t, f"{t} {specs.get(t).metric}" if specs else t, bool(higher[t])) for t in tasks]
+def metric_columns(trials: pd.DataFrame) -> list[Column]:
+    """Each task's stored primary metric with its stored direction, then Δm and the parameter count."""
+    names, higher = trials.attrs["metric_names"], trials.attrs["higher_is_better"]
+    cols = [Column(t, f"{t} {names[t]}", bool(higher[t])) for t in trials.attrs["tasks"]]
     return [*cols, Column("delta_m", "Δm %", False), Column("n_params", "params", None, 1e-6, 2, "M", show_std=False)]
 
 
@@ -181,7 +183,7 @@ def ablation_table(study: StudyData, baselines: StudyData | None) -> tuple[Table
     if base is not None and trials["delta_m"].isna().any():
         seeds = sorted(trials.loc[trials["delta_m"].isna(), "seed"].unique())
         notes.append(f"Δm missing for seeds {seeds}: no finished single-task baseline of that seed")
-    columns = metric_columns(trials.attrs["tasks"], trials.attrs["higher_is_better"], dataset)
+    columns = metric_columns(trials)
     title = f"{experiment} ablation, {dataset}, {budget} budget: mean ± std over seeds (Δm per seed, astmt, ↓)"
     by = row_axes(study) or ["architecture"]
     return summarise(trials, by, columns, study.name, title, notes), trials
@@ -199,7 +201,7 @@ def comparison_table(table: Table) -> Table | None:
         for col in table.columns:
             if ref is not None and ref.get(col.key) is not None:
                 ours, theirs = table.mean.loc[label, col.key], ref[col.key]
-                rows.append({"row": str(label), "quantity": col.label, "ours": ours * col.scale,
+                rows.append({"row": " ".join(_labels(table, label)), "quantity": col.label, "ours": ours * col.scale,
                              "paper": theirs * col.scale, "ours − paper": (ours - theirs) * col.scale})
     if not rows:
         return None
