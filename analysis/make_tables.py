@@ -151,8 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise AnalysisError(f"unknown study {name!r}; valid: {', '.join(valid) or '(none)'}")
         for name in names:
             reporter.report(name)
-    except AnalysisError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (AnalysisError, ValueError) as err:  # ValueError: e.g. a stored config or Δm the suite rejects
+        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2
     finally:
         if reporter.markdown:

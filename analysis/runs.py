@@ -235,7 +235,10 @@ def wandb_records(runs: Iterable[Any]) -> tuple[list[TrialRecord], dict[str, lis
         params = dict(config.pop(WANDB_PARAMS, None) or {})
         for axis, choices in (config.pop(WANDB_SPACE, None) or {}).items():
             declared.setdefault(axis, list(choices))
-        study, number = config.pop(WANDB_STUDY), int(config.pop(WANDB_TRIAL))
+        study = config.pop(WANDB_STUDY, None) or getattr(run, "group", None)
+        if study is None or WANDB_TRIAL not in config:
+            raise AnalysisError(f"W&B run {run.id} lacks config keys {WANDB_STUDY!r}/{WANDB_TRIAL!r} (not a sweep run?)")
+        number = int(config.pop(WANDB_TRIAL))
         attrs = {**config, **{k: v for k, v in summary.items() if not k.startswith("_")}}
         attrs.setdefault(R.WANDB_RUN_ID, run.id)
         state = WANDB_STATES.get(run.state, run.state.upper())
@@ -252,10 +255,10 @@ def wandb_study_records(path: str, study: str) -> tuple[list[TrialRecord], dict[
     import wandb
 
     try:
-        runs = wandb.Api().runs(path, filters={"group": study})
-        return wandb_records(runs)
+        runs = list(wandb.Api().runs(path, filters={"group": study}))
     except Exception as err:  # noqa: BLE001 - network, auth and path errors all end the same way
         raise AnalysisError(f"cannot read W&B runs of {path} group {study}: {str(err).splitlines()[0]}") from None
+    return wandb_records(runs)
 
 
 # ------------------------------------------------------------------------------------------------ cache

@@ -113,6 +113,17 @@ def test_wandb_reader_gives_the_optuna_frame(storage: str) -> None:
     assert from_wandb.missing_points() == from_optuna.missing_points()
 
 
+def test_wandb_source_queries_the_study_group_and_caches(storage: str, tmp_path: Path, monkeypatch) -> None:
+    import wandb
+
+    queries = []
+    api = SimpleNamespace(runs=lambda path, filters: queries.append((path, filters)) or fake_runs(storage, EMBEDDING))
+    monkeypatch.setattr(wandb, "Api", lambda: api)
+    data = load_study(EMBEDDING, cache_dir=tmp_path, source="wandb", wandb_path="me/tsn")
+    assert queries == [("me/tsn", {"group": EMBEDDING})]
+    assert len(data.metrics) == 25 and list((tmp_path / "wandb").glob(f"{EMBEDDING}.*.parquet"))
+
+
 # ------------------------------------------------------------------------------------------------ tables
 def test_delta_m_per_seed_matches_a_hand_computation(storage: str) -> None:
     base = load_study(BASELINES, storage)
