@@ -211,6 +211,16 @@ def test_cli_writes_tables_prints_markdown_and_checks_claims(storage: str, tmp_p
     assert list((out / "cache" / "optuna").glob("*.parquet"))
 
 
+def test_cli_shows_the_papers_numbers_beside_ours_for_the_paper_budget(tmp_path: Path, capsys) -> None:
+    storage = build_storage(tmp_path, resolve("smoke").to_dict(), suffix="pascal_context-paper")
+    assert make_tables.main(["--storage", storage, "--out", str(tmp_path / "r"), "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    assert "| tsn | semseg miou | 47.00 | 64.20 | -17.20 |" in printed  # paper Table 1: TSN semseg 64.2
+    assert "| tsn | Δm % | -4.93 | 0.30 | -5.23 |" in printed and "not comparable" not in printed
+    assert not (tmp_path / "r" / "embedding-pascal_context-paper-vs-paper.md").exists()  # no published d = 10, 20
+    assert (tmp_path / "r" / "baselines-pascal_context-paper-vs-paper.tex").stat().st_size > 0
+
+
 def test_script_with_unknown_study_is_one_line_and_exit_2(storage: str, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "analysis/make_tables.py", "--storage", storage, "--study",
                            "nope-synthetic-smoke", "--out", str(tmp_path), "--no-figures"],

@@ -72,18 +72,19 @@ def _add(study: optuna.Study, params: dict[str, Any], space: dict[str, list], at
                                               state=state))
 
 
-def build_storage(tmp_path, config: dict[str, Any], run_dirs: dict[str, str] | None = None) -> str:
-    """Both studies in one SQLite file under ``tmp_path``; returns the storage URL."""
+def build_storage(tmp_path, config: dict[str, Any], run_dirs: dict[str, str] | None = None,
+                  suffix: str = "synthetic-smoke") -> str:
+    """Both studies (``baselines-{suffix}``, ``embedding-{suffix}``) in one SQLite file; returns the storage URL."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{tmp_path / STORAGE_NAME}"
     params_by_arch = {"single_task": 88_650_000, "task_in": 17_750_000, "tsn": 18_260_000}
-    base = optuna.create_study(study_name=BASELINES, storage=storage)
+    base = optuna.create_study(study_name=f"baselines-{suffix}", storage=storage)
     space = {"model.architecture": ["single_task", "task_in", "tsn"], "train.seed": [0, 1]}
     for (arch, seed), (seg, nor) in BASELINE_VALUES.items():
         info = {"experiment": "baselines", "architecture": arch, "config": config, "n_params": params_by_arch[arch],
                 "run_dir": (run_dirs or {}).get(arch)}
         _add(base, {"model.architecture": arch, "train.seed": seed}, space, metrics_attrs(seg, nor, seed, info))
-    emb = optuna.create_study(study_name=EMBEDDING, storage=storage)
+    emb = optuna.create_study(study_name=f"embedding-{suffix}", storage=storage)
     space = {"model.encoding": ["orthogonal", "gaussian"], "model.embedding_dim": [10, 20], "train.seed": [0, 1]}
     for (enc, d, seed), (seg, nor) in EMBEDDING_VALUES.items():
         info = {"experiment": "embedding", "architecture": "tsn", "config": config, "n_params": 18_000_000 + 1000 * d}
