@@ -7,12 +7,16 @@ PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.requirements.stamp
 
 BUDGET  ?= cpu
-DATASET ?= synthetic
+DATASET ?=# empty = the budget's dataset (synthetic for smoke and cpu, pascal_context for paper)
 STORAGE ?= sqlite:///runs/studies.db
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-all params clean
+SWEEP      := $(PY) -m sweeps run --budget $(BUDGET) $(if $(DATASET),--dataset $(DATASET)) --storage $(STORAGE)
+STUDY   ?= embedding-$(or $(DATASET),synthetic)-$(BUDGET)
+
+.PHONY: help venv test test-all params clean sweep-embedding sweep-baselines sweep-schedule sweep-convergence \
+        sweep-all worker dashboard tables
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
@@ -33,6 +37,30 @@ test-all: $(STAMP) ## run every test, GPU ones included (needs CUDA)
 
 params: $(STAMP) ## print the parameter counts of every architecture (paper settings)
 	$(PY) -m tsn params --dataset pascal_context --backbone resnet18 --embedding-dim 100 --image-size 512
+
+sweep-embedding: $(STAMP) ## the task-embedding ablation (orthogonal/Gaussian x d x seeds); BUDGET= DATASET= STORAGE=
+	$(SWEEP) experiments/embedding.yaml
+
+sweep-baselines: $(STAMP) ## Table 1: single-task, multi-decoder, task BN/IN, TSN x seeds
+	$(SWEEP) experiments/baselines.yaml
+
+sweep-schedule: $(STAMP) ## beyond the paper: epoch / batch / joint task switching for TSN
+	$(SWEEP) experiments/schedule.yaml
+
+sweep-convergence: $(STAMP) ## per-epoch validation curves of TSN vs task-specific IN/BN
+	$(SWEEP) experiments/convergence.yaml
+
+sweep-all: sweep-embedding sweep-baselines sweep-schedule ## every ablation, then every table and figure
+	$(PY) analysis/make_tables.py --storage $(STORAGE)
+
+worker: $(STAMP) ## join a running study from this machine: make worker STUDY=embedding-synthetic-cpu STORAGE=...
+	$(PY) -m sweeps worker --study $(STUDY) --storage $(STORAGE)
+
+tables: $(STAMP) ## regenerate every table and figure under reports/ from the study storage
+	$(PY) analysis/make_tables.py --storage $(STORAGE)
+
+dashboard: $(STAMP) ## optuna-dashboard on the study storage (http://127.0.0.1:8080)
+	$(VENV)/bin/optuna-dashboard $(STORAGE)
 
 clean: ## remove caches (keeps runs/ and the venv)
 	rm -rf .cache .pytest_cache

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from tsn.config import RunConfig, config_hash
@@ -36,7 +37,7 @@ from tsn.runtime import git_commit
 from tsn.train import Baseline, Trainer
 
 from . import records as R
-from .experiment import Experiment, GridPoint, budget_max_seeds, parse_experiment
+from .experiment import SEED_KEY, Experiment, GridPoint, budget_max_seeds, parse_experiment
 from .storage import HEARTBEAT_SECONDS, open_storage
 from .tracking import TrackingConfig, WandbRun
 
@@ -123,7 +124,7 @@ class Sweep:
         self.tracking = tracking
         self.log = log
         self.study_name = experiment.study_name(self.dataset, budget)
-        self.study = self._open_study(self.study_name, {k: list(v) for k, v in experiment.axes.items()})
+        self.study = self._open_study(self.study_name)
         self.study.set_user_attr("experiment", dict(experiment.source))
         self.study.set_user_attr("experiment_path", experiment.path)
         self.study.set_user_attr("budget", budget)
@@ -133,7 +134,7 @@ class Sweep:
         self.baseline_study = None
         self.baselines: dict[int, RunConfig] = {}
         if experiment.baseline == "single_task":
-            self.baseline_study = self._open_study(f"baselines-{self.dataset}-{budget}", None)
+            self.baseline_study = self._open_study(f"baselines-{self.dataset}-{budget}")
             self.baselines = {p.config.train.seed: baseline_config(p.config) for p in self.points}
 
     @classmethod
@@ -148,10 +149,12 @@ class Sweep:
         experiment = parse_experiment(attrs["experiment"], attrs.get("experiment_path", study_name))
         return cls(experiment, attrs["budget"], storage, dataset=attrs["dataset"], overrides=attrs["overrides"], **kwargs)
 
-    def _open_study(self, name: str, grid: Mapping[str, list] | None) -> optuna.Study:
-        sampler = optuna.samplers.GridSampler(grid, seed=0) if grid else optuna.samplers.RandomSampler(seed=0)
+    def _open_study(self, name: str) -> optuna.Study:
+        # The driver enumerates the grid itself and enqueues every point with fixed parameters, so the sampler
+        # never chooses a value (Optuna's GridSampler cannot guarantee exactly-once under parallel workers).
         return optuna.create_study(
-            study_name=name, storage=self.storage, sampler=sampler, direction="minimize", load_if_exists=True
+            study_name=name, storage=self.storage, sampler=optuna.samplers.RandomSampler(seed=0),
+            direction="minimize", load_if_exists=True,
         )
 
     # ------------------------------------------------------------------------------------------- bookkeeping
@@ -187,10 +190,15 @@ class Sweep:
                 status[key] = state
         return status
 
+    def _distributions(self, study: optuna.Study) -> dict[str, BaseDistribution]:
+        if study is self.baseline_study:
+            return {SEED_KEY: IntDistribution(0, 2**31 - 1)}
+        return {k: CategoricalDistribution(v) for k, v in self.experiment.axes.items()}
+
     def _claim(self, study: optuna.Study, params: Mapping[str, Any], key: str) -> optuna.Trial | None:
         """Enqueue ``params`` and take the next waiting trial; None when that trial is a duplicate."""
         study.enqueue_trial(dict(params), user_attrs={R.CONFIG_HASH: key})
-        trial = study.ask()
+        trial = study.ask(self._distributions(study))
         trial.set_user_attr(WORKER, worker_id())
         mine = trial.user_attrs.get(R.CONFIG_HASH)
         for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL)):
@@ -222,7 +230,7 @@ class Sweep:
                     return None
                 time.sleep(POLL_SECONDS)
                 continue
-            trial = self._claim(self.baseline_study, {"train.seed": seed}, key)
+            trial = self._claim(self.baseline_study, {SEED_KEY: seed}, key)
             if trial is not None:
                 self._execute(self.baseline_study, trial, cfg, job_type="baseline", baseline=None)
 

@@ -28,10 +28,9 @@ from typing import Any, Mapping, Sequence
 
 from tsn.config import ConfigError, RunConfig, apply_overrides, load_budgets, load_yaml, merge, resolve
 
-EXPERIMENT_KEYS = ("name", "description", "reproduces", "fixed", "axes", "baseline", "train", "sampler", "n_trials")
+EXPERIMENT_KEYS = ("name", "description", "reproduces", "fixed", "axes", "baseline", "train")
 AXIS_KINDS = ("scientific", "nuisance", "fixed")
 BASELINES = ("single_task", "none")
-SAMPLERS = ("grid", "tpe")
 SEED_KEY = "train.seed"
 
 
@@ -53,8 +52,6 @@ class Experiment:
     scientific: tuple[str, ...]
     baseline: str = "single_task"
     train: bool = True
-    sampler: str = "grid"
-    n_trials: int | None = None
     description: str = ""
     reproduces: str = ""
     source: Mapping[str, Any] = field(default_factory=dict)  # the file as loaded, stored on the study
@@ -131,17 +128,11 @@ def parse_experiment(data: Any, path: str) -> Experiment:
     baseline = data.get("baseline", "single_task")
     if baseline not in BASELINES:
         _fail(path, f"baseline: {baseline!r} is not valid; valid: {', '.join(BASELINES)}")
-    sampler = data.get("sampler", "grid")
-    if sampler not in SAMPLERS:
-        _fail(path, f"sampler: {sampler!r} is not valid; valid: {', '.join(SAMPLERS)}")
     train = data.get("train", True)
     if not isinstance(train, bool):
         _fail(path, f"train must be true or false, got {train!r}")
     if train and not axes:
         _fail(path, "the grid is empty: declare at least one axis under axes.scientific or axes.nuisance")
-    n_trials = data.get("n_trials")
-    if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
-        _fail(path, f"n_trials must be a positive integer, got {n_trials!r}")
     fixed = data.get("fixed") or {}
     if not isinstance(fixed, Mapping):
         _fail(path, "fixed must map config sections (model, data, train) to {key: value}")
@@ -157,8 +148,6 @@ def parse_experiment(data: Any, path: str) -> Experiment:
         scientific=tuple(scientific),
         baseline=baseline,
         train=train,
-        sampler=sampler,
-        n_trials=n_trials,
         description=str(data.get("description", "")),
         reproduces=str(data.get("reproduces", "")),
         source=dict(data),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import warnings
+
 import optuna
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
@@ -35,9 +37,13 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             f"storage {url!r} is not a URL; valid: sqlite:///runs/studies.db, postgresql://user@host/db, "
             "journal:/shared/path/journal.log"
         )
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; requirements.txt ships psycopg2.
+        url = "postgresql+psycopg2://" + url.partition("://")[2]
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     if url.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    warnings.filterwarnings("ignore", message="Argument ``heartbeat_interval`` is an experimental feature")
     try:
         return RDBStorage(
             url,

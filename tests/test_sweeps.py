@@ -1,0 +1,252 @@
+"""The sweep driver: a grid completes once, stores everything, resumes, survives failures and many workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweeps import records as R
+from sweeps.__main__ import main as sweeps_main
+from sweeps.driver import DUPLICATE_OF, Sweep, WORKER
+from sweeps.experiment import load_experiment
+from sweeps.storage import open_storage
+from sweeps.tracking import TrackingConfig
+from tsn.config import config_hash
+from tsn.metrics.delta_m import delta_m
+from wandb_offline import read_offline_run
+
+TINY = ["data.train_samples=16", "data.val_samples=8", "train.batch_size=8", "train.progress=false",
+        "train.threads=1", "train.epochs=1"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_experiment(tmp_path: Path, axes: str, name: str = "mini", fixed: str = "{model: {architecture: tsn}}") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\nfixed: {fixed}\naxes:\n{axes}\nbaseline: single_task\n")
+    return path
+
+
+ENCODINGS = "  scientific:\n    model.encoding: [orthogonal, gaussian]\n  nuisance:\n    train.seed: [1337]\n"
+
+
+def make_sweep(tmp_path: Path, experiment: Path, storage: str | None = None, wandb: bool = False, extra=()) -> Sweep:
+    return Sweep(
+        load_experiment(experiment),
+        "smoke",
+        storage or f"sqlite:///{tmp_path / 'studies.db'}",
+        overrides=[*TINY, *extra],
+        runs_dir=tmp_path / "runs",
+        tracking=TrackingConfig(enabled=wandb, mode="offline", dir=str(tmp_path / "runs")),
+        log=lambda line: None,
+    )
+
+
+def complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(states=(TrialState.COMPLETE,))
+
+
+def test_smoke_grid_completes_and_stores_everything(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS), wandb=True)
+    assert sweep.run() == {"complete": 2}
+    trials = complete(sweep.study)
+    assert sorted(t.params["model.encoding"] for t in trials) == ["gaussian", "orthogonal"]
+    (baseline,) = complete(sweep.baseline_study)
+    assert baseline.user_attrs[R.ARCHITECTURE] == "single_task" and baseline.user_attrs[R.JOB_TYPE] == "baseline"
+    for trial in trials:
+        attrs = trial.user_attrs
+        for key in (R.METRICS, R.PRIMARY, R.DELTA_M, R.PARAMS, R.MACS, R.WALL_TIME, R.HISTORY, R.CONFIG,
+                    R.CONFIG_HASH, R.GIT_COMMIT, R.WANDB_RUN_ID, R.BASELINE_RUNS, R.RUN_DIR):
+            assert attrs.get(key) is not None, key
+        assert attrs[R.METRICS]["semseg"]["conventions"]["miou"] == "astmt"
+        assert attrs[R.BASELINE_RUNS] == [{"study": "baselines-synthetic-smoke", "trial": baseline.number,
+                                           "config_hash": baseline.user_attrs[R.CONFIG_HASH]}]
+        higher = {t: m["higher_is_better"] for t, m in attrs[R.METRICS].items()}
+        expected = delta_m(attrs[R.PRIMARY], baseline.user_attrs[R.PRIMARY], higher, "astmt")
+        assert trial.value == pytest.approx(expected) == pytest.approx(attrs[R.DELTA_M])
+        assert attrs[R.CONFIG_HASH] == config_hash(sweep.by_hash[attrs[R.CONFIG_HASH]].config)
+        assert (Path(attrs[R.RUN_DIR]) / "checkpoint.pt").is_file()
+
+
+def test_wandb_offline_record_matches_the_trial(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS), wandb=True)
+    sweep.run()
+    trial = complete(sweep.study)[0]
+    (run_dir,) = (tmp_path / "runs" / "wandb").glob(f"offline-run-*-{trial.user_attrs[R.WANDB_RUN_ID]}")
+    logged = read_offline_run(run_dir)
+    assert logged["run"]["group"] == "mini-synthetic-smoke" and logged["run"]["job_type"] == "trial"
+    assert {"synthetic", "smoke", "tsn"} <= set(logged["run"]["tags"])
+    assert logged["config"]["config_hash"] == trial.user_attrs[R.CONFIG_HASH]
+    assert logged["config"]["model"]["encoding"] == trial.params["model.encoding"]
+    assert logged["summary"]["delta_m"] == pytest.approx(trial.user_attrs[R.DELTA_M])
+    assert logged["summary"]["final/semseg"] == pytest.approx(trial.user_attrs[R.PRIMARY]["semseg"])
+    assert [h["val/semseg"] for h in logged["history"]] == [e["metrics"]["semseg"] for e in trial.user_attrs[R.HISTORY]]
+
+
+def test_no_secret_reaches_the_stored_or_logged_config(tmp_path: Path, monkeypatch) -> None:
+    secret = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS), wandb=True)
+    sweep.run()
+    stored = (tmp_path / "studies.db").read_bytes()
+    assert secret.encode() not in stored
+    for path in (tmp_path / "runs").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_rerunning_a_finished_sweep_trains_nothing(tmp_path: Path, monkeypatch) -> None:
+    experiment = write_experiment(tmp_path, ENCODINGS)
+    make_sweep(tmp_path, experiment).run()
+    calls = []
+    monkeypatch.setattr(Sweep, "_execute", lambda self, *a, **k: calls.append(a))
+    assert make_sweep(tmp_path, experiment).run() == {"complete": 2}
+    assert calls == []
+
+
+def test_single_task_baselines_are_shared_across_studies(tmp_path: Path) -> None:
+    make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS)).run()
+    schedule = "  scientific:\n    train.schedule: [joint]\n  nuisance:\n    train.seed: [1337]\n"
+    other = make_sweep(tmp_path, write_experiment(tmp_path, schedule, name="sched"))
+    other.run()
+    assert len(other.baseline_study.get_trials()) == 1  # trained once, by the first study
+
+
+def test_failed_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    axes = "  scientific:\n    train.lr_decoder: [0.001, 1.0e+30]\n  nuisance:\n    train.seed: [1337]\n"
+    experiment = write_experiment(tmp_path, axes, fixed="{model: {architecture: tsn}, train: {schedule: joint}}")
+    sweep = make_sweep(tmp_path, experiment)
+    assert sweep.run() == {"complete": 1, "failed": 1}
+    (failed,) = sweep.study.get_trials(states=(TrialState.FAIL,))
+    assert failed.params["train.lr_decoder"] == 1e30
+    assert failed.user_attrs[R.FAIL_REASON].startswith("NonFiniteLossError: non-finite")
+    assert make_sweep(tmp_path, experiment).run() == {"complete": 1, "failed": 1}  # kept, not retried
+    assert len(sweep.study.get_trials()) == 2
+
+
+def test_a_second_claim_of_the_same_point_is_pruned_as_duplicate(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
+    key, point = next(iter(sweep.by_hash.items()))
+    first = sweep._claim(sweep.study, point.params, key)
+    second = sweep._claim(sweep.study, point.params, key)
+    assert first is not None and second is None
+    (pruned,) = sweep.study.get_trials(states=(TrialState.PRUNED,))
+    assert pruned.user_attrs[DUPLICATE_OF] == first.number
+
+
+def test_trial_of_a_dead_worker_is_retried_and_each_point_completes_once(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
+    key, point = next(iter(sweep.by_hash.items()))
+    orphan = sweep._claim(sweep.study, point.params, key)
+    orphan.set_user_attr(WORKER, f"{os.uname().nodename}:{2**22 + 12345}")  # a pid that does not exist
+    sweep.run()
+    keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(sweep.study)]
+    assert sorted(keys) == sorted(sweep.by_hash)
+    assert sweep.study.get_trials()[orphan.number].state == TrialState.FAIL
+
+
+def _run_cli(*args: str, storage: str, tmp_path: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeps", *args, "--storage", storage, "--runs-dir", str(tmp_path / "runs"),
+         "--no-wandb", "--no-tables"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+@pytest.mark.slow
+def test_kill_9_mid_trial_then_the_same_command_completes_exactly_once(tmp_path: Path) -> None:
+    experiment = write_experiment(tmp_path, ENCODINGS)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = ["run", str(experiment), "--budget", "smoke", *[a for o in [*TINY[:-1], "train.epochs=6"] for a in ("--set", o)]]
+    proc = _run_cli(*args, storage=storage, tmp_path=tmp_path)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # wait for a grid trial (after the baseline) to checkpoint an epoch
+        checkpoints = list((tmp_path / "runs").glob("*/*/checkpoint.pt"))
+        if len(checkpoints) >= 2:
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rerun = _run_cli(*args, storage=storage, tmp_path=tmp_path)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
+    keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
+    assert len(keys) == len(set(keys)) == 2
+    assert any(t.state == TrialState.FAIL for t in study.get_trials())  # the killed one, failed then retried
+
+
+def _postgres_url() -> str:
+    url = os.environ.get("TSN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        import psycopg2
+
+        psycopg2.connect(url, connect_timeout=3).close()
+    except Exception as err:  # noqa: BLE001
+        reason = f"PostgreSQL not reachable at {url} ({type(err).__name__})"
+        if os.environ.get("TSN_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason}; TSN_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(reason)
+    return url
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_three_postgres_workers_complete_a_grid_exactly_once(tmp_path: Path) -> None:
+    url = _postgres_url()
+    name = f"pg{os.getpid()}{int(time.time())}"
+    axes = "  scientific:\n    model.embedding_dim: [5, 10, 15, 20]\n  nuisance:\n    train.seed: [1337]\n"
+    experiment = write_experiment(tmp_path, axes, name=name)
+    sweep = make_sweep(tmp_path, experiment, storage=url)  # creates the study; the workers rebuild it from storage
+    workers = [_run_cli("worker", "--study", sweep.study_name, storage=url, tmp_path=tmp_path) for _ in range(3)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    storage = open_storage(url)
+    try:
+        study = optuna.load_study(study_name=sweep.study_name, storage=storage)
+        keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
+        assert sorted(keys) == sorted(sweep.by_hash)  # every point, once
+        baselines = optuna.load_study(study_name="baselines-synthetic-smoke", storage=storage)
+        base_key = config_hash(sweep.baselines[1337])
+        assert [t.user_attrs[R.CONFIG_HASH] for t in complete(baselines)].count(base_key) == 1
+    finally:
+        optuna.delete_study(study_name=sweep.study_name, storage=storage)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: x\naxes: {scientific: {model.encoding: []}}\n", "axis model.encoding must be a non-empty list"),
+        ("name: x\naxes: {scientific: {model.encodings: [orthogonal]}}\n", "unknown key model.encodings"),
+        ("name: x\naxes: {}\n", "the grid is empty"),
+        ("name: x\nfixed: {model: {architecture: tsm}}\naxes: {nuisance: {train.seed: [1]}}\n", "unknown architecture 'tsm'"),
+        ("name: x\naxes: {scientific: {model.embedding_dim: [7]}}\n", "divisible by the number of tasks (5); got 7"),
+        ("name: x\naxes: {scientific: {model.encoding: [orthogonal]}\n", "YAML syntax error"),
+        ("name: x\nbaseline: multi\naxes: {nuisance: {train.seed: [1]}}\n", "baseline: 'multi' is not valid"),
+        ("name: x\nseeds: [1]\naxes: {nuisance: {train.seed: [1]}}\n", "unknown key 'seeds'"),
+    ],
+)
+def test_bad_experiment_file_is_a_one_line_error_before_anything_is_written(tmp_path, capsys, text, message) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    code = sweeps_main(["run", str(path), "--budget", "smoke", "--storage", f"sqlite:///{tmp_path / 's.db'}",
+                        "--runs-dir", str(tmp_path / "runs"), "--no-wandb", "--no-tables"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", ["embedding", "baselines", "schedule", "convergence", "scaling"])
+def test_every_experiment_file_resolves_at_the_smoke_budget(name: str) -> None:
+    experiment = load_experiment(REPO / "experiments" / f"{name}.yaml")
+    points = experiment.grid("smoke", overrides=TINY, max_seeds=1)
+    assert points and all(p.config.data.dataset == "synthetic" for p in points)
+    assert len({config_hash(p.config) for p in points}) == len(points)
