@@ -1,38 +1,17 @@
-"""Atomic files: a crash or a full disk while writing leaves the previous file intact."""
+"""Checkpoints: written atomically, loaded with ``weights_only=True``, every failure explained in one line."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
+
+from .atomic import atomic_write
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used (missing, truncated, not a checkpoint of this suite)."""
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Write through ``write(tmp_path)`` into a temporary file beside ``path``, fsync, then rename over it."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"))
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

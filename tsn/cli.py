@@ -55,7 +55,8 @@ def build_eval_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint, write_json
+    from .atomic import write_json
+    from .checkpoint import load_checkpoint
     from .train import Trainer
 
     state = load_checkpoint(args.checkpoint)

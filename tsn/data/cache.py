@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from ..atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +31,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _load_verified(path: Path) -> dict[str, np.ndarray] | None:
@@ -72,6 +62,6 @@ def cached_arrays(name: str, build: Callable[[], dict[str, np.ndarray]], cache_d
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
-    _atomic_write(path, save)
-    _atomic_write(path.with_suffix(".sha256"), lambda tmp: tmp.write_text(_sha256(path) + "\n"))
+    atomic_write(path, save)
+    atomic_write(path.with_suffix(".sha256"), lambda tmp: tmp.write_text(_sha256(path) + "\n"))
     return arrays
