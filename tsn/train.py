@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_json
+from .atomic import write_json
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import RunConfig, config_hash
 from .data import build_dataset
 from .evaluate import Evaluation, autocast, evaluate, move_batch
