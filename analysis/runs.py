@@ -9,10 +9,15 @@ Two frames per study:
 - ``history``: one row per trial × epoch × task with that epoch's validation primary metric (and the Δm stored then).
 
 Both sources are first turned into :class:`TrialRecord` objects, so the rest of the code does not know where a
-run came from. The W&B convention read here (what the sweep driver logs): ``run.config`` holds the identity keys of
-``sweeps.records`` plus ``study``, ``trial_number`` and ``params`` (the grid point; optionally ``search_space``);
-``run.summary`` holds the result keys of ``sweeps.records``; per-epoch records come from ``run.scan_history()``
-(nested keys may be flattened as ``metrics/semseg`` or ``metrics.semseg``).
+run came from. A trial's grid point is its ``trial.params`` completed from its stored config for the study's other
+axes (the shared single-task trials of ``baselines-*`` only carry ``train.seed``).
+
+W&B runs are read as ``sweeps.tracking`` writes them: ``group`` = study, ``name`` = ``{study}-{trial number}``,
+``config`` = the RunConfig dict plus ``config_hash``, ``summary`` = ``final/{task}`` (primary metric),
+``final/{task}/{metric}``, ``delta_m``, ``params``, ``macs``, ``wall_time_s``, ``fail_reason``; per-epoch rows of
+``scan_history()`` keyed ``val/{task}``, ``val/delta_m`` at step = epoch. W&B does not hold the metric conventions,
+the git commit or the run folder: those columns stay empty, and each task's primary metric and direction come
+from the task registry.
 """
 
 from __future__ import annotations
@@ -28,10 +33,6 @@ import pandas as pd
 
 from sweeps import records as R
 
-WANDB_STUDY = "study"
-WANDB_TRIAL = "trial_number"
-WANDB_PARAMS = "params"
-WANDB_SPACE = "search_space"
 WANDB_STATES = {"finished": "COMPLETE", "failed": "FAIL", "crashed": "FAIL", "killed": "FAIL", "running": "RUNNING"}
 
 # The grid axes that get their own column (axis name in trial.params / config path -> column).
@@ -163,14 +164,22 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _space(records: Iterable[TrialRecord], declared: Mapping[str, Iterable[Any]]) -> dict[str, list[Any]]:
-    """The grid: declared choices per axis, completed by every value a trial used (a W&B run may not declare)."""
+def _space(records: list[TrialRecord], declared: Mapping[str, Iterable[Any]]) -> dict[str, list[Any]]:
+    """The grid: declared choices per axis plus every value a trial used; completes each record's point in place."""
     space = {axis: list(choices) for axis, choices in declared.items()}
     for record in records:
-        for axis, value in record.params.items():
-            values = space.setdefault(axis, [])
+        for axis in record.params:
+            space.setdefault(axis, [])
+    for record in records:
+        config = record.attrs.get(R.CONFIG) or {}
+        for axis, values in space.items():
+            value = _axis_value(axis, record.params, config)
+            if value is None:
+                continue
+            record.params[axis] = value
             if value not in values:
                 values.append(value)
+        record.key += "|" + ",".join(sorted(space))  # a new axis changes every point: convert again
     return space
 
 
@@ -211,44 +220,60 @@ def optuna_records(storage: str, study: str) -> tuple[list[TrialRecord], dict[st
 
 
 # ------------------------------------------------------------------------------------------------ W&B
-def _nest(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A W&B history row -> the nested per-epoch record (``metrics/semseg`` -> ``{"metrics": {"semseg": …}}``)."""
-    nested: dict[str, Any] = {}
-    for key, value in row.items():
-        if key.startswith("_"):
-            continue
-        for sep in ("/", "."):
-            if sep in key:
-                outer, inner = key.split(sep, 1)
-                nested.setdefault(outer, {})[inner] = value
-                break
-        else:
-            nested[key] = value
-    return nested
+WANDB_FINAL = "final/"
+WANDB_VAL = "val/"
+
+
+def _wandb_history(run: Any) -> list[dict[str, Any]]:
+    """``scan_history()`` rows -> the per-epoch records of ``sweeps.records.HISTORY`` (metrics and Δm only)."""
+    out = []
+    for row in run.scan_history():
+        metrics = {k[len(WANDB_VAL):]: v for k, v in row.items() if k.startswith(WANDB_VAL) and v is not None}
+        if metrics:
+            delta = metrics.pop("delta_m", None)
+            out.append({"epoch": row.get("_step"), "metrics": metrics, "delta_m": delta})
+    return out
+
+
+def _wandb_record(run: Any) -> TrialRecord:
+    from tsn.tasks import dataset_tasks
+
+    study, _, number = str(run.name).rpartition("-")
+    if study != run.group or not number.isdigit():
+        raise AnalysisError(f"W&B run {run.id} is named {run.name!r}, not {run.group}-<trial number>: not a sweep run")
+    config = dict(run.config)
+    summary = {k: v for k, v in dict(run.summary).items() if not k.startswith("_")}
+    cfg = {k: config[k] for k in ("model", "data", "train") if k in config}
+    experiment, dataset, budget = (study.split("-") + [None, None])[:3]
+    metrics = {}
+    for spec in dataset_tasks(cfg["data"]["dataset"], cfg["data"].get("tasks")).tasks:
+        prefix = f"{WANDB_FINAL}{spec.name}/"
+        values = {k[len(prefix):]: v for k, v in summary.items() if k.startswith(prefix)}
+        if values:
+            metrics[spec.name] = {"values": values, "conventions": {}, "primary": spec.metric,
+                                  "higher_is_better": spec.higher_is_better}
+    attrs = {
+        R.EXPERIMENT: experiment, R.DATASET: dataset, R.BUDGET: budget, R.CONFIG: cfg,
+        R.ARCHITECTURE: cfg["model"]["architecture"], R.SEED: cfg["train"]["seed"],
+        R.CONFIG_HASH: config.get(R.CONFIG_HASH), R.METRICS: metrics,
+        R.DELTA_M: summary.get(R.DELTA_M), R.PARAMS: summary.get("params"), R.MACS: summary.get(R.MACS),
+        R.WALL_TIME: summary.get(R.WALL_TIME), R.FAIL_REASON: summary.get(R.FAIL_REASON), R.WANDB_RUN_ID: run.id,
+    }
+    state = WANDB_STATES.get(run.state, str(run.state).upper())
+    key = f"{state}|{summary.get('wall_time_s')}|{summary.get(R.FAIL_REASON)}"
+    return TrialRecord(study, int(number), state, {}, attrs, key, lambda: _wandb_history(run))
 
 
 def wandb_records(runs: Iterable[Any]) -> tuple[list[TrialRecord], dict[str, list[Any]]]:
-    """Records from W&B run objects (anything with ``id``, ``state``, ``config``, ``summary``, ``scan_history()``)."""
-    records, declared = [], {}
-    for run in runs:
-        config, summary = dict(run.config), dict(run.summary)
-        params = dict(config.pop(WANDB_PARAMS, None) or {})
-        for axis, choices in (config.pop(WANDB_SPACE, None) or {}).items():
-            declared.setdefault(axis, list(choices))
-        study = config.pop(WANDB_STUDY, None) or getattr(run, "group", None)
-        if study is None or WANDB_TRIAL not in config:
-            raise AnalysisError(f"W&B run {run.id} lacks config keys {WANDB_STUDY!r}/{WANDB_TRIAL!r} (not a sweep run?)")
-        number = int(config.pop(WANDB_TRIAL))
-        attrs = {**config, **{k: v for k, v in summary.items() if not k.startswith("_")}}
-        attrs.setdefault(R.WANDB_RUN_ID, run.id)
-        state = WANDB_STATES.get(run.state, run.state.upper())
-        key = f"{state}|{summary.get('_timestamp')}|{len(attrs)}"
-
-        def history(run: Any = run, stored: Any = attrs.pop(R.HISTORY, None)) -> list[dict[str, Any]]:
-            return list(stored) if stored else [_nest(row) for row in run.scan_history()]
-
-        records.append(TrialRecord(study, number, state, params, attrs, key, history))
-    return records, _space(records, declared)
+    """Records from W&B run objects (``id``, ``name``, ``group``, ``state``, ``config``, ``summary``,
+    ``scan_history()``). W&B does not store the grid, so it is every known axis that varies across the runs."""
+    records = [_wandb_record(run) for run in runs]
+    varying = {}
+    for axis in AXIS_COLUMNS:
+        values = {json.dumps(_axis_value(axis, {}, r.attrs[R.CONFIG])) for r in records}
+        if len(values) > 1 or axis == SEED_AXIS:
+            varying[axis] = []
+    return records, _space(records, varying)
 
 
 def wandb_study_records(path: str, study: str) -> tuple[list[TrialRecord], dict[str, list[Any]]]:

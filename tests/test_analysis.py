@@ -17,8 +17,10 @@ import analysis.runs as runs
 from analysis import make_tables, tables
 from analysis.runs import AnalysisError, load_study, wandb_records
 from sweeps import records as R
+from sweeps.tracking import WandbRun, flatten_record
 from tsn.config import resolve
-from test_analysis_fixtures import BASELINES, EMBEDDING, FAILED, build_storage
+from test_analysis_fixtures import (BASELINE_VALUES, BASELINES, EMBEDDING, FAILED, build_storage, metrics_attrs,
+                                    point_config)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -86,20 +88,33 @@ def test_cache_converts_only_new_or_changed_trials(tmp_path: Path, monkeypatch) 
     assert calls[7:] == [7] and len(third.metrics) == len(first.metrics) + 4
 
 
+class FakeSummary(dict):
+    """What ``sweeps.tracking.WandbRun.log_summary`` writes into: a run whose summary is a dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.summary = self
+
+
 def fake_runs(storage: str, study_name: str) -> list[SimpleNamespace]:
-    """The study's trials as W&B run objects would present them (config, summary, scan_history)."""
+    """The study's trials as W&B run objects shaped like the API's, holding what ``sweeps.tracking`` logs."""
     out = []
     for t in optuna.load_study(study_name=study_name, storage=storage).trials:
-        attrs = dict(t.user_attrs)
-        history = attrs.pop(R.HISTORY, [])
-        identity = {k: attrs.pop(k) for k in (R.EXPERIMENT, R.DATASET, R.BUDGET, R.ARCHITECTURE, R.SEED, R.CONFIG,
-                                              R.CONFIG_HASH, R.GIT_COMMIT) if k in attrs}
-        flat = [{"_step": i, "epoch": h["epoch"], "delta_m": h["delta_m"],
-                 **{f"metrics/{k}": v for k, v in h["metrics"].items()}} for i, h in enumerate(history)]
+        attrs = t.user_attrs
+        logger = WandbRun.__new__(WandbRun)
+        logger.run = FakeSummary()
+        if t.state.name == "COMPLETE":
+            logger.log_summary({"primary": attrs[R.PRIMARY], "metrics": attrs[R.METRICS], "params": attrs[R.PARAMS],
+                                "macs": attrs[R.MACS], "wall_time_s": attrs[R.WALL_TIME],
+                                "delta_m": {"value": attrs[R.DELTA_M], "convention": "astmt"}})
+        summary = {**logger.run, "_timestamp": 1.0, **({"fail_reason": attrs[R.FAIL_REASON]}
+                                                        if R.FAIL_REASON in attrs else {})}
+        rows = [{"_step": h["epoch"], **flatten_record(h)} for h in attrs.get(R.HISTORY, [])]
         out.append(SimpleNamespace(
-            id=f"run{t.number}", state="finished" if t.state.name == "COMPLETE" else "failed",
-            config={**identity, "study": study_name, "trial_number": t.number, "params": dict(t.params)},
-            summary={**attrs, "_timestamp": 1.0}, scan_history=lambda rows=flat: iter(rows)))
+            id=f"run{t.number}", name=f"{study_name}-{t.number}", group=study_name,
+            state="finished" if t.state.name == "COMPLETE" else "failed",
+            config={**attrs[R.CONFIG], "config_hash": attrs.get(R.CONFIG_HASH)}, summary=summary,
+            scan_history=lambda rows=rows: iter(rows)))
     return out
 
 
@@ -107,8 +122,9 @@ def test_wandb_reader_gives_the_optuna_frame(storage: str) -> None:
     from_optuna = load_study(EMBEDDING, storage)
     records, space = wandb_records(fake_runs(storage, EMBEDDING))
     from_wandb = runs.build_study(EMBEDDING, records, space)
-    ignore = ["wandb_run_id"]
-    pd.testing.assert_frame_equal(from_optuna.metrics.drop(columns=ignore), from_wandb.metrics.drop(columns=ignore))
+    not_in_wandb = ["wandb_run_id", "git_commit", "run_dir", "convention"]  # W&B does not hold them
+    pd.testing.assert_frame_equal(from_optuna.metrics.drop(columns=not_in_wandb),
+                                  from_wandb.metrics.drop(columns=not_in_wandb))
     pd.testing.assert_frame_equal(from_optuna.history, from_wandb.history)
     assert from_wandb.missing_points() == from_optuna.missing_points()
 
@@ -142,6 +158,26 @@ def test_recomputed_delta_m_agrees_with_the_stored_one(storage: str) -> None:
     for study in (base, load_study(EMBEDDING, storage)):
         trials = tables.add_delta_m(tables.per_trial(study), tables.baseline_by_seed(base))
         assert trials["delta_m"].tolist() == pytest.approx(trials["delta_m_stored"].tolist())
+
+
+def test_shared_baselines_with_only_a_seed_param_join_the_architecture_grid(tmp_path: Path) -> None:
+    """Sweeps of other experiments add single-task trials to baselines-* with params {train.seed} only."""
+    storage = f"sqlite:///{tmp_path / 'b.db'}"
+    study = optuna.create_study(study_name=BASELINES, storage=storage)
+    config = resolve("smoke").to_dict()
+    for (arch, seed), (seg, nor) in BASELINE_VALUES.items():
+        params = {"train.seed": seed} if arch == "single_task" else {"model.architecture": arch, "train.seed": seed}
+        dists = {"train.seed": optuna.distributions.IntDistribution(0, 2**31 - 1)} if arch == "single_task" else {
+            "model.architecture": optuna.distributions.CategoricalDistribution(["task_in", "tsn"]),
+            "train.seed": optuna.distributions.IntDistribution(0, 2**31 - 1)}
+        info = {"experiment": "baselines", "architecture": arch, "n_params": 1,
+                "config": point_config(config, {"model.architecture": arch, "train.seed": seed})}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=0.0,
+                                                  user_attrs=metrics_attrs(seg, nor, seed, info)))
+    data = load_study(BASELINES, storage)
+    assert data.missing_points() == []
+    table, _ = tables.ablation_table(data, data)
+    assert list(table.mean.index) == ["single_task", "task_in", "tsn"] and table.n.tolist() == [2, 2, 2]
 
 
 def test_baseline_table_rows_columns_n_and_mean_std(storage: str, tmp_path: Path) -> None:

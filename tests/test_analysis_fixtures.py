@@ -8,6 +8,7 @@ budget ``smoke``. ``baselines`` grid: architecture {single_task, task_in, tsn} Ã
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import optuna
@@ -64,6 +65,15 @@ def metrics_attrs(semseg: float, normals: float, seed: int, config: dict[str, An
     }
 
 
+def point_config(config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The stored RunConfig dict of a grid point: ``config`` with each dotted axis set."""
+    out = copy.deepcopy(config)
+    for axis, value in params.items():
+        section, _, key = axis.partition(".")
+        out[section][key] = value
+    return out
+
+
 def _add(study: optuna.Study, params: dict[str, Any], space: dict[str, list], attrs: dict[str, Any],
          state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE) -> None:
     dists = {k: optuna.distributions.CategoricalDistribution(v) for k, v in space.items()}
@@ -81,16 +91,20 @@ def build_storage(tmp_path, config: dict[str, Any], run_dirs: dict[str, str] | N
     base = optuna.create_study(study_name=f"baselines-{suffix}", storage=storage)
     space = {"model.architecture": ["single_task", "task_in", "tsn"], "train.seed": [0, 1]}
     for (arch, seed), (seg, nor) in BASELINE_VALUES.items():
-        info = {"experiment": "baselines", "architecture": arch, "config": config, "n_params": params_by_arch[arch],
-                "run_dir": (run_dirs or {}).get(arch)}
-        _add(base, {"model.architecture": arch, "train.seed": seed}, space, metrics_attrs(seg, nor, seed, info))
+        params = {"model.architecture": arch, "train.seed": seed}
+        info = {"experiment": "baselines", "architecture": arch, "config": point_config(config, params),
+                "n_params": params_by_arch[arch], "run_dir": (run_dirs or {}).get(arch)}
+        _add(base, params, space, metrics_attrs(seg, nor, seed, info))
     emb = optuna.create_study(study_name=f"embedding-{suffix}", storage=storage)
     space = {"model.encoding": ["orthogonal", "gaussian"], "model.embedding_dim": [10, 20], "train.seed": [0, 1]}
     for (enc, d, seed), (seg, nor) in EMBEDDING_VALUES.items():
-        info = {"experiment": "embedding", "architecture": "tsn", "config": config, "n_params": 18_000_000 + 1000 * d}
         params = {"model.encoding": enc, "model.embedding_dim": d, "train.seed": seed}
+        info = {"experiment": "embedding", "architecture": "tsn", "config": point_config(config, params),
+                "n_params": 18_000_000 + 1000 * d}
         _add(emb, params, space, metrics_attrs(seg, nor, seed, info))
     (enc, d, seed), reason = FAILED
-    _add(emb, {"model.encoding": enc, "model.embedding_dim": d, "train.seed": seed}, space,
-         {R.EXPERIMENT: "embedding", R.SEED: seed, R.FAIL_REASON: reason}, optuna.trial.TrialState.FAIL)
+    params = {"model.encoding": enc, "model.embedding_dim": d, "train.seed": seed}
+    started = {R.EXPERIMENT: "embedding", R.DATASET: "synthetic", R.BUDGET: "smoke", R.ARCHITECTURE: "tsn",
+               R.SEED: seed, R.CONFIG: point_config(config, params), R.CONFIG_HASH: "hash-failed"}
+    _add(emb, params, space, {**started, R.FAIL_REASON: reason}, optuna.trial.TrialState.FAIL)
     return storage
