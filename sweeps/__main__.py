@@ -1,4 +1,4 @@
-"""``python -m sweeps {run,worker,status}``: run an experiment as a study, join one, or show its state."""
+"""``python -m sweeps {run,worker,trial}``: run an experiment as a study, join one, or train one W&B-tracked run."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tsn.config import ConfigError
+from tsn.config import ConfigError, config_hash, resolve
+from tsn.train import Trainer
 
-from .driver import Interrupted, Sweep
+from .driver import Interrupted, Sweep, one_line
 from .experiment import load_experiment
 from .storage import DEFAULT_STORAGE, StorageError
-from .tracking import TrackingConfig
+from .tracking import TrackingConfig, WandbRun
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="config override for every trial, e.g. --set data.root=/data/PASCAL_MT")
     _add_common(run)
+    trial = sub.add_parser("trial", help="train one configuration as a W&B run (the program of sweeps/wandb/*.yaml)")
+    trial.add_argument("--budget", default="cpu")
+    trial.add_argument("--dataset", default=None)
+    trial.add_argument("--group", default="wandb-sweep", help="W&B group (the experiment's name)")
+    trial.add_argument("--runs-dir", default="runs")
+    trial.add_argument("--wandb-project", default="tsn-ablations")
+    trial.add_argument("--wandb-entity", default=None)
+    trial.add_argument("overrides", nargs="*", help="key=value, e.g. model.encoding=gaussian (W&B's ${args_no_hyphens})")
     worker = sub.add_parser("worker", help="join a running study from any machine")
     worker.add_argument("--study", required=True)
     _add_common(worker)
@@ -54,8 +63,34 @@ def _tables(args: argparse.Namespace, study: str) -> None:
     subprocess.run([sys.executable, str(script), "--storage", args.storage, "--study", study], check=False)
 
 
+def run_single_trial(args: argparse.Namespace) -> int:
+    """One configuration, tracked in W&B: what a native W&B sweep agent runs for each of its grid points."""
+    extra = {"data": {"dataset": args.dataset}} if args.dataset else None
+    cfg = resolve(args.budget, overrides=args.overrides, extra=extra)
+    key = config_hash(cfg)
+    tracking = TrackingConfig(project=args.wandb_project, entity=args.wandb_entity, dir=args.runs_dir)
+    run = WandbRun(tracking, study=args.group, config_hash=key, job_type="trial", name=f"{args.group}-{key}",
+                   tags=[cfg.data.dataset, args.budget, cfg.model.architecture, args.group],
+                   config={**cfg.to_dict(), "config_hash": key})
+    out = Path(args.runs_dir) / f"{cfg.data.dataset}-{args.budget}" / key
+    try:
+        summary = Trainer(cfg, out, callbacks=[run]).fit(resume=True)
+    except Exception as err:
+        run.finish(exit_code=1, reason=one_line(err))
+        raise
+    run.log_summary(summary)
+    run.finish()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "trial":
+        try:
+            return run_single_trial(args)
+        except (ConfigError, ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     tracking = TrackingConfig(enabled=not args.no_wandb, project=args.wandb_project, entity=args.wandb_entity,
                               dir=args.runs_dir)
     try:

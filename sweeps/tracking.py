@@ -70,7 +70,8 @@ class WandbRun(Callback):
                  tags: list[str], config: Mapping[str, Any]) -> None:
         self.mode = resolve_mode(cfg)
         self.run = None
-        self.id = run_id(study, config_hash)
+        # Under a W&B sweep agent the agent names the run; otherwise the id derives from the config hash.
+        self.id = None if os.environ.get("WANDB_SWEEP_ID") else run_id(study, config_hash)
         if self.mode == "disabled":
             return
         try:
@@ -128,7 +129,8 @@ class WandbRun(Callback):
             if summary.get("delta_m"):
                 values["delta_m"] = summary["delta_m"]["value"]
                 values["delta_m_convention"] = summary["delta_m"]["convention"]
-            values.update(params=summary["params"], macs=summary["macs"], wall_time_s=summary["wall_time_s"])
+            values.update(params=summary["params"], macs=summary["macs"], wall_time_s=summary["wall_time_s"],
+                          mean_val_loss=sum(summary["val_loss"].values()) / len(summary["val_loss"]))
             self.run.summary.update(values)
         except Exception as err:  # noqa: BLE001
             self._warn("summary", err)

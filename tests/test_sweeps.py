@@ -250,3 +250,24 @@ def test_every_experiment_file_resolves_at_the_smoke_budget(name: str) -> None:
     points = experiment.grid("smoke", overrides=TINY, max_seeds=1)
     assert points and all(p.config.data.dataset == "synthetic" for p in points)
     assert len({config_hash(p.config) for p in points}) == len(points)
+
+
+@pytest.mark.parametrize("name", ["embedding", "baselines", "schedule"])
+def test_wandb_sweep_files_declare_the_same_grid_as_the_experiment_files(name: str) -> None:
+    import yaml
+
+    native = yaml.safe_load((REPO / "sweeps" / "wandb" / f"{name}.yaml").read_text())
+    experiment = load_experiment(REPO / "experiments" / f"{name}.yaml")
+    grid = {k: v["values"] for k, v in native["parameters"].items() if "values" in v}
+    assert grid == dict(experiment.axes)
+    assert native["method"] == "grid" and "${args_no_hyphens}" in native["command"]
+
+
+def test_wandb_agent_entry_point_trains_one_tracked_run(tmp_path: Path) -> None:
+    code = sweeps_main(["trial", "--budget", "smoke", "--group", "embedding", "--runs-dir", str(tmp_path),
+                        *TINY, "model.encoding=gaussian", "model.embedding_dim=50"])
+    assert code == 0
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    logged = read_offline_run(run_dir)
+    assert logged["config"]["model"]["encoding"] == "gaussian" and logged["run"]["group"] == "embedding"
+    assert "mean_val_loss" in logged["summary"] and "final/semseg" in logged["summary"]
