@@ -106,7 +106,9 @@ def fake_runs(storage: str, study_name: str) -> list[SimpleNamespace]:
         if t.state.name == "COMPLETE":
             logger.log_summary({"primary": attrs[R.PRIMARY], "metrics": attrs[R.METRICS], "params": attrs[R.PARAMS],
                                 "macs": attrs[R.MACS], "wall_time_s": attrs[R.WALL_TIME],
+                                "val_loss": {t: 1.0 for t in attrs[R.PRIMARY]},
                                 "delta_m": {"value": attrs[R.DELTA_M], "convention": "astmt"}})
+            assert logger.run is not None, "sweeps.tracking.log_summary rejected the summary"
         summary = {**logger.run, "_timestamp": 1.0, **({"fail_reason": attrs[R.FAIL_REASON]}
                                                         if R.FAIL_REASON in attrs else {})}
         rows = [{"_step": h["epoch"], **flatten_record(h)} for h in attrs.get(R.HISTORY, [])]
