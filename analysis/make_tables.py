@@ -7,7 +7,6 @@ Tables go to ``--out`` as ``.md``, ``.tex`` and ``.csv`` and are printed as Mark
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -26,12 +25,13 @@ from analysis.tables import (  # noqa: E402
     comparison_table,
     is_comparable,
     parse_study_name,
-    per_trial,
     scaling_tables,
     to_markdown,
     write_table,
 )
+from sweeps.experiment import load_experiment  # noqa: E402
 from tsn.checkpoint import CheckpointError  # noqa: E402
+from tsn.config import BUDGETS_FILE  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 SCALING_EXPERIMENT = "scaling"
@@ -111,18 +111,21 @@ class Reporter:
             return None
 
     def scaling(self, name: str) -> None:
-        """Scaling needs no trials: the model comes from a stored TSN config of the same dataset/budget if any."""
-        config = None
-        try:
-            trials = per_trial(self.study(baseline_study_name(name)))
-            tsn = trials[trials["architecture"] == "tsn"]
-            config = json.loads(tsn["config"].iloc[0]) if len(tsn) else None
-        except AnalysisError:
-            pass
+        """Scaling needs no trials: the model is the experiment file's (``experiments/scaling.yaml``) at this budget."""
+        experiment, dataset, budget = parse_study_name(name)
+        path = BUDGETS_FILE.parent / f"{experiment}.yaml"
+        config = load_experiment(path).resolve(budget, dataset, {}).to_dict() if path.exists() else None
         params, macs = scaling_tables(name, config)
         self.emit(params)
         self.emit(macs)
         self.figure(figures.scaling_figure, params, self.out / "figures")
+
+
+def default_studies(valid: list[str]) -> list[str]:
+    """Every stored study, plus the scaling table of each dataset/budget (it has no trials to store)."""
+    pairs = dict.fromkeys("-".join(parse_study_name(n)[1:]) for n in valid)
+    scaling = [f"{SCALING_EXPERIMENT}-{pair}" for pair in pairs]
+    return [*valid, *(s for s in scaling if s not in valid)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reporter = Reporter(args)
     try:
         valid = optuna_study_names(args.storage) if args.source == "optuna" else None
-        names = args.study or valid
+        names = args.study or default_studies(valid or [])
         if not names:
             where = args.storage if valid is not None else f"W&B {args.wandb_path} (name the groups with --study)"
             raise AnalysisError(f"no studies in {where}")

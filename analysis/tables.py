@@ -227,7 +227,7 @@ def baseline_claims(table: Table) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ scaling
 def scaling_tables(
-    name: str, config: Mapping[str, Any] | None, task_counts: Sequence[int] = published.SCALING_TASK_COUNTS
+    name: str, config: Mapping[str, Any] | None, task_counts: Sequence[int] | None = None
 ) -> list[Table]:
     """Parameters and MACs per architecture for T = 1…9 (no training: counted on the meta device).
 
@@ -240,7 +240,7 @@ def scaling_tables(
     _, dataset, budget = parse_study_name(name)
     cfg = from_dict(config) if config else resolve(budget, extra={"data": {"dataset": dataset}})
     tasks = dataset_tasks(cfg.data.dataset, cfg.data.tasks)
-    counts = list(task_counts)
+    counts = list(task_counts or published.SCALING_TASK_COUNTS)
     archs = sorted(ARCHITECTURES, key=lambda a: sort_key("model.architecture", a))
     params = pd.DataFrame(scaling_table(cfg.model, tasks, counts, archs)).T
     macs = pd.DataFrame({a: {t: count_macs(meta_model(replace(cfg.model, architecture=a, encoding="gaussian"),

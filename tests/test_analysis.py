@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import analysis.runs as runs
-from analysis import make_tables, tables
+from analysis import make_tables, published, tables
 from analysis.runs import AnalysisError, load_study, wandb_records
 from sweeps import records as R
 from sweeps.tracking import WandbRun, flatten_record
@@ -238,7 +238,14 @@ def test_scaling_tables_and_the_flat_tsn_claim() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def test_cli_writes_tables_prints_markdown_and_checks_claims(storage: str, tmp_path: Path, capsys) -> None:
+@pytest.fixture()
+def few_task_counts(monkeypatch) -> None:
+    """The CLI's scaling table for T = 1, 2 only (T = 1…9 takes tens of seconds on a laptop)."""
+    monkeypatch.setattr(published, "SCALING_TASK_COUNTS", (1, 2))
+
+
+def test_cli_writes_tables_prints_markdown_and_checks_claims(storage: str, tmp_path: Path, capsys,
+                                                              few_task_counts) -> None:
     out = tmp_path / "reports"
     assert make_tables.main(["--storage", storage, "--out", str(out), "--no-figures"]) == 0
     printed = capsys.readouterr().out
@@ -247,11 +254,14 @@ def test_cli_writes_tables_prints_markdown_and_checks_claims(storage: str, tmp_p
     for name in (BASELINES, EMBEDDING):
         assert all((out / f"{name}.{ext}").stat().st_size > 0 for ext in ("md", "tex", "csv"))
     assert list((out / "cache" / "optuna").glob("*.parquet"))
+    assert "| tsn | 0.91 | 0.91 |" in printed  # the default studies include the scaling table: TSN flat in T
+    assert (out / "scaling-params-synthetic-smoke.tex").exists() and "✓ TSN parameters flat in T" in printed
 
 
 def test_cli_shows_the_papers_numbers_beside_ours_for_the_paper_budget(tmp_path: Path, capsys) -> None:
     storage = build_storage(tmp_path, resolve("smoke").to_dict(), suffix="pascal_context-paper")
-    assert make_tables.main(["--storage", storage, "--out", str(tmp_path / "r"), "--no-figures"]) == 0
+    studies = ["--study", "baselines-pascal_context-paper", "embedding-pascal_context-paper"]
+    assert make_tables.main(["--storage", storage, "--out", str(tmp_path / "r"), "--no-figures", *studies]) == 0
     printed = capsys.readouterr().out
     assert "| tsn | semseg miou | 47.00 | 64.20 | -17.20 |" in printed  # paper Table 1: TSN semseg 64.2
     assert "| tsn | Δm % | -4.93 | 0.30 | -5.23 |" in printed and "not comparable" not in printed

@@ -77,7 +77,7 @@ def test_cli_writes_every_figure(run_dirs: dict[str, str], tmp_path: Path) -> No
     # The stored trials point at the trained checkpoints but keep the fixture's two-task metrics.
     storage = build_storage(tmp_path, resolve("smoke").to_dict(), run_dirs)
     out = tmp_path / "reports"
-    assert make_tables.main(["--storage", storage, "--out", str(out)]) == 0
+    assert make_tables.main(["--storage", storage, "--out", str(out), "--study", BASELINES, EMBEDDING]) == 0
     names = {p.name for p in (out / "figures").iterdir()}
     for stem in (f"{EMBEDDING}-delta-m-vs-d", f"{BASELINES}-convergence", f"{BASELINES}-embedding-similarity",
                  f"{BASELINES}-qualitative"):
