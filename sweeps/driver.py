@@ -130,6 +130,7 @@ class Sweep:
         self.study.set_user_attr("budget", budget)
         self.study.set_user_attr("dataset", self.dataset)
         self.study.set_user_attr("overrides", self.overrides)
+        self.study.set_user_attr(R.GRID, [p.params for p in self.points])  # after the budget's seed cap
         self.by_hash = {config_hash(p.config): p for p in self.points}
         self.baseline_study = None
         self.baselines: dict[int, RunConfig] = {}

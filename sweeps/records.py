@@ -12,6 +12,9 @@ of that dataset and budget; a trial's ``baseline_runs`` names the baseline trial
 
 from __future__ import annotations
 
+# Study-level (study.user_attrs)
+GRID = "grid"  # [{axis: value}]: every grid point the study must finish (the budget may cap the seeds)
+
 # Identity and provenance
 EXPERIMENT = "experiment"  # str, e.g. "embedding"
 DATASET = "dataset"  # str
