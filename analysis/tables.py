@@ -252,7 +252,7 @@ def scaling_tables(
                          f"{params.loc['tsn'].min():,}–{params.loc['tsn'].max():,}")]
     size = f"{cfg.model.backbone}, width {cfg.model.decoder_width}, d = {cfg.model.embedding_dim}"
     p = Table(f"scaling-params-{dataset}-{budget}", f"Parameters (M) vs number of tasks T ({size})", ["architecture"],
-              [replace(c, scale=1e-6) for c in columns], params, params * math.nan, notes=claims)
+              [replace(c, scale=1e-6, digits=3) for c in columns], params, params * math.nan, notes=claims)
     m = Table(f"scaling-macs-{dataset}-{budget}",
               f"GMACs per image predicting all T tasks, {cfg.data.image_size}×{cfg.data.image_size} ({size})",
               ["architecture"], [replace(c, scale=1e-9, digits=3) for c in columns], macs, macs * math.nan)
