@@ -78,13 +78,17 @@ class StudyData:
     metrics: pd.DataFrame
     history: pd.DataFrame
     space: dict[str, list[Any]]
+    grid: list[dict[str, Any]] | None = None  # the study's own grid when it stored one (budget seed caps)
 
     def missing_points(self) -> list[dict[str, Any]]:
         """Grid points (seed included) without a COMPLETE trial: never run, still running, failed or pruned."""
         done = self.metrics[self.metrics["state"] == "COMPLETE"]["grid"].unique()
         done_points = {json.dumps(json.loads(g), sort_keys=True) for g in done}
         axes = sorted(self.space)
-        points = [dict(zip(axes, values)) for values in product(*(self.space[a] for a in axes))]
+        if self.grid is not None:
+            points = [{a: p.get(a) for a in axes} for p in self.grid]
+        else:
+            points = [dict(zip(axes, values)) for values in product(*(self.space[a] for a in axes))]
         return [p for p in points if json.dumps(p, sort_keys=True) not in done_points]
 
 
@@ -187,6 +191,13 @@ def _space(records: list[TrialRecord], declared: Mapping[str, Iterable[Any]]) ->
 SQLITE_PREFIX = "sqlite:///"
 
 
+def _open(storage: str):
+    """The storage as the sweep driver opens it (PostgreSQL driver, journal files)."""
+    from sweeps.storage import open_storage
+
+    return open_storage(storage)
+
+
 def optuna_study_names(storage: str) -> list[str]:
     """Every study in ``storage``; a missing SQLite file is an error here (Optuna would create an empty one)."""
     import optuna
@@ -194,19 +205,20 @@ def optuna_study_names(storage: str) -> list[str]:
     if storage.startswith(SQLITE_PREFIX) and not Path(storage[len(SQLITE_PREFIX):]).is_file():
         raise AnalysisError(f"cannot read study storage {storage}: no such file")
     try:
-        return sorted(optuna.get_all_study_names(storage))
+        return sorted(optuna.get_all_study_names(_open(storage)))
     except Exception as err:  # noqa: BLE001 - any driver/URL error means the same thing to the user
         raise AnalysisError(f"cannot read study storage {storage}: {str(err).splitlines()[0]}") from None
 
 
-def optuna_records(storage: str, study: str) -> tuple[list[TrialRecord], dict[str, list[Any]]]:
-    """The study's trials as records, and the grid declared by their categorical distributions."""
+def optuna_records(storage: str, study: str) -> tuple[list[TrialRecord], dict[str, list[Any]], list | None]:
+    """The study's trials as records, the grid declared by their categorical distributions, the stored grid."""
     import optuna
 
     names = optuna_study_names(storage)
     if study not in names:
         raise AnalysisError(f"unknown study {study!r} in {storage}; valid: {', '.join(names) or '(none)'}")
-    trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    loaded = optuna.load_study(study_name=study, storage=_open(storage))
+    trials = loaded.get_trials(deepcopy=False)
     records, declared = [], {}
     for t in trials:
         for axis, dist in t.distributions.items():
@@ -216,7 +228,7 @@ def optuna_records(storage: str, study: str) -> tuple[list[TrialRecord], dict[st
         key = f"{t.state.name}|{t.datetime_complete}|{len(t.user_attrs)}"
         records.append(TrialRecord(study, t.number, t.state.name, dict(t.params), dict(t.user_attrs), key,
                                    lambda h=history: list(h)))
-    return records, _space(records, declared)
+    return records, _space(records, declared), loaded.user_attrs.get(R.GRID)
 
 
 # ------------------------------------------------------------------------------------------------ W&B
@@ -339,12 +351,15 @@ def load_study(
     wandb_path: str | None = None,
 ) -> StudyData:
     """One study's frames from Optuna (``storage``) or W&B (``wandb_path``, runs grouped by study name)."""
+    grid = None
     if source == "optuna":
-        records, space = optuna_records(storage, study)
+        records, space, grid = optuna_records(storage, study)
     elif source == "wandb":
         if not wandb_path:
             raise AnalysisError("--source wandb needs --wandb-path ENTITY/PROJECT")
         records, space = wandb_study_records(wandb_path, study)
     else:
         raise AnalysisError(f"unknown source {source!r}; valid: optuna, wandb")
-    return build_study(study, records, space, None if cache_dir is None else Path(cache_dir) / source)
+    data = build_study(study, records, space, None if cache_dir is None else Path(cache_dir) / source)
+    data.grid = grid
+    return data

@@ -111,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stopped: {err}; run the same command again to resume", file=sys.stderr)
         return 130
     _tables(args, sweep.study_name)
+    if not args.no_tables:
+        print("tables and figures: reports/ (regenerate with `make tables`)")
     print(f"W&B runs: {Path(args.runs_dir) / 'wandb'} (offline runs: `wandb sync {Path(args.runs_dir) / 'wandb'}/offline-run-*`)")
     return 1 if counts.get("failed") else 0
 
