@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from analysis.runs import load_study
 from sweeps import records as R
 from sweeps.__main__ import main as sweeps_main
 from sweeps.driver import DUPLICATE_OF, Sweep, WORKER
@@ -54,8 +55,11 @@ def complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_smoke_grid_completes_and_stores_everything(tmp_path: Path) -> None:
-    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS), wandb=True)
+    two_seeds = ENCODINGS.replace("[1337]", "[1337, 1338]")  # the smoke budget runs the first seed only
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, two_seeds), wandb=True)
     assert sweep.run() == {"complete": 2}
+    stored = load_study(sweep.study_name, f"sqlite:///{tmp_path / 'studies.db'}")
+    assert stored.missing_points() == [] and len(stored.grid) == 2
     trials = complete(sweep.study)
     assert sorted(t.params["model.encoding"] for t in trials) == ["gaussian", "orthogonal"]
     (baseline,) = complete(sweep.baseline_study)
