@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tsn.config import ConfigError, RunConfig, apply_overrides, load_budgets, load_yaml, merge, resolve
+from tsn.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    check_data_root,
+    load_budgets,
+    load_yaml,
+    merge,
+    resolve,
+)
 
 EXPERIMENT_KEYS = ("name", "description", "reproduces", "fixed", "axes", "baseline", "train")
 AXIS_KINDS = ("scientific", "nuisance", "fixed")
@@ -83,8 +92,9 @@ class Experiment:
             cfg = resolve(budget, extra=self.fixed)
             if dataset:
                 cfg = merge(cfg, {"data": {"dataset": dataset}})
-            cfg = apply_overrides(merge(cfg, nested), overrides)
-            return cfg.validate()
+            cfg = apply_overrides(merge(cfg, nested), overrides).validate()
+            check_data_root(cfg)
+            return cfg
         except ConfigError as err:
             where = f" (grid point {dict(params)})" if params else ""
             raise ConfigError(f"{self.path}: {err}{where}") from None

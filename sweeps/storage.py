@@ -37,6 +37,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             f"storage {url!r} is not a URL; valid: sqlite:///runs/studies.db, postgresql://user@host/db, "
             "journal:/shared/path/journal.log"
         )
+    given = url
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; requirements.txt ships psycopg2.
         url = "postgresql+psycopg2://" + url.partition("://")[2]
@@ -53,4 +54,4 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         )
     except Exception as err:  # noqa: BLE001 - driver errors vary by backend; all mean "cannot open"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"cannot open study storage {url}: {reason}") from None
+        raise StorageError(f"cannot open study storage {given}: {reason}") from None

@@ -235,6 +235,19 @@ def from_dict(data: Mapping[str, Any]) -> RunConfig:
     return merge(RunConfig(), data).validate()
 
 
+def check_data_root(cfg: RunConfig) -> None:
+    """A real dataset needs ``data.root`` to be an existing folder; checked before any run or sweep starts."""
+    data = cfg.data
+    if data.dataset == "synthetic":
+        return
+    if not data.root:
+        raise ConfigError(
+            f"data.root is required for {data.dataset}: the folder of the unpacked release (README, 'Datasets')"
+        )
+    if not Path(data.root).is_dir():
+        raise ConfigError(f"data.root: folder not found: {data.root} (the unpacked {data.dataset} release)")
+
+
 def _positive(key: str, value: float | int | None, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return

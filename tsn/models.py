@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .backbones import build_backbone
+from .backbones import BACKBONES, build_backbone
 from .decoder import Decoder, DecoderWidths
 from .encodings import ENCODINGS, task_codes
 from .heads import HEADS, build_head
@@ -184,6 +184,8 @@ def validate_model_config(cfg: ModelConfig, num_tasks: int) -> None:
     """Raise a one-line ValueError for a configuration that cannot be built, before any compute."""
     if cfg.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {cfg.architecture!r}; valid: {list(ARCHITECTURES)}")
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {cfg.backbone!r}; valid: {sorted(BACKBONES)}")
     if cfg.head is not None and cfg.head not in HEADS:
         raise ValueError(f"unknown head {cfg.head!r}; valid: {sorted(HEADS)} or null")
     if cfg.architecture != "tsn":

@@ -14,37 +14,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tsn.data.pascal import read_ids, read_image, read_png, require, unit_normals
-from tsn.data.transforms import MultiTaskDataset
+from tsn.data.folder import FolderDataset, read_npy, read_png, require, unit_normals
 
 HINT = "get the NYUD_MT release (as used by ASTMT / Multi-Task-Learning-PyTorch), see the README"
 
 
 def _normals(path_npy: Path) -> np.ndarray:
     if path_npy.exists():
-        return np.load(path_npy).astype(np.float64)
+        return read_npy(path_npy).astype(np.float64)
     return read_png(require(path_npy.with_suffix(".png"), HINT)).astype(np.float64) * 2 / 255 - 1
 
 
-class NYUD(MultiTaskDataset):
+class NYUD(FolderDataset):
+    NAME = "nyud"
+    SPLIT_FILE = "gt_sets/{split}.txt"
+    IMAGE = ("images", ".jpg")
+    HINT = HINT
+
     def __init__(self, root: str | None, split: str, kinds: dict[str, str], image_size: int, augment: str | None):
-        super().__init__("nyud", split, kinds, image_size, augment)
-        self.root, self.ids = read_ids(root, f"gt_sets/{split}.txt", HINT)
+        super().__init__(root, split, kinds, image_size, augment)
         self.loaders = {
             "semseg": lambda n: torch.from_numpy(read_png(self._path("segmentation", f"{n}.png")).astype(np.int64)),
-            "edge": lambda n: torch.from_numpy(np.load(self._path("edge", f"{n}.npy")).astype(np.float32))[None],
+            "edge": lambda n: torch.from_numpy(read_npy(self._path("edge", f"{n}.npy")).astype(np.float32))[None],
             "normals": lambda n: unit_normals(_normals(self.root / "normals" / f"{n}.npy"), np.array(True)),
             "depth": lambda n: torch.from_numpy(
-                np.nan_to_num(np.load(self._path("depth", f"{n}.npy")).astype(np.float32)))[None],
+                np.nan_to_num(read_npy(self._path("depth", f"{n}.npy")).astype(np.float32)))[None],
         }
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def _path(self, *parts: str) -> Path:
-        return require(self.root.joinpath(*parts), HINT)
-
-    def load(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], str]:
-        name = self.ids[index]
-        image = read_image(self._path("images", f"{name}.jpg"))
-        return image, {task: self.loaders[task](name) for task in self.kinds}, name

@@ -10,16 +10,13 @@ Layout under ``root`` (read from facebookresearch/astmt and SimonVandenhende/Mul
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import scipy.io
 import torch
 from PIL import Image
 
+from tsn.data.folder import FolderDataset, read_mat, read_png, unit_normals
 from tsn.data.synthetic import label_edges
-from tsn.data.transforms import MultiTaskDataset
 from tsn.tasks import IGNORE_INDEX
 
 HINT = "get PASCAL_MT.tgz (https://data.vision.ee.ethz.ch/kmaninis/share/MTL/PASCAL_MT.tgz), see the README"
@@ -34,59 +31,22 @@ HUMAN_PARTS = {
 }
 
 
-def require(path: Path, hint: str) -> Path:
-    if not path.exists():
-        raise FileNotFoundError(f"expected {path}; {hint}")
-    return path
+class PascalContext(FolderDataset):
+    NAME = "pascal_context"
+    SPLIT_FILE = "ImageSets/Context/{split}.txt"
+    IMAGE = ("JPEGImages", ".jpg")
+    HINT = HINT
 
-
-def read_ids(root: str | None, split_file: str, hint: str) -> tuple[Path, list[str]]:
-    """The dataset root and the ids listed in ``root/split_file`` (errors name the missing path)."""
-    if root is None:
-        raise ValueError(f"this dataset needs root=<folder>; {hint}")
-    base = require(Path(root), hint)
-    return base, require(base / split_file, hint).read_text().split()
-
-
-def read_png(path: Path) -> np.ndarray:
-    return np.array(Image.open(path))
-
-
-def read_image(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
-
-
-def unit_normals(normals: np.ndarray, valid: np.ndarray) -> torch.Tensor:
-    """[H, W, 3] normals -> float32 [3, H, W], unit length where ``valid``, zero elsewhere."""
-    norm = np.linalg.norm(normals, axis=-1, keepdims=True)
-    valid = valid & (norm[..., 0] > 1e-3)
-    out = np.where(valid[..., None], normals / np.maximum(norm, 1e-3), 0.0)
-    return torch.from_numpy(out.transpose(2, 0, 1).astype(np.float32))
-
-
-class PascalContext(MultiTaskDataset):
     def __init__(self, root: str | None, split: str, kinds: dict[str, str], image_size: int, augment: str | None):
-        super().__init__("pascal_context", split, kinds, image_size, augment)
-        self.root, self.ids = read_ids(root, f"ImageSets/Context/{split}.txt", HINT)
+        super().__init__(root, split, kinds, image_size, augment)
         self.normals_classes: set[int] | None = None
-        self.loaders: dict[str, Callable[[str], torch.Tensor]] = {
+        self.loaders = {
             "semseg": self._semseg, "parts": self._parts, "edge": self._edge,
             "normals": self._normals, "saliency": self._saliency,
         }
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def _path(self, *parts: str) -> Path:
-        return require(self.root.joinpath(*parts), HINT)
-
-    def load(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], str]:
-        name = self.ids[index]
-        image = read_image(self._path("JPEGImages", f"{name}.jpg"))
-        return image, {task: self.loaders[task](name) for task in self.kinds}, name
-
     def _label_map(self, name: str) -> np.ndarray:
-        return scipy.io.loadmat(self._path("pascal-context", "trainval", f"{name}.mat"))["LabelMap"]
+        return read_mat(self._path("pascal-context", "trainval", f"{name}.mat"))["LabelMap"]
 
     def _semseg(self, name: str) -> torch.Tensor:
         voc = self.root / "semseg" / "VOC12" / f"{name}.png"
@@ -95,7 +55,7 @@ class PascalContext(MultiTaskDataset):
 
     def _parts(self, name: str) -> torch.Tensor:
         """Person parts (6 + background) of every person with parts; all 255 when the image has none."""
-        objects = scipy.io.loadmat(self._path("human_parts", f"{name}.mat"))["anno"][0, 0]["objects"][0]
+        objects = read_mat(self._path("human_parts", f"{name}.mat"))["anno"][0, 0]["objects"][0]
         target = None
         for obj in objects:
             if int(obj["class_ind"].squeeze()) != PERSON or obj["parts"].size == 0:

@@ -1,0 +1,246 @@
+"""Fault injection: bad input, interrupts, damaged files, full disks, dead storage, many workers. Nothing lost."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from sweeps import records as R
+from sweeps.__main__ import main as sweeps_main
+from sweeps.driver import INTERRUPTED, Sweep
+from sweeps.storage import open_storage
+from test_data_real import nyud_root  # noqa: F401 - fixture
+from test_sweeps import ENCODINGS, REPO, TINY, _postgres_url, _run_cli, complete, make_sweep, write_experiment
+from tsn import atomic
+from tsn.__main__ import main as tsn_main
+from tsn.checkpoint import load_checkpoint
+from tsn.config import resolve
+from tsn.data import build_dataset
+from tsn.train import Trainer
+
+GOOD_AXES = "axes: {nuisance: {train.seed: [1]}}\n"
+
+# (experiment file text, expected fragment of the one-line error)
+BAD_EXPERIMENTS = [
+    ("name: x\naxes: {scientific: {model.encoding: []}}\n", "axis model.encoding must be a non-empty list"),
+    ("name: x\naxes: {scientific: {model.encodings: [orthogonal]}}\n", "unknown key model.encodings; valid keys in model"),
+    ("name: x\naxes: {}\n", "the grid is empty"),
+    ("name: x\n", "the grid is empty"),
+    ("name: x\nfixed: {model: {architecture: tsm}}\n" + GOOD_AXES, "unknown architecture 'tsm'; valid: ['tsn'"),
+    ("name: x\naxes: {scientific: {model.embedding_dim: [7]}}\n", "divisible by the number of tasks (5); got 7, valid: 5, 10"),
+    ("name: x\naxes: {scientific: {model.encoding: [orthogonal]}\n", "YAML syntax error at line"),
+    ("name: x\nbaseline: multi\n" + GOOD_AXES, "baseline: 'multi' is not valid; valid: single_task, none"),
+    ("name: x\nseeds: [1]\n" + GOOD_AXES, "unknown key 'seeds'; valid: name"),
+    ("- just\n- a list\n", "an experiment file must be a mapping"),
+    ("name: 'two words'\n" + GOOD_AXES, "name must be a word"),
+    ("name: x\naxes: {important: {train.seed: [1]}}\n", "unknown axis kind 'important'; valid: scientific, nuisance"),
+    ("name: x\naxes: {nuisance: {seed: [1]}}\n", "axis 'seed' must be a dotted config key"),
+    ("name: x\naxes: {nuisance: {train.seed: [1, 1]}}\n", "axis train.seed repeats a value"),
+    ("name: x\naxes: {nuisance: {train.seed: 1}}\n", "axis train.seed must be a non-empty list"),
+    ("name: x\nfixed: {optimizer: {lr: 1}}\n" + GOOD_AXES, "unknown section 'optimizer'; valid: model, data, train"),
+    ("name: x\nfixed: {train: {epochs: 0}}\n" + GOOD_AXES, "train.epochs must be > 0, got 0"),
+    ("name: x\nfixed: {train: {batch_size: -4}}\n" + GOOD_AXES, "train.batch_size must be > 0, got -4"),
+    ("name: x\nfixed: {data: {image_size: 0}}\n" + GOOD_AXES, "data.image_size must be a multiple of 32 and >= 64"),
+    ("name: x\nfixed: {train: {epochs: many}}\n" + GOOD_AXES, "train.epochs: expected an integer, got 'many'"),
+    ("name: x\nfixed: {data: {dataset: pascal_context, root: /nonexistent/PASCAL_MT}}\n" + GOOD_AXES,
+     "data.root: folder not found: /nonexistent/PASCAL_MT"),
+    ("name: x\nfixed: {data: {dataset: nyud}}\n" + GOOD_AXES, "data.root is required for nyud"),
+    ("name: x\nfixed: {data: {dataset: cityscapes}}\n" + GOOD_AXES, "data.dataset: 'cityscapes' is not valid; valid: nyud"),
+    ("name: x\nfixed: {data: {tasks: [semseg, sky]}}\n" + GOOD_AXES, "unknown task 'sky' for dataset 'synthetic'; valid"),
+    ("name: x\nfixed: {train: {schedule: random}}\n" + GOOD_AXES, "train.schedule: 'random' is not valid; valid: epoch, batch"),
+    ("name: x\nfixed: {model: {encoding: uniform}}\n" + GOOD_AXES, "unknown task encoding 'uniform'; valid"),
+    ("name: x\nfixed: {model: {backbone: vgg16}}\n" + GOOD_AXES, "unknown backbone 'vgg16'; valid"),
+    ("name: x\nfixed: {train: {plateau_factor: 2}}\n" + GOOD_AXES, "train.plateau_factor must be in (0, 1), got 2.0"),
+    ("name: x\nfixed: {model: {decoder_width: -1}}\n" + GOOD_AXES, "model.decoder_width must be > 0"),
+    ("name: x\nfixed: {train: {amp: sometimes}}\n" + GOOD_AXES, "train.amp: expected true or false"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD_EXPERIMENTS)
+def test_malformed_experiment_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, text, message) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    code = sweeps_main(["run", str(path), "--budget", "smoke", "--storage", f"sqlite:///{tmp_path / 's.db'}",
+                        "--runs-dir", str(tmp_path / "runs"), "--no-wandb", "--no-tables"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model: {architecture: tsm}\n", "unknown architecture 'tsm'"),
+    ("train: {epochs: -3}\n", "train.epochs must be > 0, got -3"),
+    ("data: {dataset: pascal_context, root: /missing/PASCAL_MT}\n", "data.root: folder not found: /missing/PASCAL_MT"),
+    ("train: [1, 2]\n", "section 'train' must be a mapping"),
+    ("train: {epochs: 2\n", "YAML syntax error"),
+])
+def test_malformed_run_config_is_one_line_exit_2_before_any_compute(tmp_path, capsys, text, message) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    code = tsn_main(["train", "--budget", "smoke", "--config", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_experiment_through_a_real_process_prints_no_traceback(tmp_path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD_EXPERIMENTS[4][0])
+    result = subprocess.run([sys.executable, "-m", "sweeps", "run", str(path), "--budget", "smoke", "--storage",
+                             f"sqlite:///{tmp_path / 's.db'}", "--no-wandb"], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_storage_that_does_not_answer_is_one_line_exit_2_and_quick(tmp_path, capsys) -> None:
+    started = time.monotonic()
+    code = sweeps_main(["run", str(REPO / "experiments" / "embedding.yaml"), "--budget", "smoke", "--storage",
+                        "postgresql://postgres@127.0.0.1:1/test", "--runs-dir", str(tmp_path / "runs"), "--no-wandb"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot open study storage postgresql://postgres@127.0.0.1:1/test" in err
+    assert err.count("\n") == 1 and time.monotonic() - started < 30 and not (tmp_path / "runs").exists()
+
+
+def test_out_of_memory_in_one_trial_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch) -> None:
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
+    original = Trainer._train_step
+
+    def step(self, tasks, batch, epoch, step):
+        if self.cfg.model.architecture == "tsn" and self.cfg.model.encoding == "gaussian":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, tasks, batch, epoch, step)
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    assert sweep.run() == {"complete": 1, "failed": 1}
+    (failed,) = sweep.study.get_trials(states=(TrialState.FAIL,))
+    assert failed.user_attrs[R.FAIL_REASON] == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert failed.params["model.encoding"] == "gaussian"
+
+
+def test_disk_full_while_writing_keeps_the_previous_file_and_no_temp_file(tmp_path, monkeypatch) -> None:
+    cfg = resolve("smoke", overrides=[*TINY])
+    Trainer(cfg, tmp_path).fit()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoint.pt", tmp_path / "metrics.json")}
+
+    def full_disk(obj, file, *args, **kwargs):
+        Path(file).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        Trainer(resolve("smoke", overrides=[*TINY, "train.epochs=2"]), tmp_path).fit(resume=False)
+    with pytest.raises(OSError, match="No space left"):
+        atomic.atomic_write(tmp_path / "metrics.json", lambda tmp: full_disk(None, tmp))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "checkpoint.pt", tmp_path / "metrics.json")} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.json"]
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
+
+
+def test_damaged_label_file_in_a_real_dataset_names_the_file(nyud_root) -> None:  # noqa: F811
+    (label,) = sorted((nyud_root / "segmentation").glob("*.png"))[:1]
+    label.write_bytes(label.read_bytes()[:40])
+    dataset = build_dataset("nyud", "train", ["semseg"], 64, root=str(nyud_root))
+    index = [i for i, name in enumerate(dataset.ids) if name == label.stem][0]
+    with pytest.raises(ValueError, match=f"damaged file {label}"):
+        dataset[index]
+    depth = sorted((nyud_root / "depth").glob("*.npy"))[0]
+    depth.write_bytes(depth.read_bytes()[:20])
+    with pytest.raises(ValueError, match=f"damaged file {depth}"):
+        build_dataset("nyud", "train", ["depth"], 64, root=str(nyud_root))[
+            [i for i, n in enumerate(dataset.ids) if n == depth.stem][0]]
+
+
+def _wait_for(predicate, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_trial_records_interrupted_exits_cleanly_and_resumes_from_checkpoint(tmp_path, sig) -> None:
+    experiment = write_experiment(tmp_path, ENCODINGS)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    sets = [a for o in [*TINY[:-1], "train.epochs=8"] for a in ("--set", o)]
+    args = ["run", str(experiment), "--budget", "smoke", *sets]
+    proc = _run_cli(*args, storage=storage, tmp_path=tmp_path)
+    grid_runs = lambda: [p for p in (tmp_path / "runs").glob("*/*/checkpoint.pt")]  # noqa: E731
+    _wait_for(lambda: len(grid_runs()) >= 2, 240)  # the baseline's and the first grid trial's
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "stopped: interrupted during mini-synthetic-smoke trial" in out and "Traceback" not in out
+    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
+    (interrupted,) = [t for t in study.get_trials() if t.user_attrs.get(INTERRUPTED)]
+    assert interrupted.state == TrialState.FAIL and R.FAIL_REASON not in interrupted.user_attrs
+    run_dir = Path(interrupted.user_attrs[R.RUN_DIR])
+    saved = load_checkpoint(run_dir / "checkpoint.pt")
+    rerun = _run_cli(*args, storage=storage, tmp_path=tmp_path)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
+    keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
+    assert len(keys) == len(set(keys)) == 2
+    (resumed,) = [t for t in complete(study) if t.user_attrs[R.CONFIG_HASH] == interrupted.user_attrs[R.CONFIG_HASH]]
+    history = resumed.user_attrs[R.HISTORY]
+    assert [h["epoch"] for h in history] == list(range(1, 9))
+    assert history[: saved["epoch"]] == saved["history"]  # the epochs before the signal were not retrained
+
+
+def _workers_complete_grid_once(tmp_path: Path, storage: str, name: str) -> None:
+    axes = "  scientific:\n    model.embedding_dim: [5, 10, 15, 20, 25, 30]\n  nuisance:\n    train.seed: [1337]\n"
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, axes, name=name), storage=storage)
+    workers = [_run_cli("worker", "--study", sweep.study_name, storage=storage, tmp_path=tmp_path) for _ in range(4)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    assert not any("locked" in o or "Traceback" in o for o in outputs), outputs
+    study = optuna.load_study(study_name=sweep.study_name, storage=open_storage(storage))
+    keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
+    assert sorted(keys) == sorted(sweep.by_hash)  # every point, exactly once
+    assert not study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING))
+
+
+@pytest.mark.slow
+def test_four_sqlite_workers_finish_a_smoke_grid_exactly_once(tmp_path) -> None:
+    _workers_complete_grid_once(tmp_path, f"sqlite:///{tmp_path / 'studies.db'}", "four")
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_four_postgres_workers_finish_a_smoke_grid_exactly_once(tmp_path) -> None:
+    url = _postgres_url()
+    name = f"pg4w{os.getpid()}{int(time.time())}"
+    try:
+        _workers_complete_grid_once(tmp_path, url, name)
+    finally:
+        optuna.delete_study(study_name=f"{name}-synthetic-smoke", storage=open_storage(url))
+
+
+def test_checkpoints_load_weights_only(tmp_path) -> None:
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": {}, "config": {}, "payload": Evil()}, path)
+    with pytest.raises(ValueError, match="unreadable"):
+        load_checkpoint(path)
+
+
+def test_sweep_rebuilt_from_storage_is_the_same_sweep(tmp_path) -> None:
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
+    again = Sweep.from_storage(sweep.study_name, sweep.storage_url, runs_dir=tmp_path / "runs", log=lambda _: None)
+    assert again.by_hash.keys() == sweep.by_hash.keys()
+    assert np.array_equal(sorted(again.baselines), sorted(sweep.baselines))
