@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 SWEEP      := $(PY) -m sweeps run --budget $(BUDGET) $(if $(DATASET),--dataset $(DATASET)) --storage $(STORAGE)
 STUDY   ?= embedding-$(or $(DATASET),synthetic)-$(BUDGET)
 
-.PHONY: help venv test test-all params clean sweep-embedding sweep-baselines sweep-schedule sweep-convergence \
+.PHONY: help venv test test-all params bench clean sweep-embedding sweep-baselines sweep-schedule sweep-convergence \
         sweep-all worker dashboard tables
 
 help: ## list the targets
@@ -61,6 +61,9 @@ tables: $(STAMP) ## regenerate every table and figure under reports/ from the st
 
 dashboard: $(STAMP) ## optuna-dashboard on the study storage (http://127.0.0.1:8080)
 	$(VENV)/bin/optuna-dashboard $(STORAGE)
+
+bench: $(STAMP) ## measure training speed on this machine and write BENCHMARKS.md
+	$(PY) -m tsn.bench --out BENCHMARKS.md
 
 clean: ## remove caches (keeps runs/ and the venv)
 	rm -rf .cache .pytest_cache

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .atomic import write_json
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import RunConfig, config_hash
+from .config import RunConfig, TrainConfig, config_hash
 from .data import build_dataset
 from .evaluate import Evaluation, autocast, evaluate, move_batch
 from .losses import task_loss
@@ -61,6 +61,17 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
+def build_optimizer(model: MultiTaskModel, train: TrainConfig) -> torch.optim.Optimizer:
+    """Adam with the encoder and decoder learning rates as two named parameter groups."""
+    return torch.optim.Adam(
+        [
+            {"params": list(model.encoder_parameters()), "lr": train.lr_encoder, "name": "encoder"},
+            {"params": list(model.decoder_parameters()), "lr": train.lr_decoder, "name": "decoder"},
+        ],
+        weight_decay=train.weight_decay,
+    )
+
+
 class Trainer:
     def __init__(
         self,
@@ -83,13 +94,7 @@ class Trainer:
         self.model: MultiTaskModel = build_model(cfg.model, self.tasks).to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(
-            [
-                {"params": list(self.model.encoder_parameters()), "lr": cfg.train.lr_encoder, "name": "encoder"},
-                {"params": list(self.model.decoder_parameters()), "lr": cfg.train.lr_decoder, "name": "decoder"},
-            ],
-            weight_decay=cfg.train.weight_decay,
-        )
+        self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience
         )

@@ -1,0 +1,85 @@
+"""The benchmark suite runs and reports every section; every optimisation equals the reference path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tsn import bench
+from tsn.config import resolve
+from tsn.decoder import interpolation_matrix, upsample
+from tsn.models import build_model
+from tsn.tasks import dataset_tasks
+from tsn.train import build_optimizer
+
+SECTIONS = ["## 1. Training throughput", "## 2. Encoder once", "## 3. Achieved FLOP/s", "## 4. Data",
+            "## 5. Sweep overhead", "## 6. Peak memory"]
+
+
+@pytest.mark.parametrize("shape, size", [((2, 3, 4, 4), (8, 8)), ((1, 5, 3, 7), (6, 13)), ((2, 2, 1, 1), (2, 2)),
+                                         ((3, 4, 8, 8), (8, 8)), ((1, 2, 6, 6), (3, 3))])
+def test_cpu_upsample_equals_f_interpolate_in_value_and_gradient(shape, size) -> None:
+    x = torch.randn(*shape, requires_grad=True)
+    ref = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+    out = upsample(x, size)
+    assert out.shape == ref.shape and out.is_contiguous()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_interpolation_matrix_rows_are_convex_weights_hitting_the_corners() -> None:
+    m = interpolation_matrix(4, 7)
+    torch.testing.assert_close(m.sum(dim=1), torch.ones(7))
+    assert m[0, 0] == 1 and m[-1, -1] == 1 and (m >= 0).all()
+
+
+def test_upsample_falls_back_to_f_interpolate_on_meta() -> None:
+    assert upsample(torch.empty(1, 2, 4, 4, device="meta"), (8, 8)).shape == (1, 2, 8, 8)
+
+
+@pytest.mark.parametrize("arch", ["tsn", "task_bn", "multi_decoder"])
+def test_model_outputs_with_fast_upsample_equal_the_reference_path(arch: str) -> None:
+    cfg = resolve("smoke", overrides=[f"model.architecture={arch}", "model.n_fc=2"])
+    tasks = dataset_tasks(cfg.data.dataset, cfg.data.tasks)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, tasks)
+    x = torch.randn(2, 3, 64, 64)
+    fast = model.forward_tasks(x)
+    with bench.reference_upsample():
+        ref = model.forward_tasks(x)
+    for task in tasks.names:
+        torch.testing.assert_close(fast[task], ref[task], atol=1e-4, rtol=1e-4)
+
+
+def test_build_optimizer_has_the_named_encoder_and_decoder_groups() -> None:
+    cfg = resolve("smoke")
+    model = build_model(cfg.model, dataset_tasks(cfg.data.dataset, cfg.data.tasks))
+    opt = build_optimizer(model, cfg.train)
+    assert [g["name"] for g in opt.param_groups] == ["encoder", "decoder"]
+    assert [g["lr"] for g in opt.param_groups] == [cfg.train.lr_encoder, cfg.train.lr_decoder]
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+
+
+def test_encoder_once_step_equals_the_per_task_loop() -> None:
+    r = bench.encoder_once_comparison(bench.sizes(quick=True)[0], repeats=1)
+    assert r["max_out"] < 1e-5 and r["max_grad"] < 1e-4
+    assert r["theory"] > 1
+
+
+def test_throughput_section_reports_every_schedule() -> None:
+    results: dict = {}
+    lines = bench.section_throughput(bench.sizes(quick=True), results)
+    assert sum("| tsn | epoch / batch |" in line for line in lines) == 1
+    assert sum("| tsn | joint |" in line for line in lines) == 1
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_a_table_with_every_section(tmp_path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    text = bench.run(quick=True, out=out)
+    assert out.read_text() == text
+    for heading in SECTIONS:
+        assert heading in text
+    assert "- date: " in text and "- machine: " in text

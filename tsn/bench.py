@@ -1,0 +1,446 @@
+"""Benchmark suite: ``python -m tsn.bench [--quick] [--out BENCHMARKS.md]`` (``make bench``).
+
+Measures, on the current machine, the same model and training step the trainer uses (``Trainer._train_step``):
+
+1. training throughput (images x tasks / s) per architecture, size and schedule;
+2. the encoder-once multi-task step against a per-task loop that recomputes the encoder (outputs checked equal);
+3. achieved FLOP/s of a training step against the measured matmul peak of this run;
+4. synthetic data generation rate and the fraction of a step spent waiting for data;
+5. sweep overhead: a trial inside the sweep driver (Optuna storage + W&B offline) against the same run alone;
+6. peak memory per architecture.
+
+Every time is the median of repeated runs; ratios are measured side by side in one process. ``--quick`` runs
+tiny sizes in seconds (the tests use it); its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import decoder as decoder_module
+from .config import RunConfig, resolve
+from .models import ARCHITECTURES, MultiTaskModel, build_model
+from .runtime import configure_threads, seed_everything
+from .tasks import DatasetTasks, dataset_tasks
+from .train import Trainer, build_optimizer
+
+ARCHS = tuple(ARCHITECTURES)
+
+
+@dataclass(frozen=True)
+class Size:
+    """A benchmark size: a budget plus overrides, and how often to repeat a step there."""
+
+    name: str
+    overrides: tuple[str, ...]
+    repeats: int
+    archs: tuple[str, ...] = ARCHS
+
+
+def sizes(quick: bool) -> list[Size]:
+    if quick:
+        tiny = ("data.image_size=64", "train.batch_size=2", "model.decoder_width=0.125", "model.n_fc=2")
+        return [Size("cpu (quick: 64 px, batch 2)", tiny, 1, ("tsn",)), Size("paper (skipped in --quick)", (), 0)]
+    paper = ("model.backbone=resnet18", "model.decoder_width=1.0")
+    return [
+        Size("cpu (compact, width 0.25, 64 px, batch 32)", (), 5),
+        Size("paper (ResNet-18, width 1.0, 64 px, batch 16)", (*paper, "data.image_size=64", "train.batch_size=16"), 2),
+        Size("paper (ResNet-18, width 1.0, 512 px, batch 1)", (*paper, "data.image_size=512", "train.batch_size=1"), 2,
+             ("tsn",)),
+    ]
+
+
+def config(size: Size, arch: str = "tsn") -> RunConfig:
+    return resolve("cpu", overrides=[*size.overrides, f"model.architecture={arch}", "train.progress=false"])
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall seconds of ``fn`` over ``repeats`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def random_batch(tasks: DatasetTasks, batch: int, size: int, seed: int = 0) -> dict:
+    """A collated batch of the trainer's format with random images and valid random targets of every kind."""
+    g = torch.Generator().manual_seed(seed)
+    targets = {}
+    for t in tasks.tasks:
+        if t.target == "label":
+            targets[t.name] = torch.randint(t.channels, (batch, size, size), generator=g)
+        elif t.target == "binary":
+            targets[t.name] = torch.randint(2, (batch, 1, size, size), generator=g).float()
+        elif t.target == "normals":
+            targets[t.name] = F.normalize(torch.randn(batch, 3, size, size, generator=g), dim=1)
+        else:
+            targets[t.name] = torch.rand(batch, 1, size, size, generator=g) + 0.5
+    return {"image": torch.randn(batch, 3, size, size, generator=g), "targets": targets}
+
+
+class StepHarness:
+    """The trainer's model, optimiser and ``_train_step`` without its datasets (so any size needs no rendering)."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.tasks = dataset_tasks(cfg.data.dataset, cfg.data.tasks)
+        self.loss_weights = {t.name: t.loss_weight for t in self.tasks.tasks}
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.channels_last = cfg.train.channels_last and self.device.type == "cuda"
+        seed_everything(cfg.train.seed)
+        self.model: MultiTaskModel = build_model(cfg.model, self.tasks).to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.model, cfg.train)
+        self.batch = random_batch(self.tasks, cfg.train.batch_size, cfg.data.image_size)
+
+    def step(self, tasks: Sequence[str]) -> None:
+        Trainer._train_step(self, tuple(tasks), self.batch, 1, 0)  # type: ignore[arg-type]
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def reference_upsample() -> Iterator[None]:
+    """Use ``F.interpolate`` in the decoder (the reference path; FlopCounterMode counts the model's math only)."""
+    fast = decoder_module.upsample
+    decoder_module.upsample = lambda x, size: F.interpolate(
+        x, size=tuple(int(s) for s in size), mode="bilinear", align_corners=True
+    )
+    try:
+        yield
+    finally:
+        decoder_module.upsample = fast
+
+
+def step_flops(harness: StepHarness, tasks: Sequence[str]) -> int:
+    with reference_upsample(), FlopCounterMode(display=False) as counter:
+        harness.step(tasks)
+    return counter.get_total_flops()
+
+
+def matmul_peak(n: int, repeats: int) -> float:
+    """FLOP/s of an n x n float32 matrix product (the machine's practical peak)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+
+    def mm() -> None:
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return 2 * n**3 / median_time(mm, repeats, warmup=2)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; GPU: {gpu}; "
+            f"torch {torch.__version__}, Python {platform.python_version()}; load average (1/5/15 min) {load}")
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    return f"{x:.{digits}g}"
+
+
+# ----------------------------------------------------------------------------------------------- sections
+def section_throughput(size_list: list[Size], results: dict) -> list[str]:
+    lines = ["## 1. Training throughput", "",
+             "One optimiser step of `Trainer._train_step` (forward, losses, backward, Adam). `epoch` and `batch` "
+             "schedules run the same single-task step (they differ only in task order); `joint` trains all tasks "
+             "on each batch, encoder once.", "",
+             "| size | architecture | schedule | step (s, median) | images·tasks / s |", "|---|---|---|---|---|"]
+    for size in size_list:
+        if size.repeats == 0:
+            lines.append(f"| {size.name} | — | — | not measured | — |")
+            continue
+        for arch in size.archs:
+            harness = StepHarness(config(size, arch))
+            names = harness.tasks.names
+            batch = harness.cfg.train.batch_size
+            for schedule, tasks in (("epoch / batch", names[:1]), ("joint", names)):
+                seconds = median_time(lambda: harness.step(tasks), size.repeats)
+                results.setdefault("steps", {})[(size.name, arch, schedule)] = seconds
+                lines.append(f"| {size.name} | {arch} | {schedule} | {fmt(seconds)} | {fmt(batch * len(tasks) / seconds)} |")
+            del harness
+    return lines
+
+
+def encoder_once_comparison(size: Size, repeats: int) -> dict:
+    """Forward + backward of all T tasks: per-task loop (encoder recomputed) vs encoder once (one decoder batch)."""
+    cfg = config(size, "tsn")
+    tasks = dataset_tasks(cfg.data.dataset, cfg.data.tasks)
+    seed_everything(0)
+    model = build_model(cfg.model, tasks)
+    names = tasks.names
+    x = torch.randn(cfg.train.batch_size, 3, cfg.data.image_size, cfg.data.image_size)
+    grads_out = {t: torch.randn_like(model(x, t)) for t in names}
+
+    def loss_of(outputs: dict) -> torch.Tensor:
+        return sum((outputs[t] * grads_out[t]).sum() for t in names)
+
+    def run(kind: str) -> tuple[dict, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        if kind == "loop":
+            outputs = {t: model(x, t) for t in names}
+        elif kind == "once, decoder per task":
+            features = model.encode(x)
+            outputs = {t: model.decode(features, t) for t in names}
+        else:
+            outputs = model.forward_tasks(x, names)
+        loss_of(outputs).backward()
+        return outputs, [p.grad.clone() for p in model.parameters()]
+
+    ref_out, ref_grads = run("loop")
+    out, grads = run("batched")
+    max_out = max((ref_out[t] - out[t]).abs().max().item() for t in names)
+    max_grad = max((a - b).abs().max().item() for a, b in zip(ref_grads, grads)) / max(
+        a.abs().max().item() for a in ref_grads)
+
+    features = [f.detach().requires_grad_() for f in model.encode(x)]
+    feature_grads = [torch.randn_like(f) for f in features]
+
+    def encoder_only() -> None:
+        sum((f * g).sum() for f, g in zip(model.encode(x), feature_grads)).backward()
+
+    def decoder_only() -> None:
+        (model.decode(features, names[0]) * grads_out[names[0]]).sum().backward()
+
+    times = {"E": [], "D": [], "loop": [], "once, decoder per task": [], "batched": []}
+    fns = {"E": encoder_only, "D": decoder_only, "loop": lambda: run("loop"),
+           "once, decoder per task": lambda: run("once, decoder per task"), "batched": lambda: run("batched")}
+    for _ in range(repeats):  # interleaved, so that load changes hit every variant alike
+        for key, fn in fns.items():
+            times[key].append(median_time(fn, 1, warmup=0))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    T, E, D = len(names), med["E"], med["D"]
+    theory = (T * E + T * D) / (E + T * D)
+    return {"T": T, "E": E, "D": D, "loop": med["loop"], "chunked": med["once, decoder per task"],
+            "batched": med["batched"], "theory": theory, "speedup": med["loop"] / med["batched"],
+            "speedup_chunked": med["loop"] / med["once, decoder per task"], "max_out": max_out, "max_grad": max_grad}
+
+
+def section_encoder_once(size: Size, repeats: int) -> list[str]:
+    r = encoder_once_comparison(size, repeats)
+    return ["## 2. Encoder once vs per-task loop (TSN)", "",
+            f"Size: {size.name}, T = {r['T']}. Forward + backward only (no optimiser step), same model and weights. "
+            f"Outputs equal: max |Δ output| = {r['max_out']:.2e}, max |Δ grad| / max |grad| = {r['max_grad']:.2e}.", "",
+            "| variant | time (s, median) | speed-up over the loop |", "|---|---|---|",
+            f"| encoder E (fwd+bwd) | {fmt(r['E'])} | |",
+            f"| decoder D, one task (fwd+bwd) | {fmt(r['D'])} | |",
+            f"| per-task loop (encoder recomputed) | {fmt(r['loop'])} | 1 |",
+            f"| encoder once, decoder per task | {fmt(r['chunked'])} | {fmt(r['speedup_chunked'])} |",
+            f"| encoder once, tasks batched through one decoder | {fmt(r['batched'])} | {fmt(r['speedup'])} |",
+            "",
+            f"Theoretical speed-up (T·E + T·D) / (E + T·D) = {fmt(r['theory'])}; the batched step reaches "
+            f"**{100 * r['speedup'] / r['theory']:.0f} %** of it (target ≥ 90 %); encoder once with the decoder "
+            f"per task reaches {100 * r['speedup_chunked'] / r['theory']:.0f} %."]
+
+
+def section_flops(size_list: list[Size], results: dict, quick: bool) -> list[str]:
+    n = 256 if quick else 2048
+    peak = matmul_peak(n, 3 if quick else 7)
+    lines = ["## 3. Achieved FLOP/s against the matmul peak", "",
+             f"Peak: float32 {n}×{n} matmul, median **{peak / 1e9:.1f} GFLOP/s** (same run). Step FLOPs from "
+             "`torch.utils.flop_counter` on the reference path (bilinear upsampling counted as 0, as PyTorch does); "
+             "step times from section 1.", "",
+             "| size | architecture | schedule | GFLOP / step | achieved GFLOP/s | fraction of peak |",
+             "|---|---|---|---|---|---|"]
+    for size in size_list:
+        if size.repeats == 0:
+            continue
+        harness = StepHarness(config(size, "tsn"))
+        names = harness.tasks.names
+        for schedule, tasks in (("epoch / batch", names[:1]), ("joint", names)):
+            seconds = results["steps"][(size.name, "tsn", schedule)]
+            flops = step_flops(harness, tasks)
+            lines.append(f"| {size.name} | tsn | {schedule} | {flops / 1e9:.2f} | {flops / seconds / 1e9:.1f} | "
+                         f"**{100 * flops / seconds / peak:.0f} %** |")
+    return lines
+
+
+def section_data(quick: bool) -> list[str]:
+    from .data import synthetic
+
+    size, n = (16, 2) if quick else (64, 16)
+    start = time.perf_counter()
+    for i in range(n):
+        synthetic.render(0, "train", i, size)
+    rate = n / (time.perf_counter() - start)
+    overrides = ["train.progress=false", "train.epochs=1"]
+    if quick:
+        overrides += ["data.image_size=64", "data.train_samples=8", "data.val_samples=2", "train.batch_size=2",
+                      "model.decoder_width=0.125", "model.n_fc=2"]
+    cache = tempfile.mkdtemp(prefix="tsn-bench-") if quick else None
+    cfg = resolve("cpu", overrides=overrides)
+    with tempfile.TemporaryDirectory() as out, _cache_dir(cache):
+        trainer = Trainer(cfg, out)
+        loader = trainer._loader(trainer.train_set, torch.Generator().manual_seed(0))
+        task = trainer.tasks.names[:1]
+        waits, steps = [], []
+        it = iter(loader)
+        for _ in range(min(len(loader), 3 if quick else 8)):
+            t0 = time.perf_counter()
+            batch = next(it)
+            t1 = time.perf_counter()
+            trainer._train_step(task, batch, 1, 0)
+            waits.append(t1 - t0)
+            steps.append(time.perf_counter() - t1)
+    wait = statistics.median(waits) / (statistics.median(waits) + statistics.median(steps))
+    return ["## 4. Data", "",
+            f"- synthetic generation: **{rate:.1f} samples/s** at {size}×{size} (one process, rendered once, then "
+            "cached as arrays on disk and held as tensors in memory)",
+            f"- waiting for data: **{100 * wait:.2f} %** of a training step (median batch fetch "
+            f"{1e3 * statistics.median(waits):.1f} ms vs median step {1e3 * statistics.median(steps):.0f} ms; "
+            f"`cpu` budget loader, num_workers = {cfg.data.num_workers}; target ≤ 5 %)"]
+
+
+@contextlib.contextmanager
+def _cache_dir(path: str | None) -> Iterator[None]:
+    old = os.environ.get("TSN_CACHE_DIR")
+    if path:
+        os.environ["TSN_CACHE_DIR"] = path
+    try:
+        yield
+    finally:
+        if path:
+            if old is None:
+                os.environ.pop("TSN_CACHE_DIR", None)
+            else:
+                os.environ["TSN_CACHE_DIR"] = old
+
+
+def section_sweep(quick: bool) -> list[str]:
+    from sweeps.driver import Sweep
+    from sweeps.experiment import parse_experiment
+    from sweeps.tracking import TrackingConfig
+
+    overrides = ["train.progress=false"]
+    if quick:
+        overrides += ["data.image_size=64", "data.train_samples=4", "data.val_samples=2", "train.batch_size=2",
+                      "train.epochs=1", "model.decoder_width=0.125", "model.n_fc=2", "train.final_edge_evaluator=fast"]
+    repeats = 1 if quick else 2
+    alone, swept = [], []
+    for rep in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = resolve("smoke", overrides=[*overrides, f"train.seed={2000 + rep}"])
+            start = time.perf_counter()
+            Trainer(cfg, Path(tmp) / "alone").fit()
+            alone.append(time.perf_counter() - start)
+            experiment = parse_experiment({"name": "bench", "description": "sweep overhead", "baseline": "none",
+                                           "fixed": {"model": {"architecture": "tsn"}},
+                                           "axes": {"scientific": {"train.seed": [2000 + rep]}}}, "bench")
+            start = time.perf_counter()
+            sweep = Sweep(experiment, "smoke", f"sqlite:///{tmp}/studies.db", overrides=overrides,
+                          runs_dir=Path(tmp) / "runs", log=lambda *a, **k: None,
+                          tracking=TrackingConfig(mode="offline", dir=str(Path(tmp) / "wandb")))
+            sweep.run()
+            swept.append(time.perf_counter() - start)
+    a, s = statistics.median(alone), statistics.median(swept)
+    return ["## 5. Sweep overhead", "",
+            f"One `smoke`-budget TSN trial: alone {a:.2f} s, inside the sweep driver (SQLite Optuna storage, "
+            f"W&B offline) {s:.2f} s: overhead **{100 * (s - a) / s:.1f} %** of trial time (median of {repeats}; "
+            "target ≤ 3 %). At the `cpu` budget a trial trains ~30× longer while the overhead is fixed."]
+
+
+def memory_probe(arch: str, size_index: int, quick: bool) -> dict:
+    """Peak memory of two training steps (all tasks) of ``arch``: CUDA allocator peak, or RSS growth on CPU."""
+    size = sizes(quick)[size_index]
+    harness = StepHarness(config(size, arch))
+    names = harness.tasks.names
+    if harness.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        for _ in range(2):
+            harness.step(names)
+        return {"peak_mib": torch.cuda.max_memory_allocated() / 2**20, "kind": "CUDA max_memory_allocated"}
+    for _ in range(2):
+        harness.step(names)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"peak_mib": peak / 1024, "kind": "peak RSS of the fresh process (PyTorch runtime included)"}
+
+
+def section_memory(quick: bool) -> list[str]:
+    archs = ("tsn",) if quick else ARCHS
+    size = sizes(quick)[0]
+    lines = ["## 6. Peak memory per architecture", "",
+             f"Size: {size.name}; two `joint` training steps in a fresh process (peak RSS, PyTorch runtime "
+             "included).", "", "| architecture | peak MiB | measured as |", "|---|---|---|"]
+    for arch in archs:
+        cmd = [sys.executable, "-m", "tsn.bench", "--memory-probe", arch] + (["--quick"] if quick else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        probe = json.loads(out)
+        lines.append(f"| {arch} | {probe['peak_mib']:.0f} | {probe['kind']} |")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------- driver
+def run(quick: bool, out: Path | None, threads: int = 0) -> str:
+    configure_threads(threads)
+    size_list = sizes(quick)
+    results: dict = {}
+    started = time.perf_counter()
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = [f"# Benchmarks{' (--quick: tiny sizes, numbers meaningless)' if quick else ''}", "",
+              f"- date: {now}", f"- machine: {machine()}",
+              "- every time is a median over repeated runs; ratios are measured side by side in one process", ""]
+    body: list[str] = []
+    body += section_throughput(size_list, results) + [""]
+    body += section_encoder_once(size_list[0], 1 if quick else 5) + [""]
+    body += section_flops(size_list, results, quick) + [""]
+    body += section_data(quick) + [""]
+    body += section_sweep(quick) + [""]
+    body += section_memory(quick) + [""]
+    body += [f"_Benchmark wall time {time.perf_counter() - started:.0f} s; load average at the end "
+             f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}._", ""]
+    text = "\n".join(header + body)
+    if out is not None:
+        out.write_text(text)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tsn.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds (for tests)")
+    parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here (e.g. BENCHMARKS.md)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = one per core)")
+    parser.add_argument("--memory-probe", metavar="ARCH", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_probe:
+        configure_threads(args.threads)
+        print(json.dumps(memory_probe(args.memory_probe, 0, args.quick)))
+        return 0
+    print(run(args.quick, args.out, args.threads))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
