@@ -190,7 +190,7 @@ class Trainer:
         bar = tqdm(
             total=total_steps,
             desc=f"epoch {epoch}/{self.cfg.train.epochs}",
-            disable=not self.cfg.train.progress,
+            disable=None if self.cfg.train.progress else True,  # None: off when stderr is not a terminal
             leave=False,
             dynamic_ncols=True,
         )
