@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+
+from tsn.atomic import atomic_write  # noqa: E402
 import torch  # noqa: E402
 
 from analysis.tables import Table, sort_key  # noqa: E402
@@ -30,9 +32,10 @@ def save(fig: Any, out_dir: str | Path, name: str, caption: str) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf", out / f"{name}.md"]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    paths[2].write_text(f"![{name}]({name}.png)\n\n{caption}\n")
+    # Written atomically: a full disk or a crash leaves the previous figure intact.
+    atomic_write(paths[0], lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png"))
+    atomic_write(paths[1], lambda tmp: fig.savefig(tmp, bbox_inches="tight", format="pdf"))
+    atomic_write(paths[2], lambda tmp: tmp.write_text(f"![{name}]({name}.png)\n\n{caption}\n"))
     plt.close(fig)
     return paths
 

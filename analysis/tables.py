@@ -17,6 +17,7 @@ import pandas as pd
 
 from analysis import published
 from analysis.runs import AXIS_COLUMNS, SEED_AXIS, AnalysisError, StudyData
+from tsn.atomic import atomic_write
 from tsn.config import SCHEDULES
 from tsn.metrics.delta_m import delta_m
 from tsn.tasks import dataset_tasks
@@ -365,6 +366,7 @@ def write_table(table: Table, out_dir: str | Path) -> dict[str, Path]:
     paths = {}
     for ext, render in (("md", to_markdown), ("tex", to_latex), ("csv", to_csv)):
         paths[ext] = out / f"{table.name}.{ext}"
-        paths[ext].write_text(render(table))
+        text = render(table)
+        atomic_write(paths[ext], lambda tmp: tmp.write_text(text))
     return paths
 
