@@ -244,3 +244,19 @@ def test_sweep_rebuilt_from_storage_is_the_same_sweep(tmp_path) -> None:
     again = Sweep.from_storage(sweep.study_name, sweep.storage_url, runs_dir=tmp_path / "runs", log=lambda _: None)
     assert again.by_hash.keys() == sweep.by_hash.keys()
     assert np.array_equal(sorted(again.baselines), sorted(sweep.baselines))
+
+
+def test_a_retried_trial_resumes_its_wandb_run_instead_of_creating_another(tmp_path) -> None:
+    from sweeps.tracking import TrackingConfig, WandbRun
+    from wandb_offline import read_offline_run
+
+    cfg = TrackingConfig(mode="offline", dir=str(tmp_path))
+    ids = []
+    for attempt in range(2):  # the first attempt "crashes" (exit code 1), the retry finishes
+        run = WandbRun(cfg, study="s", config_hash="abc", job_type="trial", name="s-0", tags=[], config={"a": 1})
+        run.on_epoch_end(None, {"epoch": attempt + 1, "train_loss": {"semseg": 1.0 / (attempt + 1)}})
+        ids.append(run.run_id)
+        run.finish(exit_code=1 - attempt)
+    assert ids[0] == ids[1] is not None
+    logged = [read_offline_run(d) for d in sorted(tmp_path.glob("wandb/offline-run-*"))]
+    assert {entry["run"]["id"] for entry in logged} == {ids[0]}  # one W&B run, resumed
