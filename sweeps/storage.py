@@ -28,10 +28,18 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     """
     if url.startswith(JOURNAL_PREFIX):
         path = Path(url[len(JOURNAL_PREFIX) :])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as err:
+            raise StorageError(f"cannot open study storage {url}: {err.strerror or err}") from None
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url[len("sqlite:///") :]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a missing, read-only or non-folder parent: say which URL, not only the path
+            raise StorageError(f"cannot open study storage {url}: cannot create folder {folder}: "
+                               f"{err.strerror or err}") from None
     elif "://" not in url:
         raise StorageError(
             f"storage {url!r} is not a URL; valid: sqlite:///runs/studies.db, postgresql://user@host/db, "

@@ -224,10 +224,25 @@ def resolve(
         # A budget's "sweep" section (e.g. max_seeds) concerns the sweep driver, not the run.
         cfg = merge(cfg, {k: v for k, v in budgets[budget].items() if k != "sweep"})
     if config_file:
-        cfg = merge(cfg, load_yaml(config_file) or {})
+        cfg = merge(cfg, _no_empty_tasks(load_yaml(config_file) or {}))
     if extra:
-        cfg = merge(cfg, extra)
+        cfg = merge(cfg, _no_empty_tasks(extra))
+    for text in overrides:
+        section, key, value = parse_override(text)
+        _no_empty_tasks({section: {key: value}})
     return apply_overrides(cfg, overrides).validate()
+
+
+def _no_empty_tasks(values: Any) -> Any:
+    """A user's explicit empty ``data.tasks`` is an error, not "the default set" (which is how () is stored)."""
+    data = values.get("data") if isinstance(values, Mapping) else None
+    tasks = data.get("tasks", None) if isinstance(data, Mapping) else None
+    if tasks is not None and not tasks and isinstance(tasks, (list, tuple, str)):
+        dataset = data.get("dataset", "synthetic")
+        names = dataset_tasks(dataset, ()).names if dataset in DATASETS else ()
+        raise ConfigError(f"data.tasks is empty; name at least one task (or leave the key out for all); "
+                          f"valid: {', '.join(names) or ', '.join(sorted(DATASETS))}")
+    return values
 
 
 def from_dict(data: Mapping[str, Any]) -> RunConfig:

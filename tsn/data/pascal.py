@@ -46,7 +46,7 @@ class PascalContext(FolderDataset):
         }
 
     def _label_map(self, name: str) -> np.ndarray:
-        return read_mat(self._path("pascal-context", "trainval", f"{name}.mat"))["LabelMap"]
+        return _entry(self._path("pascal-context", "trainval", f"{name}.mat"), "LabelMap")
 
     def _semseg(self, name: str) -> torch.Tensor:
         voc = self.root / "semseg" / "VOC12" / f"{name}.png"
@@ -55,7 +55,7 @@ class PascalContext(FolderDataset):
 
     def _parts(self, name: str) -> torch.Tensor:
         """Person parts (6 + background) of every person with parts; all 255 when the image has none."""
-        objects = read_mat(self._path("human_parts", f"{name}.mat"))["anno"][0, 0]["objects"][0]
+        objects = _entry(self._path("human_parts", f"{name}.mat"), "anno")[0, 0]["objects"][0]
         target = None
         for obj in objects:
             if int(obj["class_ind"].squeeze()) != PERSON or obj["parts"].size == 0:
@@ -85,3 +85,12 @@ class PascalContext(FolderDataset):
     def _saliency(self, name: str) -> torch.Tensor:
         sal = read_png(self._path("sal_distill", f"{name}.png")).astype(np.float32) / 255
         return torch.from_numpy((sal > 0.5).astype(np.float32))[None]
+
+
+def _entry(path, key: str):
+    """``key`` of a .mat file; a readable file without it is damaged too, and the error names the file."""
+    data = read_mat(path)
+    if key not in data:
+        found = sorted(k for k in data if not k.startswith("__"))
+        raise ValueError(f"damaged file {path}: no {key!r} entry (found {found}); re-extract it from the release")
+    return data[key]

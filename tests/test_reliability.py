@@ -1,0 +1,345 @@
+"""Reliability (issue 8), beyond tests/test_failures.py and tests/test_sweeps.py: nothing finished is lost, every
+failure is explained in one line, and W&B never holds two runs for one grid point.
+
+Covered elsewhere and reused here: kill -9 + rerun, SIGTERM/SIGINT resume, 35 malformed files, OOM, full disk,
+dead PostgreSQL, damaged NYUD labels and 4 SQLite/PostgreSQL workers (test_failures.py); truncated checkpoints and
+non-finite losses (test_train.py, test_sweeps.py); corrupt dataset caches (test_data_synthetic.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import scipy.io
+import torch
+from optuna.trial import TrialState
+from wandb.proto import wandb_internal_pb2
+
+from analysis.make_tables import main as tables_main
+from sweeps import records as R
+from sweeps.__main__ import main as sweeps_main
+from sweeps.driver import INTERRUPTED
+from test_data_real import pascal_root  # noqa: F401 - fixture
+from test_sweeps import ENCODINGS, REPO, TINY, complete, make_sweep, write_experiment
+from tsn.__main__ import main as tsn_main
+from tsn.checkpoint import load_checkpoint
+from tsn.data import build_dataset
+from tsn.train import Trainer
+from wandb_offline import _payloads, read_offline_run
+
+SECRET = "0123456789abcdef0123456789abcdef0badc0de"
+DIMS = "  scientific:\n    model.embedding_dim: [5, 10, 15]\n  nuisance:\n    train.seed: [1337]\n"
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def wandb_runs(root: Path) -> dict[str, list[int | None]]:
+    """W&B run id -> the exit code of each offline attempt in order (None: no exit record, i.e. crashed)."""
+    runs: dict[str, list[int | None]] = {}
+    for run_dir in sorted(root.glob("wandb/offline-run-*")):
+        run_id, exit_code = None, None
+        for log in run_dir.glob("run-*.wandb"):
+            for payload in _payloads(log.read_bytes()):
+                record = wandb_internal_pb2.Record()
+                try:
+                    record.ParseFromString(payload)
+                except Exception:  # noqa: BLE001 - the tail of a killed run's log may be cut
+                    break
+                kind = record.WhichOneof("record_type")
+                if kind == "run":
+                    run_id = record.run.run_id
+                elif kind == "exit":
+                    exit_code = record.exit.exit_code
+        if run_id is None:  # killed before its first record was flushed: the folder name ends in the id
+            run_id = run_dir.name.rsplit("-", 1)[-1]
+        runs.setdefault(run_id, []).append(exit_code)
+    return runs
+
+
+def snapshot(study: optuna.Study) -> dict[int, tuple]:
+    return {t.number: (t.state, t.values, t.params, t.user_attrs) for t in complete(study)}
+
+
+def _wait_for(predicate, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.2)
+
+
+def _sweep_process(experiment: Path, storage: str, tmp_path: Path, epochs: int) -> subprocess.Popen:
+    """``python -m sweeps run`` with W&B on (offline) and an API key in the environment."""
+    sets = [a for o in [*TINY[:-1], f"train.epochs={epochs}"] for a in ("--set", o)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_API_KEY": SECRET}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeps", "run", str(experiment), "--budget", "smoke", *sets, "--storage", storage,
+         "--runs-dir", str(tmp_path / "runs"), "--no-tables"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+
+
+def _checkpoints(tmp_path: Path) -> list[Path]:
+    return list((tmp_path / "runs").glob("*/*/checkpoint.pt"))
+
+
+# ------------------------------------------------------------------------------------ malformed input
+# Run configs for ``python -m tsn train`` that tests/test_config.py and tests/test_failures.py do not cover.
+BAD_RUN_CONFIGS = [
+    ("model: {encodings: orthogonal}\n", "unknown key model.encodings; valid keys in model: architecture"),
+    ("model: {embedding_dim: 7}\n", "divisible by the number of tasks (5); got 7, valid: 5, 10"),
+    ("model: {embedding_dim: 0}\n", "embedding_dim must be >= 1"),
+    ("model: {encoding: gaussian, embedding_dim: -5}\n", "embedding_dim must be >= 1"),
+    ("data: {image_size: 50}\n", "data.image_size must be a multiple of 32 and >= 64"),
+    ("data: {dataset: nyud, root: /missing/NYUD}\n", "data.root: folder not found: /missing/NYUD"),
+    ("data: {train_samples: 0}\n", "data.train_samples must be > 0, got 0"),
+    ("data: {tasks: []}\n", "data.tasks is empty; name at least one task (or leave the key out for all); valid: semseg"),
+    ("train: {batch_size: 2.5}\n", "train.batch_size: expected an integer, got 2.5"),
+    ("train: {epochs: true}\n", "train.epochs: expected an integer, got True"),
+    ("train: {lr_decoder: -0.1}\n", "train.lr_decoder must be >= 0, got -0.1"),
+    ("model: {architecture: [tsn]}\n", "model.architecture: expected a string, got ['tsn']"),
+    ("just a string\n", "a configuration must be a mapping of sections ['model', 'data', 'train']"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD_RUN_CONFIGS)
+def test_more_malformed_run_configs_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, text, message) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    code = tsn_main(["train", "--budget", "smoke", "--config", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_task_list_in_an_experiment_or_override_is_an_error_not_the_default(tmp_path, capsys) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nfixed: {data: {tasks: []}}\naxes: {nuisance: {train.seed: [1]}}\n")
+    code = sweeps_main(["run", str(path), "--budget", "smoke", "--storage", f"sqlite:///{tmp_path / 's.db'}",
+                        "--runs-dir", str(tmp_path / "runs"), "--no-wandb", "--no-tables"])
+    err = capsys.readouterr().err
+    assert code == 2 and "data.tasks is empty" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "runs").exists()
+    assert tsn_main(["train", "--budget", "smoke", "--out", str(tmp_path / "out"), "data.tasks="]) == 2
+    assert "data.tasks is empty" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_bad_run_config_through_a_real_process_prints_no_traceback(tmp_path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("model: {architecture: tsm}\n")
+    result = subprocess.run([sys.executable, "-m", "tsn", "train", "--budget", "smoke", "--config", str(path),
+                             "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: unknown architecture 'tsm'; valid:") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------- storage
+@pytest.mark.parametrize("kind", ["missing_root", "file_as_folder", "not_a_database", "journal_under_a_file"])
+def test_unusable_study_storage_is_one_line_exit_2_naming_the_url(tmp_path, capsys, kind) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not an SQLite database" * 10)
+    url = {
+        "missing_root": "sqlite:////proc/no-such-folder/studies.db",  # cannot be created, even by root
+        "file_as_folder": f"sqlite:///{blocker}/studies.db",
+        "not_a_database": f"sqlite:///{garbage}",
+        "journal_under_a_file": f"journal:{blocker}/journal.log",
+    }[kind]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code = sweeps_main(["run", str(REPO / "experiments" / "embedding.yaml"), "--budget", "smoke", "--storage", url,
+                        "--runs-dir", str(tmp_path / "runs"), "--no-wandb", "--no-tables"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"error: cannot open study storage {url}: ") and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing written, nothing trained
+
+
+# ---------------------------------------------------------------------- failures in user code, in tables
+def test_failures_in_user_code_are_missing_cells_with_reasons_and_a_full_disk_keeps_the_reports(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, DIMS, name="dims"))
+    original = Trainer._train_step
+
+    def step(self, tasks, batch, epoch, step):
+        if self.cfg.model.architecture == "tsn" and self.cfg.model.embedding_dim == 10:
+            raise KeyError("semseg_logits")  # a bug in user code
+        if self.cfg.model.architecture == "tsn" and self.cfg.model.embedding_dim == 15:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return original(self, tasks, batch, epoch, step)
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    assert sweep.run() == {"complete": 1, "failed": 2}
+    reasons = {t.params["model.embedding_dim"]: t.user_attrs[R.FAIL_REASON]
+               for t in sweep.study.get_trials(states=(TrialState.FAIL,))}
+    assert reasons == {10: "KeyError: 'semseg_logits'", 15: "OutOfMemoryError: CUDA out of memory. Tried to allocate 8.00 GiB"}
+    assert make_sweep(tmp_path, write_experiment(tmp_path, DIMS, name="dims")).run() == {"complete": 1, "failed": 2}
+
+    out = tmp_path / "reports"
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = ["--storage", storage, "--study", sweep.study_name, "--out", str(out), "--no-figures"]
+    assert tables_main(args) == 0
+    capsys.readouterr()
+    markdown = (out / f"{sweep.study_name}.md").read_text()
+    assert "missing: 2 of 3 grid points not finished" in markdown
+    assert "model.embedding_dim=10, train.seed=1337: trial" in markdown and "FAIL: KeyError: 'semseg_logits'" in markdown
+    assert "FAIL: OutOfMemoryError: CUDA out of memory" in markdown
+    table = pd.read_csv(out / f"{sweep.study_name}.csv")
+    numbers = table.set_index("d").drop(columns=["n"])
+    assert numbers.loc[5, [c for c in numbers.columns if c.endswith("_mean")]].notna().all()
+    for d in (10, 15):  # no number for a failed point (its row is absent or empty); the notes give the reason
+        assert d not in numbers.index or numbers.loc[d].isna().all(), table
+        assert f"| {d} |" not in markdown.split("missing:")[0]
+
+    # A full disk while the reports are rewritten leaves the previous ones intact and no temporary file.
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    write_text = Path.write_text
+
+    def full_disk(self, data, *args, **kwargs):
+        if self.name.endswith(".tmp"):
+            write_text(self, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        tables_main(args)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_disk_full_while_a_trial_checkpoints_is_recorded_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch) -> None:
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS), extra=["train.epochs=2"])
+    gaussian = next(k for k, p in sweep.by_hash.items() if p.params["model.encoding"] == "gaussian")
+    save = torch.save
+
+    def full_disk_on_second_epoch(obj, file, *args, **kwargs):
+        if Path(file).parent.name == gaussian and obj.get("epoch") == 2:
+            Path(file).write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk_on_second_epoch)
+    assert sweep.run() == {"complete": 1, "failed": 1}
+    (failed,) = sweep.study.get_trials(states=(TrialState.FAIL,))
+    assert failed.user_attrs[R.FAIL_REASON] == "OSError: [Errno 28] No space left on device"
+    run_dir = Path(failed.user_attrs[R.RUN_DIR])
+    assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 1  # the previous one, intact
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------------------- damaged files
+def test_damaged_pascal_files_are_named_in_the_error(pascal_root) -> None:  # noqa: F811
+    first, second = build_dataset("pascal_context", "val", [], 32, root=str(pascal_root)).ids
+    parts = pascal_root / "human_parts" / f"{first}.mat"
+    parts.write_bytes(parts.read_bytes()[:60])  # truncated
+    with pytest.raises(ValueError, match=f"damaged file {parts}"):
+        build_dataset("pascal_context", "val", ["parts"], 32, root=str(pascal_root))[0]
+    image = pascal_root / "JPEGImages" / f"{first}.jpg"
+    image.write_bytes(image.read_bytes()[:30])
+    with pytest.raises(ValueError, match=f"damaged file {image}"):
+        build_dataset("pascal_context", "val", ["saliency"], 32, root=str(pascal_root))[0]
+    label_map = pascal_root / "pascal-context" / "trainval" / f"{second}.mat"
+    scipy.io.savemat(label_map, {"NotALabelMap": [[1]]})  # readable, but not the release's content
+    with pytest.raises(ValueError, match=f"damaged file {label_map}: no 'LabelMap' entry"):
+        build_dataset("pascal_context", "val", ["edge"], 32, root=str(pascal_root))[1]
+
+
+# ------------------------------------------------------------------------------------------------ secrets
+def test_no_secret_in_cli_output_stored_config_wandb_config_or_reports(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    experiment = write_experiment(tmp_path, ENCODINGS.replace("[orthogonal, gaussian]", "[orthogonal]"))
+    sets = [a for o in TINY for a in ("--set", o)]
+    assert sweeps_main(["run", str(experiment), "--budget", "smoke", *sets, "--storage", storage,
+                        "--runs-dir", str(tmp_path / "runs"), "--no-tables"]) == 0
+    assert tables_main(["--storage", storage, "--out", str(tmp_path / "reports")]) == 0
+    captured = capsys.readouterr()
+    assert SECRET not in captured.out + captured.err
+    (trial,) = complete(optuna.load_study(study_name="mini-synthetic-smoke", storage=storage))
+    logged = read_offline_run(next((tmp_path / "runs" / "wandb").glob(f"*-{trial.user_attrs[R.WANDB_RUN_ID]}")))
+    assert logged["config"]["config_hash"] == trial.user_attrs[R.CONFIG_HASH]  # the W&B config was written
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".md" for p in files) and any(p.suffix == ".wandb" for p in files)
+    for path in files:
+        assert SECRET.encode() not in path.read_bytes(), path
+
+
+# ------------------------------------------------------------------------------- crashes and interrupts
+@pytest.mark.slow
+def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_path) -> None:
+    experiment = write_experiment(tmp_path, ENCODINGS)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    proc = _sweep_process(experiment, storage, tmp_path, epochs=4)
+    # baseline and first grid trial finished, the second grid trial has checkpointed an epoch
+    _wait_for(lambda: len(_checkpoints(tmp_path)) >= 3 or proc.poll() is not None, 300)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
+    baselines = optuna.load_study(study_name="baselines-synthetic-smoke", storage=storage)
+    finished = {"main": snapshot(study), "baselines": snapshot(baselines)}
+    assert len(finished["main"]) == 1 and len(finished["baselines"]) == 1
+    (killed,) = study.get_trials(states=(TrialState.RUNNING,))
+
+    rerun = _sweep_process(experiment, storage, tmp_path, epochs=4)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
+    baselines = optuna.load_study(study_name="baselines-synthetic-smoke", storage=storage)
+    after = {"main": snapshot(study), "baselines": snapshot(baselines)}
+    for name, trials in finished.items():  # every finished trial kept, unchanged
+        assert {n: after[name][n] for n in trials} == trials
+    keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
+    assert len(keys) == len(set(keys)) == 2 and killed.user_attrs[R.CONFIG_HASH] in keys
+    assert study.get_trials()[killed.number].state == TrialState.FAIL  # reaped, then retried once
+    (retried,) = [t for t in complete(study) if t.user_attrs[R.CONFIG_HASH] == killed.user_attrs[R.CONFIG_HASH]]
+    assert [h["epoch"] for h in retried.user_attrs[R.HISTORY]] == [1, 2, 3, 4]
+
+    # W&B: one run per grid point; the killed attempt has no exit record (crashed) and was resumed under its id.
+    ids = [t.user_attrs[R.WANDB_RUN_ID] for t in [*complete(study), *complete(baselines)]]
+    runs = wandb_runs(tmp_path / "runs")
+    assert len(ids) == len(set(ids)) == 3 and set(runs) == set(ids), runs
+    assert retried.user_attrs[R.WANDB_RUN_ID] == killed.user_attrs[R.WANDB_RUN_ID]
+    assert runs[killed.user_attrs[R.WANDB_RUN_ID]] == [None, 0]
+    assert all(runs[i] == [0] for i in ids if i != killed.user_attrs[R.WANDB_RUN_ID])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_closes_the_wandb_run_and_the_rerun_resumes_it(tmp_path, sig) -> None:
+    experiment = write_experiment(tmp_path, ENCODINGS)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    proc = _sweep_process(experiment, storage, tmp_path, epochs=4)
+    _wait_for(lambda: len(_checkpoints(tmp_path)) >= 2 or proc.poll() is not None, 300)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    stopped = [line for line in out.splitlines() if "stopped:" in line]
+    assert len(stopped) == 1 and stopped[0].startswith("stopped: interrupted during mini-synthetic-smoke trial")
+    assert "Traceback" not in out
+    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
+    (interrupted,) = [t for t in study.get_trials() if t.user_attrs.get(INTERRUPTED)]
+    assert interrupted.state == TrialState.FAIL and R.FAIL_REASON not in interrupted.user_attrs
+    run_id = interrupted.user_attrs[R.WANDB_RUN_ID]
+    assert wandb_runs(tmp_path / "runs")[run_id] == [1]  # closed, marked failed
+    (first,) = (tmp_path / "runs" / "wandb").glob(f"offline-run-*-{run_id}")
+    assert read_offline_run(first)["summary"]["fail_reason"] == "interrupted"
+    saved = load_checkpoint(Path(interrupted.user_attrs[R.RUN_DIR]) / "checkpoint.pt")
+
+    rerun = _sweep_process(experiment, storage, tmp_path, epochs=4)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
+    (resumed,) = [t for t in complete(study) if t.user_attrs[R.CONFIG_HASH] == interrupted.user_attrs[R.CONFIG_HASH]]
+    assert resumed.user_attrs[R.WANDB_RUN_ID] == run_id and wandb_runs(tmp_path / "runs")[run_id] == [1, 0]
+    history = resumed.user_attrs[R.HISTORY]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and history[: saved["epoch"]] == saved["history"]
