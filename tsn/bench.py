@@ -215,8 +215,8 @@ def encoder_once_comparison(size: Size, repeats: int) -> dict:
         elif kind == "once, decoder per task":
             features = model.encode(x)
             outputs = {t: model.decode(features, t) for t in names}
-        else:
-            outputs = model.forward_tasks(x, names)
+        else:  # all tasks as one decoder batch (forward_tasks' default on GPUs)
+            outputs = model.decode_tasks(model.encode(x), names, batched=True)
         loss_of(outputs).backward()
         return outputs, [p.grad.clone() for p in model.parameters()]
 
@@ -258,12 +258,14 @@ def section_encoder_once(size: Size, repeats: int) -> list[str]:
             f"| encoder E (fwd+bwd) | {fmt(r['E'])} | |",
             f"| decoder D, one task (fwd+bwd) | {fmt(r['D'])} | |",
             f"| per-task loop (encoder recomputed) | {fmt(r['loop'])} | 1 |",
-            f"| encoder once, decoder per task | {fmt(r['chunked'])} | {fmt(r['speedup_chunked'])} |",
-            f"| encoder once, tasks batched through one decoder | {fmt(r['batched'])} | {fmt(r['speedup'])} |",
+            f"| encoder once, decoder per task (`forward_tasks` on CPU) | {fmt(r['chunked'])} | "
+            f"{fmt(r['speedup_chunked'])} |",
+            f"| encoder once, tasks batched through one decoder (`forward_tasks` on GPU) | {fmt(r['batched'])} | "
+            f"{fmt(r['speedup'])} |",
             "",
-            f"Theoretical speed-up (T·E + T·D) / (E + T·D) = {fmt(r['theory'])}; the batched step reaches "
-            f"**{100 * r['speedup'] / r['theory']:.0f} %** of it (target ≥ 90 %); encoder once with the decoder "
-            f"per task reaches {100 * r['speedup_chunked'] / r['theory']:.0f} %."]
+            f"Theoretical speed-up (T·E + T·D) / (E + T·D) = {fmt(r['theory'])}; the encoder-once step that "
+            f"`forward_tasks` runs here reaches **{100 * r['speedup_chunked'] / r['theory']:.0f} %** of it "
+            f"(target ≥ 90 %); the one-big-decoder-batch variant reaches {100 * r['speedup'] / r['theory']:.0f} %."]
 
 
 def section_flops(size_list: list[Size], results: dict, quick: bool) -> list[str]:

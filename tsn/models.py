@@ -127,7 +127,17 @@ class SharedDecoderModel(MultiTaskModel):
     def decode(self, features: Features, task: str) -> torch.Tensor:
         return self.head(self.decode_blocks(features, [task]), task)
 
-    def decode_tasks(self, features: Features, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+    def decode_tasks(
+        self, features: Features, tasks: Sequence[str], batched: bool | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Every task on the same features. ``batched``: all tasks as ONE decoder batch of B*T samples (the
+        default on GPUs, where one large batch fills the device); otherwise the decoder runs once per task on
+        the shared features (the default on CPU, where the large batch is slower: BENCHMARKS.md, section 2).
+        Both give the same outputs (tests/test_models.py)."""
+        if batched is None:
+            batched = features[0].device.type != "cpu"
+        if not batched:
+            return super().decode_tasks(features, tasks)
         batch, n = features[0].shape[0], len(tasks)
         stacked = [f.repeat(n, *([1] * (f.dim() - 1))) for f in features]
         out = self.decode_blocks(stacked, tasks)
