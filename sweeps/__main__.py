@@ -11,7 +11,7 @@ from typing import Sequence
 from tsn.config import ConfigError, config_hash, resolve
 from tsn.train import Trainer
 
-from .driver import Interrupted, Sweep, one_line
+from .driver import DiskFull, Interrupted, Sweep, one_line
 from .experiment import load_experiment
 from .storage import DEFAULT_STORAGE, StorageError
 from .tracking import TrackingConfig, WandbRun
@@ -109,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Interrupted as err:
         print(f"stopped: {err}; run the same command again to resume", file=sys.stderr)
+        return 1 if isinstance(err, DiskFull) else 130
+    except KeyboardInterrupt:  # Ctrl-C between trials: nothing was running, nothing to record
+        print("stopped: interrupted between trials; run the same command again to resume", file=sys.stderr)
         return 130
     _tables(args, sweep.study_name)
     if not args.no_tables:

@@ -16,6 +16,7 @@ How exactly-once works (Optuna's grid sampler alone can hand one point to two wo
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -52,8 +53,19 @@ INTERRUPTED = "interrupted"
 POLL_SECONDS = 5.0
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM during a trial: the trial is recorded as interrupted and resumes next time."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM during a trial: the trial is recorded as interrupted and resumes next time.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way (W&B logging, data
+    loading, user code) can swallow the signal and let the sweep run on.
+    """
+
+
+class DiskFull(Interrupted):
+    """The disk filled up during a trial: not the trial's fault, so it is retried (from its checkpoint) next time."""
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def worker_id() -> str:
@@ -274,12 +286,21 @@ class Sweep:
             study.tell(trial, state=TrialState.FAIL)
             wandb_run.finish(exit_code=1, reason="interrupted")
             raise Interrupted(f"interrupted during {study.study_name} trial {trial.number} ({point_params})") from None
+        except OSError as err:
+            if err.errno not in DISK_FULL:
+                self._fail(study, trial, wandb_run, err)
+                return None
+            # Stop the sweep (every next trial would fail the same way); the atomic writes kept the last checkpoint.
+            try:
+                trial.set_user_attr(INTERRUPTED, True)
+                study.tell(trial, state=TrialState.FAIL)
+            except Exception:  # noqa: BLE001 - storage on the same full disk: the trial is reaped as dead instead
+                pass
+            wandb_run.finish(exit_code=1, reason=one_line(err))
+            raise DiskFull(f"disk full during {study.study_name} trial {trial.number} ({point_params}): "
+                           f"{one_line(err)}; free some space") from None
         except Exception as err:  # noqa: BLE001 - every failure of user code is recorded and the sweep goes on
-            reason = one_line(err)
-            trial.set_user_attr(R.FAIL_REASON, reason)
-            study.tell(trial, state=TrialState.FAIL)
-            wandb_run.finish(exit_code=1, reason=reason)
-            self.log(f"  failed: {reason}")
+            self._fail(study, trial, wandb_run, err)
             return None
         wandb_run.log_summary(summary)  # also when fit() returned a finished run without training
         results = {
@@ -297,6 +318,13 @@ class Sweep:
         study.tell(trial, value)
         wandb_run.finish()
         return summary
+
+    def _fail(self, study: optuna.Study, trial: optuna.Trial, wandb_run: WandbRun, err: BaseException) -> None:
+        reason = one_line(err)
+        trial.set_user_attr(R.FAIL_REASON, reason)
+        study.tell(trial, state=TrialState.FAIL)
+        wandb_run.finish(exit_code=1, reason=reason)
+        self.log(f"  failed: {reason}")
 
     def run(self, n_trials: int | None = None, timeout: float | None = None) -> dict[str, int]:
         """Work on the grid until every point is done (or running elsewhere), n_trials ran, or timeout passed."""
@@ -405,4 +433,4 @@ def _signals_raise_interrupted() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-__all__ = ["Sweep", "Interrupted", "baseline_config", "GridPoint"]
+__all__ = ["Sweep", "Interrupted", "DiskFull", "baseline_config", "GridPoint"]

@@ -27,7 +27,8 @@ from wandb.proto import wandb_internal_pb2
 from analysis.make_tables import main as tables_main
 from sweeps import records as R
 from sweeps.__main__ import main as sweeps_main
-from sweeps.driver import INTERRUPTED
+from sweeps.driver import INTERRUPTED, Interrupted
+from sweeps.tracking import WandbRun
 from test_data_real import pascal_root  # noqa: F401 - fixture
 from test_sweeps import ENCODINGS, REPO, TINY, complete, make_sweep, write_experiment
 from tsn.__main__ import main as tsn_main
@@ -215,24 +216,44 @@ def test_failures_in_user_code_are_missing_cells_with_reasons_and_a_full_disk_ke
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
-def test_disk_full_while_a_trial_checkpoints_is_recorded_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch) -> None:
-    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS), extra=["train.epochs=2"])
-    gaussian = next(k for k, p in sweep.by_hash.items() if p.params["model.encoding"] == "gaussian")
-    save = torch.save
+def test_disk_full_during_a_trial_stops_the_sweep_keeps_the_checkpoint_and_the_rerun_resumes(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    experiment = write_experiment(tmp_path, ENCODINGS)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    sets = [a for o in [*TINY[:-1], "train.epochs=2"] for a in ("--set", o)]
+    args = ["run", str(experiment), "--budget", "smoke", *sets, "--storage", storage, "--runs-dir",
+            str(tmp_path / "runs"), "--no-wandb", "--no-tables"]
+    save, full = torch.save, []
 
-    def full_disk_on_second_epoch(obj, file, *args, **kwargs):
-        if Path(file).parent.name == gaussian and obj.get("epoch") == 2:
+    def disk_fills_up(obj, file, *a, **k):  # the first grid trial's second epoch hits a full disk
+        if full or (obj.get("config", {}).get("model", {}).get("architecture") == "tsn" and obj.get("epoch") == 2):
+            full.append(file)
             Path(file).write_bytes(b"partial")
             raise OSError(errno.ENOSPC, "No space left on device")
-        return save(obj, file, *args, **kwargs)
+        return save(obj, file, *a, **k)
 
-    monkeypatch.setattr(torch, "save", full_disk_on_second_epoch)
-    assert sweep.run() == {"complete": 1, "failed": 1}
-    (failed,) = sweep.study.get_trials(states=(TrialState.FAIL,))
-    assert failed.user_attrs[R.FAIL_REASON] == "OSError: [Errno 28] No space left on device"
-    run_dir = Path(failed.user_attrs[R.RUN_DIR])
-    assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 1  # the previous one, intact
-    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(torch, "save", disk_fills_up)
+    assert sweeps_main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("stopped: disk full during mini-synthetic-smoke trial 0"), err
+    assert "OSError: [Errno 28] No space left on device; free some space; run the same command again" in err, err
+    assert len(full) == 1  # the sweep stopped instead of failing every next trial the same way
+    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
+    (stopped,) = study.get_trials()
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs[INTERRUPTED]
+    assert R.FAIL_REASON not in stopped.user_attrs  # so it is retried
+    run_dir = Path(stopped.user_attrs[R.RUN_DIR])
+    saved = load_checkpoint(run_dir / "checkpoint.pt")
+    assert saved["epoch"] == 1 and [p.name for p in run_dir.iterdir() if p.name.startswith(".")] == []
+
+    monkeypatch.setattr(torch, "save", save)  # space freed: the same command finishes, resuming the checkpoint
+    assert sweeps_main(args) == 0
+    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
+    keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
+    assert len(keys) == len(set(keys)) == 2
+    (resumed,) = [t for t in complete(study) if t.user_attrs[R.CONFIG_HASH] == stopped.user_attrs[R.CONFIG_HASH]]
+    assert resumed.user_attrs[R.HISTORY][:1] == saved["history"]
 
 
 # --------------------------------------------------------------------------------------- damaged files
@@ -251,6 +272,23 @@ def test_damaged_pascal_files_are_named_in_the_error(pascal_root) -> None:  # no
     with pytest.raises(ValueError, match=f"damaged file {label_map}: no 'LabelMap' entry"):
         build_dataset("pascal_context", "val", ["edge"], 32, root=str(pascal_root))[1]
 
+
+def test_a_signal_during_wandb_logging_is_not_swallowed_by_its_error_handling(tmp_path, monkeypatch) -> None:
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS), wandb=True, extra=["train.epochs=2"])
+    original = WandbRun.on_epoch_end
+
+    def on_epoch_end(self, trainer, record):  # SIGTERM arrives while W&B is logging the grid trial's first epoch
+        if self.run is not None and trainer.cfg.model.architecture == "tsn":
+            log = self.run.log
+            self.run.log = lambda *a, **k: (signal.raise_signal(signal.SIGTERM), log(*a, **k))
+        return original(self, trainer, record)
+
+    monkeypatch.setattr(WandbRun, "on_epoch_end", on_epoch_end)
+    with pytest.raises(Interrupted, match="interrupted during mini-synthetic-smoke trial 0"):
+        sweep.run()
+    (trial,) = sweep.study.get_trials()
+    assert trial.state == TrialState.FAIL and trial.user_attrs[INTERRUPTED] and R.FAIL_REASON not in trial.user_attrs
+    assert wandb_runs(tmp_path / "runs")[trial.user_attrs[R.WANDB_RUN_ID]] == [1]
 
 # ------------------------------------------------------------------------------------------------ secrets
 def test_no_secret_in_cli_output_stored_config_wandb_config_or_reports(tmp_path, monkeypatch, capsys) -> None:
