@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -83,6 +86,19 @@ def run_single_trial(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM (a cluster's scheduler) between trials stops the sweep as cleanly as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "trial":
@@ -94,16 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     tracking = TrackingConfig(enabled=not args.no_wandb, project=args.wandb_project, entity=args.wandb_entity,
                               dir=args.runs_dir)
     try:
-        common = dict(runs_dir=args.runs_dir, tracking=tracking)
-        if args.command == "run":
-            sweep = Sweep(load_experiment(args.experiment), args.budget, args.storage, dataset=args.dataset,
-                          overrides=args.overrides, **common)
-        else:
-            sweep = Sweep.from_storage(args.study, args.storage, **common)
-        if not sweep.experiment.train:
-            print(f"{sweep.experiment.name}: nothing to train; see analysis/make_tables.py")
-            return 0
-        counts = sweep.run(n_trials=args.n_trials, timeout=args.timeout)
+        with _sigterm_as_ctrl_c():
+            common = dict(runs_dir=args.runs_dir, tracking=tracking)
+            if args.command == "run":
+                sweep = Sweep(load_experiment(args.experiment), args.budget, args.storage, dataset=args.dataset,
+                              overrides=args.overrides, **common)
+            else:
+                sweep = Sweep.from_storage(args.study, args.storage, **common)
+            if not sweep.experiment.train:
+                print(f"{sweep.experiment.name}: nothing to train; see analysis/make_tables.py")
+                return 0
+            counts = sweep.run(n_trials=args.n_trials, timeout=args.timeout)
     except (ConfigError, StorageError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

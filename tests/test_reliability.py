@@ -290,6 +290,30 @@ def test_a_signal_during_wandb_logging_is_not_swallowed_by_its_error_handling(tm
     assert trial.state == TrialState.FAIL and trial.user_attrs[INTERRUPTED] and R.FAIL_REASON not in trial.user_attrs
     assert wandb_runs(tmp_path / "runs")[trial.user_attrs[R.WANDB_RUN_ID]] == [1]
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_between_trials_stops_in_one_line_with_exit_130(tmp_path, monkeypatch, capsys, sig) -> None:
+    from sweeps.driver import Sweep
+
+    monkeypatch.setattr(Sweep, "_next_ready", lambda self, pending: signal.raise_signal(sig))
+    before = signal.getsignal(signal.SIGTERM)
+    code = sweeps_main(["run", str(write_experiment(tmp_path, ENCODINGS)), "--budget", "smoke", "--storage",
+                        f"sqlite:///{tmp_path / 's.db'}", "--runs-dir", str(tmp_path / "runs"), "--no-wandb",
+                        "--no-tables"])
+    err = capsys.readouterr().err
+    assert code == 130 and err == "stopped: interrupted between trials; run the same command again to resume\n"
+    assert signal.getsignal(signal.SIGTERM) == before  # the CLI's handler is removed again
+
+def test_every_torch_load_in_the_code_is_weights_only() -> None:
+    import re
+
+    calls = []
+    for folder in ("tsn", "sweeps", "analysis"):
+        for path in (REPO / folder).rglob("*.py"):
+            text = path.read_text()
+            assert "pickle.load" not in text and "torch.jit.load" not in text, path
+            calls += [(path, m.group(0)) for m in re.finditer(r"torch\.load\([^)]*\)", text)]
+    assert calls and all("weights_only=True" in call for _, call in calls), calls
+
 # ------------------------------------------------------------------------------------------------ secrets
 def test_no_secret_in_cli_output_stored_config_wandb_config_or_reports(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
