@@ -79,6 +79,9 @@ def _sweep_process(experiment: Path, storage: str, tmp_path: Path, epochs: int) 
     """``python -m sweeps run`` with W&B on (offline) and an API key in the environment."""
     sets = [a for o in [*TINY[:-1], f"train.epochs={epochs}"] for a in ("--set", o)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_API_KEY": SECRET}
+    # An earlier in-process W&B test made this process a W&B service and exported its address; a child that
+    # inherits it logs through that service, which outlives a kill -9 of the child (as a login shell's would not).
+    env.pop("WANDB_SERVICE", None)
     return subprocess.Popen(
         [sys.executable, "-m", "sweeps", "run", str(experiment), "--budget", "smoke", *sets, "--storage", storage,
          "--runs-dir", str(tmp_path / "runs"), "--no-tables"],
@@ -369,7 +372,7 @@ def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_
     # W&B: one run per grid point; the killed attempt has no exit record (crashed) and was resumed under its id.
     ids = [t.user_attrs[R.WANDB_RUN_ID] for t in [*complete(study), *complete(baselines)]]
     runs = wandb_runs(tmp_path / "runs")
-    assert len(ids) == len(set(ids)) == 3 and set(runs) == set(ids), runs
+    assert len(ids) == len(set(ids)) == 3 and set(runs) == set(ids), (runs, out)
     assert retried.user_attrs[R.WANDB_RUN_ID] == killed.user_attrs[R.WANDB_RUN_ID]
     assert runs[killed.user_attrs[R.WANDB_RUN_ID]] == [None, 0]
     assert all(runs[i] == [0] for i in ids if i != killed.user_attrs[R.WANDB_RUN_ID])
