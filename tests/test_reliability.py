@@ -109,6 +109,11 @@ BAD_RUN_CONFIGS = [
     ("train: {lr_decoder: -0.1}\n", "train.lr_decoder must be >= 0, got -0.1"),
     ("model: {architecture: [tsn]}\n", "model.architecture: expected a string, got ['tsn']"),
     ("just a string\n", "a configuration must be a mapping of sections ['model', 'data', 'train']"),
+    ("model: {architecture: tsm}\n", "unknown architecture 'tsm'"),
+    ("train: {epochs: -3}\n", "train.epochs must be > 0, got -3"),
+    ("data: {dataset: pascal_context, root: /missing/PASCAL_MT}\n", "data.root: folder not found: /missing/PASCAL_MT"),
+    ("train: [1, 2]\n", "section 'train' must be a mapping"),
+    ("train: {epochs: 2\n", "YAML syntax error"),
 ]
 
 

@@ -225,29 +225,6 @@ def test_three_postgres_workers_complete_a_grid_exactly_once(tmp_path: Path) -> 
         optuna.delete_study(study_name=sweep.study_name, storage=storage)
 
 
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("name: x\naxes: {scientific: {model.encoding: []}}\n", "axis model.encoding must be a non-empty list"),
-        ("name: x\naxes: {scientific: {model.encodings: [orthogonal]}}\n", "unknown key model.encodings"),
-        ("name: x\naxes: {}\n", "the grid is empty"),
-        ("name: x\nfixed: {model: {architecture: tsm}}\naxes: {nuisance: {train.seed: [1]}}\n", "unknown architecture 'tsm'"),
-        ("name: x\naxes: {scientific: {model.embedding_dim: [7]}}\n", "divisible by the number of tasks (5); got 7"),
-        ("name: x\naxes: {scientific: {model.encoding: [orthogonal]}\n", "YAML syntax error"),
-        ("name: x\nbaseline: multi\naxes: {nuisance: {train.seed: [1]}}\n", "baseline: 'multi' is not valid"),
-        ("name: x\nseeds: [1]\naxes: {nuisance: {train.seed: [1]}}\n", "unknown key 'seeds'"),
-    ],
-)
-def test_bad_experiment_file_is_a_one_line_error_before_anything_is_written(tmp_path, capsys, text, message) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    code = sweeps_main(["run", str(path), "--budget", "smoke", "--storage", f"sqlite:///{tmp_path / 's.db'}",
-                        "--runs-dir", str(tmp_path / "runs"), "--no-wandb", "--no-tables"])
-    err = capsys.readouterr().err
-    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
-    assert not (tmp_path / "s.db").exists() and not (tmp_path / "runs").exists()
-
-
 @pytest.mark.parametrize("name", ["embedding", "baselines", "schedule", "convergence", "scaling"])
 def test_every_experiment_file_resolves_at_the_smoke_budget(name: str) -> None:
     experiment = load_experiment(REPO / "experiments" / f"{name}.yaml")
