@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -101,6 +102,8 @@ def _sigterm_as_ctrl_c():
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A W&B service inherited from a parent process dies with it; this process's runs need their own.
+    os.environ.pop("WANDB_SERVICE", None)
     if args.command == "trial":
         try:
             return run_single_trial(args)
