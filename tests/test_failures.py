@@ -21,7 +21,18 @@ from sweeps.__main__ import main as sweeps_main
 from sweeps.driver import INTERRUPTED, Sweep
 from sweeps.storage import open_storage
 from test_data_real import nyud_root  # noqa: F401 - fixture
-from test_sweeps import ENCODINGS, REPO, TINY, _postgres_url, _run_cli, complete, make_sweep, write_experiment
+from test_sweeps import (
+    ENCODINGS,
+    REPO,
+    TINY,
+    _postgres_url,
+    _run_cli,
+    complete,
+    make_sweep,
+    rerun_completes_each_point_once,
+    wait_for_grid_checkpoint,
+    write_experiment,
+)
 from tsn import atomic
 from tsn.checkpoint import load_checkpoint
 from tsn.config import resolve
@@ -145,12 +156,6 @@ def test_damaged_label_file_in_a_real_dataset_names_the_file(nyud_root) -> None:
             [i for i, n in enumerate(dataset.ids) if n == depth.stem][0]]
 
 
-def _wait_for(predicate, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.2)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_mid_trial_records_interrupted_exits_cleanly_and_resumes_from_checkpoint(tmp_path, sig) -> None:
@@ -159,8 +164,7 @@ def test_signal_mid_trial_records_interrupted_exits_cleanly_and_resumes_from_che
     sets = [a for o in [*TINY[:-1], "train.epochs=8"] for a in ("--set", o)]
     args = ["run", str(experiment), "--budget", "smoke", *sets]
     proc = _run_cli(*args, storage=storage, tmp_path=tmp_path)
-    grid_runs = lambda: [p for p in (tmp_path / "runs").glob("*/*/checkpoint.pt")]  # noqa: E731
-    _wait_for(lambda: len(grid_runs()) >= 2, 240)  # the baseline's and the first grid trial's
+    wait_for_grid_checkpoint(tmp_path)
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
@@ -170,12 +174,7 @@ def test_signal_mid_trial_records_interrupted_exits_cleanly_and_resumes_from_che
     assert interrupted.state == TrialState.FAIL and R.FAIL_REASON not in interrupted.user_attrs
     run_dir = Path(interrupted.user_attrs[R.RUN_DIR])
     saved = load_checkpoint(run_dir / "checkpoint.pt")
-    rerun = _run_cli(*args, storage=storage, tmp_path=tmp_path)
-    out, _ = rerun.communicate(timeout=600)
-    assert rerun.returncode == 0, out
-    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
-    keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
-    assert len(keys) == len(set(keys)) == 2
+    study = rerun_completes_each_point_once(args, storage, tmp_path)
     (resumed,) = [t for t in complete(study) if t.user_attrs[R.CONFIG_HASH] == interrupted.user_attrs[R.CONFIG_HASH]]
     history = resumed.user_attrs[R.HISTORY]
     assert [h["epoch"] for h in history] == list(range(1, 9))

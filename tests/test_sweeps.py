@@ -165,26 +165,34 @@ def _run_cli(*args: str, storage: str, tmp_path: Path) -> subprocess.Popen:
     )
 
 
-@pytest.mark.slow
-def test_kill_9_mid_trial_then_the_same_command_completes_exactly_once(tmp_path: Path) -> None:
-    experiment = write_experiment(tmp_path, ENCODINGS)
-    storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = ["run", str(experiment), "--budget", "smoke", *[a for o in [*TINY[:-1], "train.epochs=6"] for a in ("--set", o)]]
-    proc = _run_cli(*args, storage=storage, tmp_path=tmp_path)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:  # wait for a grid trial (after the baseline) to checkpoint an epoch
-        checkpoints = list((tmp_path / "runs").glob("*/*/checkpoint.pt"))
-        if len(checkpoints) >= 2:
-            break
+def wait_for_grid_checkpoint(tmp_path: Path, seconds: float = 240) -> None:
+    """Until the baseline's and the first grid trial's run folders hold an epoch checkpoint."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(list((tmp_path / "runs").glob("*/*/checkpoint.pt"))) < 2:
         time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+
+
+def rerun_completes_each_point_once(args: list[str], storage: str, tmp_path: Path) -> optuna.Study:
+    """Run the same sweep command again: it must succeed with both grid points COMPLETE exactly once."""
     rerun = _run_cli(*args, storage=storage, tmp_path=tmp_path)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
     study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
     keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
     assert len(keys) == len(set(keys)) == 2
+    return study
+
+
+@pytest.mark.slow
+def test_kill_9_mid_trial_then_the_same_command_completes_exactly_once(tmp_path: Path) -> None:
+    experiment = write_experiment(tmp_path, ENCODINGS)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = ["run", str(experiment), "--budget", "smoke", *[a for o in [*TINY[:-1], "train.epochs=6"] for a in ("--set", o)]]
+    proc = _run_cli(*args, storage=storage, tmp_path=tmp_path)
+    wait_for_grid_checkpoint(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    study = rerun_completes_each_point_once(args, storage, tmp_path)
     assert any(t.state == TrialState.FAIL for t in study.get_trials())  # the killed one, failed then retried
 
 
