@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from tsn import bench
 from tsn.config import resolve
-from tsn.decoder import interpolation_matrix, upsample
+from tsn.cpu_kernels import bilinear_resize, interpolation_matrix, pointwise_conv, reference_ops
 from tsn.models import build_model
 from tsn.tasks import dataset_tasks
 from tsn.train import build_optimizer
@@ -22,7 +22,7 @@ SECTIONS = ["## 1. Training throughput", "## 2. Encoder once", "## 3. Achieved F
 def test_cpu_upsample_equals_f_interpolate_in_value_and_gradient(shape, size) -> None:
     x = torch.randn(*shape, requires_grad=True)
     ref = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
-    out = upsample(x, size)
+    out = bilinear_resize(x, size)
     assert out.shape == ref.shape and out.is_contiguous()
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     g = torch.randn_like(ref)
@@ -36,18 +36,51 @@ def test_interpolation_matrix_rows_are_convex_weights_hitting_the_corners() -> N
 
 
 def test_upsample_falls_back_to_f_interpolate_on_meta() -> None:
-    assert upsample(torch.empty(1, 2, 4, 4, device="meta"), (8, 8)).shape == (1, 2, 8, 8)
+    assert bilinear_resize(torch.empty(1, 2, 4, 4, device="meta"), (8, 8)).shape == (1, 2, 8, 8)
+
+
+@pytest.mark.parametrize("shape, out_channels, bias", [((2, 16, 8, 8), 5, True), ((3, 4, 5, 7), 21, True),
+                                                       ((1, 8, 1, 1), 1, False), ((2, 3, 6, 6), 3, True)])
+def test_cpu_pointwise_conv_equals_conv2d_in_value_and_gradients(shape, out_channels, bias) -> None:
+    x = torch.randn(*shape, requires_grad=True)
+    w = torch.randn(out_channels, shape[1], 1, 1, requires_grad=True)
+    b = torch.randn(out_channels, requires_grad=True) if bias else None
+    ref = F.conv2d(x, w, b)
+    out = pointwise_conv(x, w, b)
+    assert out.shape == ref.shape and out.is_contiguous()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(ref)
+    inputs = [x, w] + ([b] if bias else [])
+    for got, want in zip(torch.autograd.grad(out, inputs, g), torch.autograd.grad(ref, inputs, g)):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
+
+
+def test_reference_ops_switches_the_fast_paths_off_and_back_on() -> None:
+    x, w = torch.randn(1, 2, 3, 3), torch.randn(4, 2, 1, 1)
+    with reference_ops():
+        ref_conv, ref_up = pointwise_conv(x, w, None), bilinear_resize(x, (5, 5))
+        # the reference ops show up as aten.convolution / upsample_bilinear2d, the fast ones as matrix products
+        with torch.profiler.profile() as prof:
+            pointwise_conv(x, w, None), bilinear_resize(x, (5, 5))
+    names = {e.key for e in prof.key_averages()}
+    assert "aten::convolution" in names and "aten::upsample_bilinear2d" in names and "aten::bmm" not in names
+    with torch.profiler.profile() as prof:
+        fast_conv, fast_up = pointwise_conv(x, w, None), bilinear_resize(x, (5, 5))
+    names = {e.key for e in prof.key_averages()}
+    assert "aten::convolution" not in names and "aten::upsample_bilinear2d" not in names
+    torch.testing.assert_close(fast_conv, ref_conv, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast_up, ref_up, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["tsn", "task_bn", "multi_decoder"])
-def test_model_outputs_with_fast_upsample_equal_the_reference_path(arch: str) -> None:
+def test_model_outputs_with_the_cpu_fast_paths_equal_the_reference_path(arch: str) -> None:
     cfg = resolve("smoke", overrides=[f"model.architecture={arch}", "model.n_fc=2"])
     tasks = dataset_tasks(cfg.data.dataset, cfg.data.tasks)
     torch.manual_seed(0)
     model = build_model(cfg.model, tasks)
     x = torch.randn(2, 3, 64, 64)
     fast = model.forward_tasks(x)
-    with bench.reference_upsample():
+    with reference_ops():
         ref = model.forward_tasks(x)
     for task in tasks.names:
         torch.testing.assert_close(fast[task], ref[task], atol=1e-4, rtol=1e-4)

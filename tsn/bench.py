@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import decoder as decoder_module
+from .cpu_kernels import reference_ops
 from .config import RunConfig, resolve
 from .models import ARCHITECTURES, MultiTaskModel, build_model
 from .runtime import configure_threads, seed_everything
@@ -123,21 +123,8 @@ class StepHarness:
             torch.cuda.synchronize()
 
 
-@contextlib.contextmanager
-def reference_upsample() -> Iterator[None]:
-    """Use ``F.interpolate`` in the decoder (the reference path; FlopCounterMode counts the model's math only)."""
-    fast = decoder_module.upsample
-    decoder_module.upsample = lambda x, size: F.interpolate(
-        x, size=tuple(int(s) for s in size), mode="bilinear", align_corners=True
-    )
-    try:
-        yield
-    finally:
-        decoder_module.upsample = fast
-
-
 def step_flops(harness: StepHarness, tasks: Sequence[str]) -> int:
-    with reference_upsample(), FlopCounterMode(display=False) as counter:
+    with reference_ops(), FlopCounterMode(display=False) as counter:
         harness.step(tasks)
     return counter.get_total_flops()
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cpu_kernels import pointwise_conv
 from .tasks import TaskSpec
 
 
@@ -25,7 +26,7 @@ class SharedHead(nn.Module):
         self.conv = nn.Conv2d(in_channels, max(self.task_channels.values()), 1)
 
     def forward(self, x: torch.Tensor, task: str) -> torch.Tensor:
-        return pool_channels(self.conv(x), self.task_channels[task])
+        return pool_channels(pointwise_conv(x, self.conv.weight, self.conv.bias), self.task_channels[task])
 
 
 class PerTaskHeads(nn.Module):
@@ -36,7 +37,8 @@ class PerTaskHeads(nn.Module):
         self.convs = nn.ModuleDict({t.name: nn.Conv2d(in_channels, t.channels, 1) for t in tasks})
 
     def forward(self, x: torch.Tensor, task: str) -> torch.Tensor:
-        return self.convs[task](x)
+        conv = self.convs[task]
+        return pointwise_conv(x, conv.weight, conv.bias)
 
 
 HEADS = {"shared": SharedHead, "per_task": PerTaskHeads}
