@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from tsn import bench
 from tsn.config import resolve
-from tsn.cpu_kernels import bilinear_resize, interpolation_matrix, pointwise_conv, reference_ops
+from tsn.cpu_kernels import (
+    MAX_MATMUL_RESIZE_SIDE,
+    bilinear_resize,
+    interpolation_matrix,
+    pointwise_conv,
+    reference_ops,
+)
 from tsn.models import build_model
 from tsn.tasks import dataset_tasks
 from tsn.train import build_optimizer
 
 SECTIONS = ["## 1. Training throughput", "## 2. Encoder once", "## 3. Achieved FLOP/s", "## 4. Data",
-            "## 5. Sweep overhead", "## 6. Peak memory"]
+            "## 5. Sweep overhead", "## 6. Peak memory", "## 7. CPU fast paths"]
 
 
 @pytest.mark.parametrize("shape, size", [((2, 3, 4, 4), (8, 8)), ((1, 5, 3, 7), (6, 13)), ((2, 2, 1, 1), (2, 2)),
@@ -33,6 +41,13 @@ def test_interpolation_matrix_rows_are_convex_weights_hitting_the_corners() -> N
     m = interpolation_matrix(4, 7)
     torch.testing.assert_close(m.sum(dim=1), torch.ones(7))
     assert m[0, 0] == 1 and m[-1, -1] == 1 and (m >= 0).all()
+
+
+def test_upsample_of_large_inputs_takes_the_reference_kernel_where_dense_matrices_lose() -> None:
+    side = MAX_MATMUL_RESIZE_SIDE + 1
+    with torch.profiler.profile() as prof:
+        bilinear_resize(torch.randn(1, 2, side, side), (2 * side, 2 * side))
+    assert "aten::upsample_bilinear2d" in {e.key for e in prof.key_averages()}
 
 
 def test_upsample_falls_back_to_f_interpolate_on_meta() -> None:
@@ -116,3 +131,14 @@ def test_quick_benchmark_writes_a_table_with_every_section(tmp_path) -> None:
     for heading in SECTIONS:
         assert heading in text
     assert "- date: " in text and "- machine: " in text
+
+
+def test_peak_rss_of_a_child_is_its_own_not_its_large_parents() -> None:
+    import subprocess
+    import sys
+
+    ballast = torch.ones(3 * 2**28 // 2)  # 1.5 GiB held (and touched) by this process while the child runs
+    code = "from tsn.bench import peak_rss_kib; print(peak_rss_kib())"
+    child_kib = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                   cwd=Path(__file__).resolve().parents[1]).stdout.split()[-1])
+    assert ballast.sum() > 0 and 0 < child_kib < 2**20  # under 1 GiB: the child's own interpreter and torch

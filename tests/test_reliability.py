@@ -385,7 +385,7 @@ def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_closes_the_wandb_run_and_the_rerun_resumes_it(tmp_path, sig) -> None:
+def test_signal_mid_trial_is_recorded_closes_the_wandb_run_and_the_rerun_resumes_from_checkpoint(tmp_path, sig) -> None:
     experiment = write_experiment(tmp_path, ENCODINGS)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     proc = _sweep_process(experiment, storage, tmp_path, epochs=4)
@@ -409,6 +409,8 @@ def test_signal_closes_the_wandb_run_and_the_rerun_resumes_it(tmp_path, sig) -> 
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
     study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
+    keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
+    assert len(keys) == len(set(keys)) == 2  # every grid point completed exactly once
     (resumed,) = [t for t in complete(study) if t.user_attrs[R.CONFIG_HASH] == interrupted.user_attrs[R.CONFIG_HASH]]
     assert resumed.user_attrs[R.WANDB_RUN_ID] == run_id and wandb_runs(tmp_path / "runs")[run_id] == [1, 0]
     history = resumed.user_attrs[R.HISTORY]

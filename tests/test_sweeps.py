@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -165,37 +163,6 @@ def _run_cli(*args: str, storage: str, tmp_path: Path) -> subprocess.Popen:
     )
 
 
-def wait_for_grid_checkpoint(tmp_path: Path, seconds: float = 240) -> None:
-    """Until the baseline's and the first grid trial's run folders hold an epoch checkpoint."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and len(list((tmp_path / "runs").glob("*/*/checkpoint.pt"))) < 2:
-        time.sleep(0.2)
-
-
-def rerun_completes_each_point_once(args: list[str], storage: str, tmp_path: Path) -> optuna.Study:
-    """Run the same sweep command again: it must succeed with both grid points COMPLETE exactly once."""
-    rerun = _run_cli(*args, storage=storage, tmp_path=tmp_path)
-    out, _ = rerun.communicate(timeout=600)
-    assert rerun.returncode == 0, out
-    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
-    keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
-    assert len(keys) == len(set(keys)) == 2
-    return study
-
-
-@pytest.mark.slow
-def test_kill_9_mid_trial_then_the_same_command_completes_exactly_once(tmp_path: Path) -> None:
-    experiment = write_experiment(tmp_path, ENCODINGS)
-    storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = ["run", str(experiment), "--budget", "smoke", *[a for o in [*TINY[:-1], "train.epochs=6"] for a in ("--set", o)]]
-    proc = _run_cli(*args, storage=storage, tmp_path=tmp_path)
-    wait_for_grid_checkpoint(tmp_path)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    study = rerun_completes_each_point_once(args, storage, tmp_path)
-    assert any(t.state == TrialState.FAIL for t in study.get_trials())  # the killed one, failed then retried
-
-
 def _postgres_url() -> str:
     url = os.environ.get("TSN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
     try:
@@ -208,29 +175,6 @@ def _postgres_url() -> str:
             pytest.fail(f"{reason}; TSN_REQUIRE_SERVICES=1 requires it")
         pytest.skip(reason)
     return url
-
-
-@pytest.mark.slow
-@pytest.mark.services
-def test_three_postgres_workers_complete_a_grid_exactly_once(tmp_path: Path) -> None:
-    url = _postgres_url()
-    name = f"pg{os.getpid()}{int(time.time())}"
-    axes = "  scientific:\n    model.embedding_dim: [5, 10, 15, 20]\n  nuisance:\n    train.seed: [1337]\n"
-    experiment = write_experiment(tmp_path, axes, name=name)
-    sweep = make_sweep(tmp_path, experiment, storage=url)  # creates the study; the workers rebuild it from storage
-    workers = [_run_cli("worker", "--study", sweep.study_name, storage=url, tmp_path=tmp_path) for _ in range(3)]
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
-    assert all(w.returncode == 0 for w in workers), outputs
-    storage = open_storage(url)
-    try:
-        study = optuna.load_study(study_name=sweep.study_name, storage=storage)
-        keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
-        assert sorted(keys) == sorted(sweep.by_hash)  # every point, once
-        baselines = optuna.load_study(study_name="baselines-synthetic-smoke", storage=storage)
-        base_key = config_hash(sweep.baselines[1337])
-        assert [t.user_attrs[R.CONFIG_HASH] for t in complete(baselines)].count(base_key) == 1
-    finally:
-        optuna.delete_study(study_name=sweep.study_name, storage=storage)
 
 
 @pytest.mark.parametrize("name", ["embedding", "baselines", "schedule", "convergence", "scaling"])

@@ -4,7 +4,10 @@ On CPU, PyTorch's NCHW bilinear-resize kernel and oneDNN's 1x1 convolution with 
 resolution are far from what plain matrix products reach (BENCHMARKS.md). Both ops are matrix products in
 disguise, so on CPU they run as such:
 
-- bilinear resize with ``align_corners=True`` is separable: two small matrix products (1.5-4x faster);
+- bilinear resize with ``align_corners=True`` is separable: two small matrix products (1.5-2.7x faster for
+  inputs up to 32 pixels a side). The interpolation matrices are dense, so the work per output pixel grows with
+  the input side while the reference kernel's does not: from 64 pixels a side the reference is as fast or faster
+  (0.3x at 256), so larger inputs take the reference op;
 - a 1x1 convolution is ``W @ x`` per image: one batched matrix product (1.3-2.7x faster for the heads).
 
 Elsewhere (CUDA, the meta device, CPU autocast, integer dtypes) the reference op runs. ``reference_ops()``
@@ -22,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 _FAST_DTYPES = (torch.float32, torch.float64)
+MAX_MATMUL_RESIZE_SIDE = 48  # measured crossover: 32 px a side 1.6-2.7x faster, 64 px even (BENCHMARKS.md §7)
 _enabled = True
 
 
@@ -58,7 +62,7 @@ def interpolation_matrix(n_in: int, n_out: int, dtype: torch.dtype = torch.float
 def bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize of ``[B, C, H, W]`` to ``size`` with align_corners=True."""
     size = (int(size[0]), int(size[1]))
-    if not _fast(x):
+    if not _fast(x) or max(x.shape[-2:]) > MAX_MATMUL_RESIZE_SIDE:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
     rows = interpolation_matrix(x.shape[-2], size[0], x.dtype)
     cols = interpolation_matrix(x.shape[-1], size[1], x.dtype)
