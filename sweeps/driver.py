@@ -4,7 +4,10 @@ How exactly-once works (Optuna's grid sampler alone can hand one point to two wo
 
 1. Every grid point is identified by the hash of its resolved config.
 2. A worker enqueues a pending point (tagged with its hash) and ``ask``s; the storage hands each waiting trial
-   to one worker only.
+   to one worker only, so a worker may receive another worker's point, which it runs instead. When another
+   worker took the only waiting trial, ``ask`` creates a fresh, untagged trial: it is closed as PRUNED
+   (``stray``) without training. A tagged point this sweep cannot run (another experiment's single-task
+   baseline in the shared baseline study) is enqueued again for its owner and closed the same way.
 3. If another live trial of the same hash has a lower number, this one is a duplicate: it is closed as PRUNED
    (``duplicate_of``) and never trains.
 4. A point is pending while it has no COMPLETE trial, no FAIL trial with a recorded reason (a real failure,
@@ -49,6 +52,7 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 
 WORKER = "worker"
 DUPLICATE_OF = "duplicate_of"
+STRAY = "stray"
 INTERRUPTED = "interrupted"
 POLL_SECONDS = 5.0
 
@@ -149,6 +153,7 @@ class Sweep:
         if experiment.baseline == "single_task":
             self.baseline_study = self._open_study(f"baselines-{self.dataset}-{budget}")
             self.baselines = {p.config.train.seed: baseline_config(p.config) for p in self.points}
+        self.baseline_by_hash = {config_hash(cfg): cfg for cfg in self.baselines.values()}
 
     @classmethod
     def from_storage(cls, study_name: str, storage: str, **kwargs: Any) -> "Sweep":
@@ -208,12 +213,26 @@ class Sweep:
             return {SEED_KEY: IntDistribution(0, 2**31 - 1)}
         return {k: CategoricalDistribution(v) for k, v in self.experiment.axes.items()}
 
-    def _claim(self, study: optuna.Study, params: Mapping[str, Any], key: str) -> optuna.Trial | None:
-        """Enqueue ``params`` and take the next waiting trial; None when that trial is a duplicate."""
-        study.enqueue_trial(dict(params), user_attrs={R.CONFIG_HASH: key})
+    def _claim(
+        self, study: optuna.Study, params: Mapping[str, Any] | None, key: str, runnable: Mapping[str, Any]
+    ) -> optuna.Trial | None:
+        """Enqueue ``params`` (None: the point already waits) and take the next waiting trial.
+
+        The trial taken may be another point of ``runnable`` (config hash -> config), which the caller runs. None
+        when there is nothing to run: a stray (another worker took the waiting trial), a point this sweep
+        cannot run, or a duplicate.
+        """
+        if params is not None:
+            study.enqueue_trial(dict(params), user_attrs={R.CONFIG_HASH: key})
         trial = study.ask(self._distributions(study))
-        trial.set_user_attr(WORKER, worker_id())
         mine = trial.user_attrs.get(R.CONFIG_HASH)
+        if mine not in runnable:
+            if mine is not None:  # hand it back to the sweep it belongs to
+                study.enqueue_trial(trial.params, user_attrs={R.CONFIG_HASH: mine})
+            trial.set_user_attr(STRAY, True)
+            study.tell(trial, state=TrialState.PRUNED)
+            return None
+        trial.set_user_attr(WORKER, worker_id())
         for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL)):
             if other.number >= trial.number or other.user_attrs.get(R.CONFIG_HASH) != mine:
                 continue
@@ -238,14 +257,16 @@ class Sweep:
             state = self._status(self.baseline_study).get(key)
             if state == "failed":
                 return None
-            if state in ("running", "waiting"):
+            if state == "running":
                 if not wait:
                     return None
                 time.sleep(POLL_SECONDS)
                 continue
-            trial = self._claim(self.baseline_study, {SEED_KEY: seed}, key)
+            params = None if state == "waiting" else {SEED_KEY: seed}
+            trial = self._claim(self.baseline_study, params, key, self.baseline_by_hash)
             if trial is not None:
-                self._execute(self.baseline_study, trial, cfg, job_type="baseline", baseline=None)
+                taken = self.baseline_by_hash[trial.user_attrs[R.CONFIG_HASH]]
+                self._execute(self.baseline_study, trial, taken, job_type="baseline", baseline=None)
 
     def _baseline(self, cfg: RunConfig, wait: bool) -> tuple[Baseline | None, bool]:
         """(baseline, ready): ready is False when the baseline is still being trained elsewhere."""
@@ -335,7 +356,7 @@ class Sweep:
         while True:
             self._reap_dead_trials(self.study)
             status = self._status(self.study)
-            pending = [k for k in self.by_hash if k not in status]
+            pending = [k for k in self.by_hash if status.get(k) in (None, "waiting")]
             done = sum(status.get(k) in ("complete", "failed") for k in self.by_hash)
             if not pending or (n_trials is not None and trained >= n_trials):
                 break
@@ -348,7 +369,7 @@ class Sweep:
                 continue
             key, baseline = ready
             point = self.by_hash[key]
-            trial = self._claim(self.study, point.params, key)
+            trial = self._claim(self.study, None if status.get(key) == "waiting" else point.params, key, self.by_hash)
             if trial is None:
                 continue
             point = self.by_hash[trial.user_attrs[R.CONFIG_HASH]]

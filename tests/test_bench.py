@@ -21,7 +21,7 @@ from tsn.models import build_model
 from tsn.tasks import dataset_tasks
 from tsn.train import build_optimizer
 
-SECTIONS = ["## 1. Training throughput", "## 2. Encoder once", "## 3. Achieved FLOP/s", "## 4. Data",
+SECTIONS = ["## Targets", "## 1. Training throughput", "## 2. Encoder once", "## 3. Achieved FLOP/s", "## 4. Data",
             "## 5. Sweep overhead", "## 6. Peak memory", "## 7. CPU fast paths"]
 
 
@@ -94,11 +94,20 @@ def test_model_outputs_with_the_cpu_fast_paths_equal_the_reference_path(arch: st
     torch.manual_seed(0)
     model = build_model(cfg.model, tasks)
     x = torch.randn(2, 3, 64, 64)
-    fast = model.forward_tasks(x)
+
+    def outputs_and_grads() -> tuple[dict, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        out = model.forward_tasks(x)
+        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in out.values()).backward()
+        return out, [p.grad.clone() for p in model.parameters()]
+
+    fast, fast_grads = outputs_and_grads()
     with reference_ops():
-        ref = model.forward_tasks(x)
+        ref, ref_grads = outputs_and_grads()
     for task in tasks.names:
         torch.testing.assert_close(fast[task], ref[task], atol=1e-4, rtol=1e-4)
+    for got, want in zip(fast_grads, ref_grads):
+        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)
 
 
 def test_build_optimizer_has_the_named_encoder_and_decoder_groups() -> None:

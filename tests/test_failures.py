@@ -158,7 +158,8 @@ def _workers_complete_grid_once(tmp_path: Path, storage: str, name: str) -> None
     sweep = make_sweep(tmp_path, write_experiment(tmp_path, axes, name=name), storage=storage)
     workers = [_run_cli("worker", "--study", sweep.study_name, storage=storage, tmp_path=tmp_path) for _ in range(4)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
-    assert all(w.returncode == 0 for w in workers), outputs
+    failed = [f"exit {w.returncode}:\n{out}" for w, out in zip(workers, outputs) if w.returncode != 0]
+    assert not failed, "\n\n".join(failed)
     assert not any("locked" in o or "Traceback" in o for o in outputs), outputs
     study = optuna.load_study(study_name=sweep.study_name, storage=open_storage(storage))
     keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]

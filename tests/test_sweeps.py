@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from analysis.runs import load_study
 from sweeps import records as R
 from sweeps.__main__ import main as sweeps_main
-from sweeps.driver import DUPLICATE_OF, Sweep, WORKER
+from sweeps.driver import DUPLICATE_OF, STRAY, Sweep, WORKER
 from sweeps.experiment import load_experiment
 from sweeps.storage import open_storage
 from sweeps.tracking import TrackingConfig
@@ -136,17 +136,46 @@ def test_failed_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path
 def test_a_second_claim_of_the_same_point_is_pruned_as_duplicate(tmp_path: Path) -> None:
     sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
     key, point = next(iter(sweep.by_hash.items()))
-    first = sweep._claim(sweep.study, point.params, key)
-    second = sweep._claim(sweep.study, point.params, key)
+    first = sweep._claim(sweep.study, point.params, key, sweep.by_hash)
+    second = sweep._claim(sweep.study, point.params, key, sweep.by_hash)
     assert first is not None and second is None
     (pruned,) = sweep.study.get_trials(states=(TrialState.PRUNED,))
     assert pruned.user_attrs[DUPLICATE_OF] == first.number
 
 
+def test_a_worker_whose_waiting_point_another_took_closes_the_stray_and_runs_what_still_waits(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
+    (key_a, point_a), (key_b, point_b) = list(sweep.by_hash.items())[:2]
+    sweep.study.enqueue_trial(dict(point_a.params), user_attrs={R.CONFIG_HASH: key_a})
+    other = sweep.study.ask()  # another worker takes the waiting point first
+    stray = sweep._claim(sweep.study, None, key_a, sweep.by_hash)  # ask() finds nothing waiting: a fresh trial
+    assert other.user_attrs[R.CONFIG_HASH] == key_a and stray is None
+    (pruned,) = sweep.study.get_trials(states=(TrialState.PRUNED,))
+    assert pruned.user_attrs[STRAY] and R.CONFIG_HASH not in pruned.user_attrs
+    # a point enqueued by a worker that died before asking waits; run() takes it over instead of leaving it
+    sweep.study.enqueue_trial(dict(point_b.params), user_attrs={R.CONFIG_HASH: key_b})
+    sweep.study.tell(other, 0.0)  # the other worker finished point a
+    sweep.run()
+    assert not sweep.study.get_trials(states=(TrialState.WAITING, TrialState.RUNNING))
+    keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(sweep.study)]
+    assert sorted(keys) == sorted(sweep.by_hash)  # every point exactly once
+
+
+def test_a_shared_baseline_trial_of_another_sweep_is_handed_back_to_it(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
+    study = sweep.baseline_study
+    study.enqueue_trial({"train.seed": 7}, user_attrs={R.CONFIG_HASH: "another-sweeps-hash"})
+    assert sweep._claim(study, None, "unused", sweep.baseline_by_hash) is None
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    assert waiting.system_attrs["fixed_params"] == {"train.seed": 7}  # what a waiting trial will be asked with
+    assert waiting.user_attrs[R.CONFIG_HASH] == "another-sweeps-hash"
+    assert study.get_trials(states=(TrialState.PRUNED,))[0].user_attrs[STRAY]
+
+
 def test_trial_of_a_dead_worker_is_retried_and_each_point_completes_once(tmp_path: Path) -> None:
     sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
     key, point = next(iter(sweep.by_hash.items()))
-    orphan = sweep._claim(sweep.study, point.params, key)
+    orphan = sweep._claim(sweep.study, point.params, key, sweep.by_hash)
     orphan.set_user_attr(WORKER, f"{os.uname().nodename}:{2**22 + 12345}")  # a pid that does not exist
     sweep.run()
     keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(sweep.study)]
