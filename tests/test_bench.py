@@ -106,8 +106,11 @@ def test_model_outputs_with_the_cpu_fast_paths_equal_the_reference_path(arch: st
         ref, ref_grads = outputs_and_grads()
     for task in tasks.names:
         torch.testing.assert_close(fast[task], ref[task], atol=1e-4, rtol=1e-4)
-    for got, want in zip(fast_grads, ref_grads):
-        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)
+    # Float rounding differs between the paths. Measured against the largest gradient: a conv bias in front of a
+    # norm has a true gradient of 0, so its computed values are rounding noise on either path.
+    scale = max(want.abs().max().item() for want in ref_grads)
+    worst = max((got - want).abs().max().item() for got, want in zip(fast_grads, ref_grads))
+    assert worst < 1e-4 * scale, (worst, scale)
 
 
 def test_build_optimizer_has_the_named_encoder_and_decoder_groups() -> None:
