@@ -41,7 +41,7 @@ class SyntheticDataset(MultiTaskDataset):
 
     def load(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], str]:
         targets = {task: TO_TARGET[kind](self.arrays[task][index]) for task, kind in self.kinds.items()}
-        return self.images[index].float() / 255, targets, f"{self.split}_{index:06d}"
+        return self.images[index].float().div_(255), targets, f"{self.split}_{index:06d}"
 
 
 def build_dataset(dataset: str, split: str, tasks: Sequence[str], image_size: int, *, root: str | None = None,

@@ -42,12 +42,11 @@ def resize(image: torch.Tensor, targets: dict[str, torch.Tensor], size: int) -> 
 
 
 def hflip(image: torch.Tensor, targets: dict[str, torch.Tensor], kinds: Mapping[str, str]) -> Sample:
-    out = {k: F.horizontal_flip(t) for k, t in targets.items()}
+    out = {k: t.flip(-1) for k, t in targets.items()}  # flip copies, so negating in place below is safe
     for k in out:
         if kinds[k] in FLIP_NEGATES_X:
-            out[k] = out[k].clone()
-            out[k][0] = -out[k][0]
-    return F.horizontal_flip(image), out
+            out[k][0].neg_()
+    return image.flip(-1), out
 
 
 def scale_pad_crop(image: torch.Tensor, targets: dict[str, torch.Tensor], kinds: Mapping[str, str],
@@ -75,6 +74,7 @@ def build_transform(augment: str | None, kinds: Mapping[str, str], size: int) ->
     if name not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {augment!r}; valid: {list(AUGMENTATIONS)} or None")
     jitter = v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05)
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
 
     def apply(image: torch.Tensor, targets: dict[str, torch.Tensor]) -> Sample:
         if name != "none" and torch.rand(()) < 0.5:
@@ -82,7 +82,7 @@ def build_transform(augment: str | None, kinds: Mapping[str, str], size: int) ->
         if name == "paper":
             image, targets = scale_pad_crop(image, targets, kinds, float(torch.empty(()).uniform_(0.5, 1.5)), size)
             image = jitter(image)
-        return F.normalize(image, IMAGENET_MEAN, IMAGENET_STD), targets
+        return image.sub(mean).div_(std), targets
 
     return apply
 
