@@ -124,6 +124,18 @@ class StepHarness:
             torch.cuda.synchronize()
 
 
+def schedule_steps(names: Sequence[str]) -> tuple[tuple[str, Sequence[str]], ...]:
+    """The two kinds of step: one task (the epoch and batch schedules) and all tasks at once (joint)."""
+    return (("epoch / batch", names[:1]), ("joint", names))
+
+
+def tsn_harnesses(size_list: list[Size]) -> Iterator[tuple[Size, StepHarness]]:
+    """A TSN step harness for every size that is measured."""
+    for size in size_list:
+        if size.repeats:
+            yield size, StepHarness(config(size, "tsn"))
+
+
 def step_flops(harness: StepHarness, tasks: Sequence[str]) -> int:
     with reference_ops(), FlopCounterMode(display=False) as counter:
         harness.step(tasks)
@@ -196,7 +208,7 @@ def section_throughput(size_list: list[Size], results: dict) -> list[str]:
             continue
         harnesses = {arch: StepHarness(config(size, arch)) for arch in size.archs}
         variants = {(arch, schedule): (harness, tasks) for arch, harness in harnesses.items()
-                    for schedule, tasks in (("epoch / batch", harness.tasks.names[:1]), ("joint", harness.tasks.names))}
+                    for schedule, tasks in schedule_steps(harness.tasks.names)}
         for harness, tasks in variants.values():  # warm-up
             for _ in range(2):
                 harness.step(tasks)
@@ -300,12 +312,8 @@ def section_flops(size_list: list[Size], results: dict, quick: bool) -> list[str
              "bilinear upsampling counted as 0, as PyTorch does); step times from section 1.", "",
              "| size | architecture | schedule | GFLOP / step | achieved GFLOP/s | of BLAS matmul peak | "
              "of the higher peak |", "|---|---|---|---|---|---|---|"]
-    for size in size_list:
-        if size.repeats == 0:
-            continue
-        harness = StepHarness(config(size, "tsn"))
-        names = harness.tasks.names
-        for schedule, tasks in (("epoch / batch", names[:1]), ("joint", names)):
+    for size, harness in tsn_harnesses(size_list):
+        for schedule, tasks in schedule_steps(harness.tasks.names):
             flops = step_flops(harness, tasks)
             rate = flops / results["steps"][(size.name, "tsn", schedule)]
             results.setdefault("flops", {})[(size.name, schedule)] = (rate / blas, rate / best)
@@ -321,10 +329,7 @@ def section_fast_paths(size_list: list[Size], repeats: int) -> list[str]:
              "`tsn.cpu_kernels`' matrix-product paths (after), timed alternately in one process; outputs compared on "
              "one forward pass.", "",
              "| size | schedule | before (s) | after (s) | speed-up | max abs Δ output |", "|---|---|---|---|---|---|"]
-    for size in size_list:
-        if size.repeats == 0:
-            continue
-        harness = StepHarness(config(size, "tsn"))
+    for size, harness in tsn_harnesses(size_list):
         names = harness.tasks.names
         image = harness.batch["image"].to(harness.device)
         with torch.no_grad():
@@ -332,7 +337,7 @@ def section_fast_paths(size_list: list[Size], repeats: int) -> list[str]:
             with reference_ops():
                 ref = harness.model.forward_tasks(image)
         diff = max((fast[t] - ref[t]).abs().max().item() for t in names)
-        for schedule, tasks in (("epoch / batch", names[:1]), ("joint", names)):
+        for schedule, tasks in schedule_steps(names):
             times: dict[str, list[float]] = {"before": [], "after": []}
             for _ in range(max(repeats, size.repeats)):
                 with reference_ops():
