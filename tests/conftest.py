@@ -10,7 +10,8 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# TSN_TEST_THREADS=1 lets two test runs share a 2-core machine without oversubscribing it.
+torch.set_num_threads(int(os.environ.get("TSN_TEST_THREADS", min(2, os.cpu_count() or 1))))
 # A suite started in the background (`make test &`) inherits SIGINT ignored, and so would every process it starts;
 # the Ctrl-C tests need it delivered as KeyboardInterrupt, as in an interactive shell.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
