@@ -225,14 +225,16 @@ def section_throughput(size_list: list[Size], results: dict) -> list[str]:
     return lines
 
 
-def encoder_once_comparison(size: Size, repeats: int) -> dict:
-    """Forward + backward of all T tasks: per-task loop (encoder recomputed) vs encoder once (one decoder batch)."""
+def encoder_once_comparison(size: Size, repeats: int, dtype: torch.dtype = torch.float32) -> dict:
+    """Forward + backward of all T tasks: per-task loop (encoder recomputed) vs encoder once (one decoder batch).
+
+    ``dtype``: float64 for the equality test (the two paths then agree to rounding on any CPU)."""
     cfg = config(size, "tsn")
     tasks = dataset_tasks(cfg.data.dataset, cfg.data.tasks)
     seed_everything(0)
-    model = build_model(cfg.model, tasks)
+    model = build_model(cfg.model, tasks).to(dtype)
     names = tasks.names
-    x = torch.randn(cfg.train.batch_size, 3, cfg.data.image_size, cfg.data.image_size)
+    x = torch.randn(cfg.train.batch_size, 3, cfg.data.image_size, cfg.data.image_size, dtype=dtype)
     grads_out = {t: torch.randn_like(model(x, t)) for t in names}
 
     def loss_of(outputs: dict) -> torch.Tensor:
