@@ -19,7 +19,7 @@ from tsn.cpu_kernels import (
 )
 from tsn.models import build_model
 from tsn.tasks import dataset_tasks
-from tsn.train import build_optimizer
+from tsn.engine import build_optimizer
 
 SECTIONS = ["## Targets", "## 1. Training throughput", "## 2. Encoder once", "## 3. Achieved FLOP/s", "## 4. Data",
             "## 5. Sweep overhead", "## 6. Peak memory", "## 7. CPU fast paths"]
@@ -123,6 +123,7 @@ def test_build_optimizer_has_the_named_encoder_and_decoder_groups() -> None:
     assert [g["name"] for g in opt.param_groups] == ["encoder", "decoder"]
     assert [g["lr"] for g in opt.param_groups] == [cfg.train.lr_encoder, cfg.train.lr_decoder]
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in model.encoder.parameters()}
 
 
 def test_encoder_once_step_equals_the_per_task_loop() -> None:

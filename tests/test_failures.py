@@ -106,14 +106,14 @@ def test_storage_that_does_not_answer_is_one_line_exit_2_and_quick(tmp_path, cap
 
 def test_out_of_memory_in_one_trial_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch) -> None:
     sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
-    original = Trainer._train_step
+    original = Trainer.train_step
 
-    def step(self, tasks, batch, epoch, step):
+    def step(self, tasks, batch, where=""):
         if self.cfg.model.architecture == "tsn" and self.cfg.model.encoding == "gaussian":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original(self, tasks, batch, epoch, step)
+        return original(self, tasks, batch, where)
 
-    monkeypatch.setattr(Trainer, "_train_step", step)
+    monkeypatch.setattr(Trainer, "train_step", step)
     assert sweep.run() == {"complete": 1, "failed": 1}
     (failed,) = sweep.study.get_trials(states=(TrialState.FAIL,))
     assert failed.user_attrs[R.FAIL_REASON] == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"

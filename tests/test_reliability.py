@@ -176,16 +176,16 @@ def test_failures_in_user_code_are_missing_cells_with_reasons_and_a_full_disk_ke
     tmp_path, monkeypatch, capsys
 ) -> None:
     sweep = make_sweep(tmp_path, write_experiment(tmp_path, DIMS, name="dims"))
-    original = Trainer._train_step
+    original = Trainer.train_step
 
-    def step(self, tasks, batch, epoch, step):
+    def step(self, tasks, batch, where=""):
         if self.cfg.model.architecture == "tsn" and self.cfg.model.embedding_dim == 10:
             raise KeyError("semseg_logits")  # a bug in user code
         if self.cfg.model.architecture == "tsn" and self.cfg.model.embedding_dim == 15:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
-        return original(self, tasks, batch, epoch, step)
+        return original(self, tasks, batch, where)
 
-    monkeypatch.setattr(Trainer, "_train_step", step)
+    monkeypatch.setattr(Trainer, "train_step", step)
     assert sweep.run() == {"complete": 1, "failed": 2}
     reasons = {t.params["model.embedding_dim"]: t.user_attrs[R.FAIL_REASON]
                for t in sweep.study.get_trials(states=(TrialState.FAIL,))}

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 
 from tsn.checkpoint import CheckpointError, load_checkpoint
-from tsn.config import resolve
+from tsn.config import ConfigError, from_dict as resolve_dict, resolve
+from tsn.evaluate import Evaluation
 from tsn.schedules import plan_epoch
 from tsn.train import Baseline, Callback, NonFiniteLossError, Trainer
 
@@ -22,21 +25,144 @@ def tiny(*overrides: str, budget: str = "smoke"):
     return resolve(budget, overrides=[*TINY, *overrides])
 
 
+def _plan(schedule: str, labelled: dict, batch_size: int = 2, seed: int = 0) -> list:
+    return plan_epoch(schedule, labelled, batch_size, torch.Generator().manual_seed(seed))
+
+
+EVERY = {"a": range(4), "b": range(4), "c": range(4)}  # three tasks labelled on all 4 samples: 2 batches each
+
+
 def test_epoch_schedule_is_one_full_pass_per_task_in_shuffled_order() -> None:
-    plan = plan_epoch("epoch", ["a", "b", "c"], 2, torch.Generator().manual_seed(0))
-    assert [steps for steps in plan] == [[(t,), (t,)] for t in [p[0][0] for p in plan]]
-    assert sorted(p[0][0] for p in plan) == ["a", "b", "c"]
+    tasks = [step.tasks for step in _plan("epoch", EVERY)]
+    order = tasks[::2]
+    assert tasks == [t for t in order for _ in range(2)] and sorted(order) == [("a",), ("b",), ("c",)]
+    orders = {tuple(step.tasks for step in _plan("epoch", EVERY, seed=seed))[::2] for seed in range(20)}
+    assert len(orders) > 1  # reshuffled from epoch to epoch
 
 
 def test_batch_schedule_alternates_every_step_with_equal_exposure() -> None:
-    plan = plan_epoch("batch", ["a", "b", "c"], 2, torch.Generator().manual_seed(0))
-    flat = [s[0] for steps in plan for s in steps]
-    assert len(plan) == 3 and all(flat[i] != flat[i + 1] for i in range(len(flat) - 1))
+    flat = [step.tasks[0] for step in _plan("batch", EVERY)]
+    assert all(flat[i] != flat[i + 1] for i in range(len(flat) - 1))
     assert sorted(flat) == ["a", "a", "b", "b", "c", "c"]
 
 
 def test_joint_schedule_serves_every_task_in_every_step() -> None:
-    assert plan_epoch("joint", ["a", "b"], 3, torch.Generator()) == [[("a", "b")] * 3]
+    assert [step.tasks for step in _plan("joint", {"a": range(6), "b": range(6)})] == [("a", "b")] * 3
+
+
+@pytest.mark.parametrize("schedule", ["epoch", "batch", "joint"])
+def test_each_task_passes_once_over_exactly_its_labelled_samples(schedule: str) -> None:
+    # "parts" labelled on a quarter of the images (PASCAL: only images with people): its pass is a quarter as long
+    labelled = {"semseg": list(range(32)), "parts": list(range(0, 32, 4)), "edge": list(range(32))}
+    plan = _plan(schedule, labelled, batch_size=4)
+    for task, indices in labelled.items():
+        seen = [i for step in plan if task in step.tasks for i in step.indices]
+        if schedule == "joint":  # one pass over the union; the task's loss counts its labelled samples only
+            assert sorted(seen) == list(range(32))
+        else:
+            assert sorted(seen) == indices  # every labelled sample once, nothing else
+    if schedule != "joint":
+        steps = Counter(step.tasks[0] for step in plan)
+        assert steps == {"semseg": 8, "parts": 2, "edge": 8}  # parts: 2 of 18 shared-encoder updates, not 8 of 24
+
+
+def test_a_pass_drops_its_incomplete_last_batch_only_when_it_has_several() -> None:
+    plan = _plan("epoch", {"a": range(5), "b": range(1)}, batch_size=2)
+    sizes = {t: [len(s.indices) for s in plan if s.tasks == (t,)] for t in "ab"}
+    assert sizes == {"a": [2, 2], "b": [1]}
+
+
+def test_a_task_without_labelled_samples_is_an_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="no training sample is labelled for task 'parts'"):
+        _plan("epoch", {"semseg": range(4), "parts": []})
+
+
+def test_trainer_trains_each_task_on_the_samples_the_dataset_labels(tmp_path: Path, monkeypatch) -> None:
+    from tsn.data import SyntheticDataset
+
+    monkeypatch.setattr(SyntheticDataset, "labelled",
+                        lambda self, task: list(range(0, len(self), 4)) if task == "parts" else list(range(len(self))))
+    trainer = Trainer(tiny("train.batch_size=2", "data.tasks=semseg,parts"), tmp_path)
+    seen: dict[str, list[int]] = {"semseg": [], "parts": []}
+    plan, loader = trainer.epoch_batches(1)
+    for step, batch in zip(plan, loader):
+        seen[step.tasks[0]] += batch["meta"]["index"].tolist()
+        assert batch["meta"]["index"].tolist() == step.indices
+    assert sorted(seen["parts"]) == [0, 4, 8, 12] and sorted(seen["semseg"]) == list(range(16))
+
+
+def test_single_task_networks_have_their_own_optimiser_and_plateau_schedule(tmp_path: Path) -> None:
+    trainer = Trainer(tiny("model.architecture=single_task", "data.tasks=semseg,normals"), tmp_path)
+    opt = trainer.optimisation
+    assert set(opt.optimizers) == {"semseg", "normals"} and opt.tasks == {"semseg": ("semseg",), "normals": ("normals",)}
+    params = {name: {id(p) for g in o.param_groups for p in g["params"]} for name, o in opt.optimizers.items()}
+    assert params["semseg"] == {id(p) for p in trainer.model.nets["semseg"].parameters()}
+    assert not params["semseg"] & params["normals"]
+    # semseg's validation loss keeps improving, normals' stalls: only normals' learning rates decay
+    patience = trainer.cfg.train.plateau_patience
+    for k in range(patience + 2):
+        opt.step_schedulers(Evaluation({"semseg": 1.0 - 0.1 * k, "normals": 1.0}, {}))
+    lrs = opt.learning_rates()
+    train = trainer.cfg.train
+    assert lrs["semseg/encoder"] == train.lr_encoder and lrs["semseg/decoder"] == train.lr_decoder
+    assert lrs["normals/encoder"] == train.lr_encoder * train.plateau_factor
+    assert lrs["normals/decoder"] == train.lr_decoder * train.plateau_factor
+
+
+def test_a_shared_network_is_scheduled_on_the_mean_validation_loss_of_every_task(tmp_path: Path) -> None:
+    trainer = Trainer(tiny("data.tasks=semseg,normals"), tmp_path)
+    opt = trainer.optimisation
+    assert list(opt.optimizers) == ["shared"] and opt.tasks == {"shared": ("semseg", "normals")}
+    assert [g["name"] for g in opt.optimizers["shared"].param_groups] == ["encoder", "decoder"]
+    for k in range(trainer.cfg.train.plateau_patience + 2):  # one task improves as much as the other worsens
+        opt.step_schedulers(Evaluation({"semseg": 1.0 - 0.1 * k, "normals": 1.0 + 0.1 * k}, {}))
+    assert opt.learning_rates()["decoder"] == trainer.cfg.train.lr_decoder * trainer.cfg.train.plateau_factor
+
+
+def test_single_task_resume_restores_every_network_and_schedule(tmp_path: Path) -> None:
+    cfg = tiny("train.epochs=3", "model.architecture=single_task", "data.tasks=semseg,edge")
+    straight = Trainer(cfg, tmp_path / "straight").fit()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path / "resumed", callbacks=[StopAfter(1)]).fit()
+    resumed = Trainer(cfg, tmp_path / "resumed").fit(resume=True)
+    assert resumed["metrics"] == straight["metrics"]
+    assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in straight["history"]]
+    assert set(straight["history"][0]["lr"]) == {"semseg/encoder", "semseg/decoder", "edge/encoder", "edge/decoder"}
+
+
+def test_eval_epochs_store_the_full_evaluation_and_a_checkpoint_of_each(tmp_path: Path) -> None:
+    summary = Trainer(tiny("train.epochs=3", "train.eval_epochs=[1, 3]", "train.edge_evaluator=fast",
+                           "train.final_edge_evaluator=seism"), tmp_path).fit()
+    assert set(summary["evaluations"]) == {"1", "3"}
+    assert summary["evaluations"]["3"]["primary"] == summary["primary"]
+    first = summary["evaluations"]["1"]
+    assert first["metrics"]["edge"]["conventions"] == summary["metrics"]["edge"]["conventions"]
+    assert first["primary"] != summary["primary"]  # two epochs of training later
+    kept = load_checkpoint(tmp_path / "checkpoint-epoch1.pt")
+    assert kept["epoch"] == 1 and not (tmp_path / "checkpoint-epoch3.pt").exists()  # the last is checkpoint.pt
+    evaluated = Trainer(resolve_dict(kept["config"]), tmp_path)
+    evaluated.model.load_state_dict(kept["model"])
+    assert evaluated.run_validation("seism").primary(evaluated.tasks) == first["primary"]
+
+
+@pytest.mark.parametrize("value, message", [("[0]", "epoch 0 is outside 1..train.epochs (2)"),
+                                            ("[5]", "epoch 5 is outside 1..train.epochs (2)"),
+                                            ("[a]", "train.eval_epochs: expected a list of integers")])
+def test_eval_epochs_outside_the_run_are_one_line_errors(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        tiny("train.epochs=2", f"train.eval_epochs={value}")
+
+
+def test_evaluating_a_checkpoint_never_builds_the_training_split(tmp_path: Path, monkeypatch) -> None:
+    Trainer(tiny("train.epochs=1"), tmp_path).fit()
+    import tsn.train
+
+    built: list[str] = []
+    original = tsn.train.build_dataset
+    monkeypatch.setattr(tsn.train, "build_dataset", lambda name, split, *a, **k: built.append(split) or original(name, split, *a, **k))
+    trainer = Trainer(tiny("train.epochs=1"), tmp_path)
+    trainer.run_validation("fast")
+    assert built == ["val"]
 
 
 @pytest.mark.parametrize("schedule", ["epoch", "batch", "joint"])

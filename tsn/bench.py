@@ -1,6 +1,6 @@
 """Benchmark suite: ``python -m tsn.bench [--quick] [--out BENCHMARKS.md]`` (``make bench``).
 
-Measures, on the current machine, the same model and training step the trainer uses (``Trainer._train_step``):
+Measures, on the current machine, the same model and training step the trainer uses (``tsn.engine.train_step``):
 
 1. training throughput (images x tasks / s) per architecture, size and schedule;
 2. the encoder-once multi-task step against a per-task loop that recomputes the encoder (outputs checked equal);
@@ -41,7 +41,8 @@ from .config import RunConfig, resolve
 from .models import ARCHITECTURES, MultiTaskModel, build_model
 from .runtime import configure_threads, seed_everything
 from .tasks import DatasetTasks, dataset_tasks
-from .train import Trainer, build_optimizer
+from .engine import build_optimisation, build_run_model, channels_last, train_step
+from .train import Trainer
 
 ARCHS = tuple(ARCHITECTURES)
 
@@ -110,16 +111,14 @@ class StepHarness:
         self.tasks = dataset_tasks(cfg.data.dataset, cfg.data.tasks)
         self.loss_weights = {t.name: t.loss_weight for t in self.tasks.tasks}
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.channels_last = cfg.train.channels_last and self.device.type == "cuda"
-        seed_everything(cfg.train.seed)
-        self.model: MultiTaskModel = build_model(cfg.model, self.tasks).to(self.device)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.optimizer = build_optimizer(self.model, cfg.train)
+        self.channels_last = channels_last(cfg.train, self.device)
+        self.model: MultiTaskModel = build_run_model(cfg, self.tasks, self.device)
+        self.optimisation = build_optimisation(self.model, cfg.train)
         self.batch = random_batch(self.tasks, cfg.train.batch_size, cfg.data.image_size)
 
     def step(self, tasks: Sequence[str]) -> None:
-        Trainer._train_step(self, tuple(tasks), self.batch, 1, 0)  # type: ignore[arg-type]
+        train_step(self.model, self.optimisation, self.tasks, self.loss_weights, tuple(tasks), self.batch,
+                   device=self.device, amp=self.cfg.train.amp, channels_last=self.channels_last)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -197,7 +196,7 @@ def fmt(x: float, digits: int = 3) -> str:
 # ----------------------------------------------------------------------------------------------- sections
 def section_throughput(size_list: list[Size], results: dict) -> list[str]:
     lines = ["## 1. Training throughput", "",
-             "One optimiser step of `Trainer._train_step` (forward, losses, backward, Adam). `epoch` and `batch` "
+             "One optimiser step of `tsn.engine.train_step` (forward, losses, backward, Adam). `epoch` and `batch` "
              "schedules run the same single-task step (they differ only in task order); `joint` trains all tasks "
              "on each batch, encoder once. Within a size, the variants are timed in turn, one step each per round, "
              "so that warm-up and load changes hit every variant alike.", "",
@@ -367,7 +366,7 @@ def section_data(quick: bool, results: dict) -> list[str]:
     cfg = resolve("cpu", overrides=overrides)
     with tempfile.TemporaryDirectory() as out, _cache_dir(cache):
         trainer = Trainer(cfg, out)
-        loader = trainer._loader(trainer.train_set, torch.Generator().manual_seed(0))
+        _, loader = trainer.epoch_batches(1)
         task = trainer.tasks.names[:1]
         waits, steps = [], []
         it = iter(loader)
@@ -375,7 +374,7 @@ def section_data(quick: bool, results: dict) -> list[str]:
             t0 = time.perf_counter()
             batch = next(it)
             t1 = time.perf_counter()
-            trainer._train_step(task, batch, 1, 0)
+            trainer.train_step(task, batch)
             waits.append(t1 - t0)
             steps.append(time.perf_counter() - t1)
     wait = statistics.median(waits) / (statistics.median(waits) + statistics.median(steps))

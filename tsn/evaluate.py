@@ -21,7 +21,12 @@ class Evaluation:
 
     @property
     def mean_loss(self) -> float:
-        return sum(self.losses.values()) / len(self.losses)
+        """The mean of every task's weighted validation loss (what a shared network's LR schedule follows)."""
+        return self.mean_loss_of(self.losses)
+
+    def mean_loss_of(self, tasks: Iterable[str]) -> float:
+        names = list(tasks)
+        return sum(self.losses[t] for t in names) / len(names)
 
     def primary(self, tasks: DatasetTasks) -> dict[str, float]:
         """Each task's Delta-m metric (e.g. semseg mIoU, normals mean error)."""

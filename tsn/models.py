@@ -84,6 +84,12 @@ class MultiTaskModel(nn.Module):
         """The learned l_tau, one row per task (TSN only)."""
         return None
 
+    def networks(self) -> dict[str, "MultiTaskModel"]:
+        """The independently trained networks by name, each serving its ``task_names``: the whole model for the
+        architectures that share an encoder; one per task for ``single_task``. Each gets its own optimiser and
+        LR schedule (tsn.engine), so the single-task baselines train as separate runs, as the official ones do."""
+        return {"shared": self}
+
 
 def _is_encoder(name: str) -> bool:
     return name.startswith("encoder.") or ".encoder." in name
@@ -179,6 +185,9 @@ class SingleTaskModel(MultiTaskModel):
 
     def decode(self, features: Features, task: str) -> torch.Tensor:
         return self.nets[task](features[0], task)
+
+    def networks(self) -> dict[str, MultiTaskModel]:
+        return dict(self.nets)
 
 
 ARCHITECTURES: dict[str, Callable[[DatasetTasks, ModelConfig], MultiTaskModel]] = {

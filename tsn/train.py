@@ -11,6 +11,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,23 +21,25 @@ from tqdm import tqdm
 
 from .atomic import write_json
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import RunConfig, TrainConfig, config_hash
+from .config import RunConfig, config_hash
 from .data import build_dataset
-from .evaluate import Evaluation, autocast, evaluate, move_batch
-from .losses import task_loss
+from .engine import NonFiniteLossError, build_optimisation, build_run_model, channels_last, train_step
+from .evaluate import Evaluation, evaluate
 from .metrics.delta_m import delta_m
-from .models import MultiTaskModel, build_model
+from .models import MultiTaskModel
 from .params import count_macs, count_parameters, meta_model
-from .runtime import configure_threads, git_commit, seed_everything, select_device
-from .schedules import plan_epoch
+from .runtime import configure_threads, git_commit, select_device
+from .schedules import Step, plan_epoch
 from .tasks import DatasetTasks, dataset_tasks
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
+__all__ = ["Baseline", "Callback", "NonFiniteLossError", "Trainer", "load_finished", "epoch_checkpoint"]
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss; the message names the task, epoch and step."""
+def epoch_checkpoint(epoch: int) -> str:
+    """File name of the model kept at one of ``train.eval_epochs``."""
+    return f"checkpoint-epoch{epoch}.pt"
 
 
 class Callback:
@@ -61,17 +64,6 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
-def build_optimizer(model: MultiTaskModel, train: TrainConfig) -> torch.optim.Optimizer:
-    """Adam with the encoder and decoder learning rates as two named parameter groups."""
-    return torch.optim.Adam(
-        [
-            {"params": list(model.encoder_parameters()), "lr": train.lr_encoder, "name": "encoder"},
-            {"params": list(model.decoder_parameters()), "lr": train.lr_decoder, "name": "decoder"},
-        ],
-        weight_decay=train.weight_decay,
-    )
-
-
 class Trainer:
     def __init__(
         self,
@@ -87,55 +79,50 @@ class Trainer:
         self.tasks: DatasetTasks = dataset_tasks(cfg.data.dataset, cfg.data.tasks)
         self.loss_weights = {t.name: cfg.train.loss_weights.get(t.name, t.loss_weight) for t in self.tasks.tasks}
         self.device = select_device(cfg.train.device)
-        self.channels_last = cfg.train.channels_last and self.device.type == "cuda"
+        self.channels_last = channels_last(cfg.train, self.device)
         self.threads = configure_threads(cfg.train.threads)
         self.config_hash = config_hash(cfg)
-        seed_everything(cfg.train.seed)
-        self.model: MultiTaskModel = build_model(cfg.model, self.tasks).to(self.device)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.optimizer = build_optimizer(self.model, cfg.train)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience
-        )
-        data = cfg.data
-        common = dict(root=data.root, seed=data.data_seed)
-        self.train_set = build_dataset(
-            data.dataset, "train", self.tasks.names, data.image_size, num_samples=data.train_samples,
-            augment=data.augment, **common,
-        )
-        self.val_set = build_dataset(
-            data.dataset, "val", self.tasks.names, data.image_size, num_samples=data.val_samples, augment=None,
-            **common,
-        )
+        self.model: MultiTaskModel = build_run_model(cfg, self.tasks, self.device)
+        self.optimisation = build_optimisation(self.model, cfg.train)
         self.history: list[dict[str, Any]] = []
+        self.evaluations: dict[str, dict[str, Any]] = {}  # epoch -> full evaluation at train.eval_epochs
         self.start_epoch = 1
 
     # ----------------------------------------------------------------------------------------------- data
-    def _loader(self, dataset, generator: torch.Generator | None) -> DataLoader:
-        workers = self.cfg.data.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=self.cfg.train.batch_size,
-            shuffle=generator is not None,
-            generator=generator,
-            num_workers=workers,
-            persistent_workers=False,
-            pin_memory=self.device.type == "cuda",
-            drop_last=generator is not None and len(dataset) > self.cfg.train.batch_size,
-        )
+    # Built on first use: evaluating a checkpoint (`python -m tsn eval`) never builds the training split.
+    @cached_property
+    def train_set(self) -> torch.utils.data.Dataset:
+        return self._dataset("train", self.cfg.data.train_samples, self.cfg.data.augment)
+
+    @cached_property
+    def val_set(self) -> torch.utils.data.Dataset:
+        return self._dataset("val", self.cfg.data.val_samples, None)
+
+    @cached_property
+    def labelled(self) -> dict[str, list[int]]:
+        """Each task's training samples (the samples its pass of an epoch iterates over)."""
+        return {task: self.train_set.labelled(task) for task in self.tasks.names}
+
+    def _dataset(self, split: str, num_samples: int | None, augment: str | None) -> torch.utils.data.Dataset:
+        data = self.cfg.data
+        return build_dataset(data.dataset, split, self.tasks.names, data.image_size, root=data.root,
+                             seed=data.data_seed, num_samples=num_samples, augment=augment)
+
+    def _loader(self, dataset: torch.utils.data.Dataset, **batching: Any) -> DataLoader:
+        return DataLoader(dataset, num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+                          **batching)
 
     def validation_batches(self) -> DataLoader:
-        return self._loader(self.val_set, None)
+        return self._loader(self.val_set, batch_size=self.cfg.train.batch_size)
 
     # ----------------------------------------------------------------------------------------- checkpoint
     def _state(self, epoch: int) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "optimisation": self.optimisation.state_dict(),
             "epoch": epoch,
             "history": self.history,
+            "evaluations": self.evaluations,
             "config": self.cfg.to_dict(),
             "config_hash": self.config_hash,
         }
@@ -151,42 +138,35 @@ class Trainer:
                 f"{path} belongs to another configuration (hash {state.get('config_hash')} != {self.config_hash}); "
                 "use a new --out folder or drop --resume"
             )
+        if "optimisation" not in state:
+            raise CheckpointError(f"{path} was written by an older version of the trainer; use a new --out folder")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.optimisation.load_state_dict(state["optimisation"])
         self.history = list(state["history"])
+        self.evaluations = dict(state["evaluations"])
         self.start_epoch = int(state["epoch"]) + 1
         return True
 
     # ------------------------------------------------------------------------------------------- training
-    def _train_step(self, tasks: tuple[str, ...], batch: Mapping, epoch: int, step: int) -> dict[str, float]:
-        images, targets = move_batch(batch, self.device, self.channels_last)
-        with autocast(self.device, self.cfg.train.amp):
-            if len(tasks) == 1:
-                outputs = {tasks[0]: self.model(images, tasks[0])}
-            else:
-                outputs = self.model.forward_tasks(images, tasks)
-        losses = {t: task_loss(self.tasks.get(t), outputs[t].float(), targets[t]) for t in tasks}
-        for task, loss in losses.items():
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"non-finite {task} loss ({loss.item()}) at epoch {epoch}, step {step}; "
-                    "lower train.lr_decoder / train.lr_encoder or check the data"
-                )
-        total = sum(self.loss_weights[t] * loss for t, loss in losses.items())
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        return {t: loss.item() for t, loss in losses.items()}
+    def train_step(self, tasks: tuple[str, ...], batch: Mapping, where: str = "") -> dict[str, float]:
+        """One optimisation step of this run (tsn.engine.train_step); returns each task's loss."""
+        return train_step(
+            self.model, self.optimisation, self.tasks, self.loss_weights, tasks, batch,
+            device=self.device, amp=self.cfg.train.amp, channels_last=self.channels_last, where=where,
+        )
 
-    def _train_epoch(self, epoch: int, eta: str) -> dict[str, float]:
+    def epoch_batches(self, epoch: int) -> tuple[list[Step], DataLoader]:
+        """Epoch ``epoch``'s steps (tasks and sample indices, tsn.schedules) and the loader of their batches."""
         generator = _epoch_generator(self.cfg.train.seed, epoch)
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))  # augmentation randomness
-        loader = self._loader(self.train_set, generator)
-        plan = plan_epoch(self.cfg.train.schedule, self.tasks.names, len(loader), generator)
+        plan = plan_epoch(self.cfg.train.schedule, self.labelled, self.cfg.train.batch_size, generator)
+        return plan, self._loader(self.train_set, batch_sampler=[step.indices for step in plan])
+
+    def _train_epoch(self, epoch: int, eta: str) -> dict[str, float]:
+        plan, loader = self.epoch_batches(epoch)
         sums = dict.fromkeys(self.tasks.names, 0.0)
         counts = dict.fromkeys(self.tasks.names, 0)
-        total_steps = sum(len(p) for p in plan)
+        total_steps = len(plan)
         bar = tqdm(
             total=total_steps,
             desc=f"epoch {epoch}/{self.cfg.train.epochs}",
@@ -194,19 +174,16 @@ class Trainer:
             leave=False,
             dynamic_ncols=True,
         )
-        step = 0
         self.model.train()
-        for steps in plan:
-            for tasks, batch in zip(steps, loader):
-                for task, value in self._train_step(tasks, batch, epoch, step).items():
-                    sums[task] += value
-                    counts[task] += 1
-                step += 1
-                bar.update()
-                if step % 10 == 0 or step == total_steps:
-                    bar.set_postfix_str(
-                        " ".join(f"{t}={sums[t] / counts[t]:.3g}" for t in self.tasks.names if counts[t]) + eta
-                    )
+        for step, (planned, batch) in enumerate(zip(plan, loader), start=1):
+            for task, value in self.train_step(planned.tasks, batch, f"epoch {epoch}, step {step - 1}").items():
+                sums[task] += value
+                counts[task] += 1
+            bar.update()
+            if step % 10 == 0 or step == total_steps:
+                bar.set_postfix_str(
+                    " ".join(f"{t}={sums[t] / counts[t]:.3g}" for t in self.tasks.names if counts[t]) + eta
+                )
         bar.close()
         return {t: sums[t] / max(counts[t], 1) for t in self.tasks.names}
 
@@ -244,12 +221,15 @@ class Trainer:
             record: dict[str, Any] = {"epoch": epoch, "train_loss": train_losses}
             if epoch % train_cfg.eval_every == 0 or epoch == train_cfg.epochs:
                 evaluation = self.run_validation(train_cfg.edge_evaluator)
-                self.scheduler.step(evaluation.mean_loss)
+                self.optimisation.step_schedulers(evaluation)
                 primary = evaluation.primary(self.tasks)
                 record.update(val_loss=evaluation.losses, metrics=primary, delta_m=self._delta_m(primary))
                 for callback in self.callbacks:
                     callback.on_evaluation(self, epoch, evaluation)
-            record["lr"] = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+            record["lr"] = self.optimisation.learning_rates()
+            if epoch in train_cfg.eval_epochs and epoch < train_cfg.epochs:  # the last epoch's comes below
+                self.evaluations[str(epoch)] = self._report(self.run_validation(train_cfg.final_edge_evaluator))
+                save_checkpoint(self.out_dir / epoch_checkpoint(epoch), self._state(epoch))
             epoch_times.append(time.perf_counter() - t0)
             record["seconds"] = epoch_times[-1]
             self.history.append(record)
@@ -263,9 +243,30 @@ class Trainer:
             callback.on_finish(self, summary)
         return summary
 
-    def _summary(self, final: Evaluation, seconds: float) -> dict[str, Any]:
-        primary = final.primary(self.tasks)
+    def _report(self, evaluation: Evaluation) -> dict[str, Any]:
+        """Metrics (values and conventions), primary metrics, validation losses and Δm of one full evaluation."""
+        primary = evaluation.primary(self.tasks)
         dm = self._delta_m(primary)
+        return {
+            "metrics": {
+                t.name: {
+                    "values": dict(evaluation.results[t.name].values),
+                    "conventions": dict(evaluation.results[t.name].conventions),
+                    "primary": t.metric,
+                    "higher_is_better": t.higher_is_better,
+                }
+                for t in self.tasks.tasks
+            },
+            "primary": primary,
+            "val_loss": evaluation.losses,
+            "delta_m": None
+            if dm is None
+            else {"value": dm, "convention": "astmt", "baseline": dict(self.baseline.provenance), "baseline_metrics": dict(self.baseline.metrics)},
+        }
+
+    def _summary(self, final: Evaluation, seconds: float) -> dict[str, Any]:
+        """metrics.json: the last epoch's full evaluation, with those of ``train.eval_epochs`` under "evaluations"."""
+        report = self._report(final)
         counting = meta_model(self.cfg.model, self.tasks)
         return {
             "config": self.cfg.to_dict(),
@@ -274,20 +275,8 @@ class Trainer:
             "architecture": self.cfg.model.architecture,
             "dataset": self.cfg.data.dataset,
             "tasks": list(self.tasks.names),
-            "metrics": {
-                t.name: {
-                    "values": dict(final.results[t.name].values),
-                    "conventions": dict(final.results[t.name].conventions),
-                    "primary": t.metric,
-                    "higher_is_better": t.higher_is_better,
-                }
-                for t in self.tasks.tasks
-            },
-            "primary": primary,
-            "val_loss": final.losses,
-            "delta_m": None
-            if dm is None
-            else {"value": dm, "convention": "astmt", "baseline": dict(self.baseline.provenance), "baseline_metrics": dict(self.baseline.metrics)},
+            **report,
+            "evaluations": {**self.evaluations, str(self.cfg.train.epochs): report},
             "params": count_parameters(self.model),
             "macs": count_macs(counting, self.cfg.data.image_size),
             "wall_time_s": seconds,

@@ -40,6 +40,8 @@ class PascalContext(FolderDataset):
     def __init__(self, root: str | None, split: str, kinds: dict[str, str], image_size: int, augment: str | None):
         super().__init__(root, split, kinds, image_size, augment)
         self.normals_classes: set[int] | None = None
+        self.partial_labels = {"parts": self._people_with_parts}  # task -> "does this image carry its label?"
+        self._labelled: dict[str, list[int]] = {}
         self.loaders = {
             "semseg": self._semseg, "parts": self._parts, "edge": self._edge,
             "normals": self._normals, "saliency": self._saliency,
@@ -53,13 +55,24 @@ class PascalContext(FolderDataset):
         path = voc if voc.exists() else self._path("semseg", "pascal-context", f"{name}.png")
         return torch.from_numpy(read_png(path).astype(np.int64))
 
+    def labelled(self, task: str) -> list[int]:
+        """Human parts are labelled only on images with a person that has parts (the official loader trains parts
+        on those only); every other task on every image. Read once per dataset object from the label files."""
+        has_label = self.partial_labels.get(task)
+        if has_label is None:
+            return super().labelled(task)
+        if task not in self._labelled:
+            self._labelled[task] = [i for i, name in enumerate(self.ids) if has_label(name)]
+        return list(self._labelled[task])
+
+    def _people_with_parts(self, name: str) -> list:
+        objects = _entry(self._path("human_parts", f"{name}.mat"), "anno")[0, 0]["objects"][0]
+        return [obj for obj in objects if int(obj["class_ind"].squeeze()) == PERSON and obj["parts"].size > 0]
+
     def _parts(self, name: str) -> torch.Tensor:
         """Person parts (6 + background) of every person with parts; all 255 when the image has none."""
-        objects = _entry(self._path("human_parts", f"{name}.mat"), "anno")[0, 0]["objects"][0]
         target = None
-        for obj in objects:
-            if int(obj["class_ind"].squeeze()) != PERSON or obj["parts"].size == 0:
-                continue
+        for obj in self._people_with_parts(name):
             if target is None:
                 target = np.zeros(obj["mask"].shape, dtype=np.int64)
             for part in obj["parts"][0]:

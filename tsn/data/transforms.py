@@ -102,6 +102,11 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         """Image float [3, H, W] in [0, 1], targets (tasks.py formats) at the same H, W, and the sample's name."""
         raise NotImplementedError
 
+    def labelled(self, task: str) -> list[int]:
+        """Indices of the samples that carry a label for ``task``: every sample unless the dataset says otherwise
+        (each task's training pass iterates over these, tsn.schedules)."""
+        return list(range(len(self)))
+
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
