@@ -25,12 +25,13 @@ from torchvision.transforms.v2 import functional as F
 ImageOp = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _uniform(low: float, high: float) -> float:
+def uniform(low: float, high: float) -> float:
+    """One draw from U(low, high) off torch's global generator."""
     return float(torch.empty((), dtype=torch.float64).uniform_(low, high))
 
 
 def gaussian_noise(image: torch.Tensor) -> torch.Tensor:
-    noise = torch.randn(image.shape[-2:], dtype=image.dtype) * _uniform(0.01, 0.05)
+    noise = torch.randn(image.shape[-2:], dtype=image.dtype) * uniform(0.01, 0.05)
     return (image + noise).clamp_(0, 1)
 
 
@@ -39,15 +40,15 @@ def equalize(image: torch.Tensor) -> torch.Tensor:
 
 
 def brightness(image: torch.Tensor) -> torch.Tensor:
-    return (image + _uniform(-0.2, 0.2)).clamp_(0, 1)
+    return (image + uniform(-0.2, 0.2)).clamp_(0, 1)
 
 
 def gamma(image: torch.Tensor) -> torch.Tensor:
-    return F.adjust_gamma(image, _uniform(0.8, 1.2))
+    return F.adjust_gamma(image, uniform(0.8, 1.2))
 
 
 def contrast(image: torch.Tensor) -> torch.Tensor:
-    return (image * _uniform(0.8, 1.2)).clamp_(0, 1)
+    return (image * uniform(0.8, 1.2)).clamp_(0, 1)
 
 
 def filter3x3(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -58,7 +59,7 @@ def filter3x3(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 
 def sharpen(image: torch.Tensor) -> torch.Tensor:
-    alpha, lightness = _uniform(0.2, 0.5), _uniform(0.5, 1.0)
+    alpha, lightness = uniform(0.2, 0.5), uniform(0.5, 1.0)
     effect = torch.full((3, 3), -1.0, dtype=torch.float64)
     effect[1, 1] = 8 + lightness
     identity = torch.zeros(3, 3, dtype=torch.float64)
@@ -102,9 +103,9 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
 
 def hsv_shift(image: torch.Tensor) -> torch.Tensor:
     h, s, v = rgb_to_hsv(image)
-    h = (h + _uniform(-20, 20) / 180) % 1  # OpenCV's uint8 hue spans 0-180
-    s = (s + _uniform(-30, 30) / 255).clamp(0, 1)
-    v = (v + _uniform(-20, 20) / 255).clamp(0, 1)
+    h = (h + uniform(-20, 20) / 180) % 1  # OpenCV's uint8 hue spans 0-180
+    s = (s + uniform(-30, 30) / 255).clamp(0, 1)
+    v = (v + uniform(-20, 20) / 255).clamp(0, 1)
     return hsv_to_rgb(torch.stack([h, s, v])).clamp_(0, 1)
 
 

@@ -138,18 +138,14 @@ def warp(image: torch.Tensor, targets: dict[str, torch.Tensor], kinds: Mapping[s
     return sample(image, "bilinear"), out
 
 
-def _uniform(low: float, high: float) -> float:
-    return float(torch.empty((), dtype=torch.float64).uniform_(low, high))
-
-
 def random_warp(geometry: Geometry, kinds: Mapping[str, str]) -> Step:
     """Draw flip, scale, angle and shift (in that order) from ``geometry`` and ``warp`` by them."""
 
     def apply(image: torch.Tensor, targets: dict[str, torch.Tensor]) -> Sample:
         flip = bool(torch.rand(()) < 0.5)
-        matrix = similarity(_uniform(*geometry.scale), _uniform(-geometry.rotation, geometry.rotation), flip)
+        matrix = similarity(photometric.uniform(*geometry.scale), photometric.uniform(-geometry.rotation, geometry.rotation), flip)
         h, w = image.shape[-2:]
-        shift = (_uniform(-geometry.shift, geometry.shift) * w, _uniform(-geometry.shift, geometry.shift) * h)
+        shift = (photometric.uniform(-geometry.shift, geometry.shift) * w, photometric.uniform(-geometry.shift, geometry.shift) * h)
         return warp(image, targets, kinds, matrix, shift)
 
     return apply
