@@ -143,9 +143,10 @@ def random_warp(geometry: Geometry, kinds: Mapping[str, str]) -> Step:
 
     def apply(image: torch.Tensor, targets: dict[str, torch.Tensor]) -> Sample:
         flip = bool(torch.rand(()) < 0.5)
-        matrix = similarity(photometric.uniform(*geometry.scale), photometric.uniform(-geometry.rotation, geometry.rotation), flip)
+        draw = photometric.uniform
+        matrix = similarity(draw(*geometry.scale), draw(-geometry.rotation, geometry.rotation), flip)
         h, w = image.shape[-2:]
-        shift = (photometric.uniform(-geometry.shift, geometry.shift) * w, photometric.uniform(-geometry.shift, geometry.shift) * h)
+        shift = (draw(-geometry.shift, geometry.shift) * w, draw(-geometry.shift, geometry.shift) * h)
         return warp(image, targets, kinds, matrix, shift)
 
     return apply
