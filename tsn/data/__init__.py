@@ -49,7 +49,7 @@ def build_dataset(dataset: str, split: str, tasks: Sequence[str], image_size: in
                   cache_dir: str | None = None) -> torch.utils.data.Dataset:
     """The ``split`` of ``dataset`` serving ``tasks`` (the dataset's default set when empty) at ``image_size``.
 
-    ``augment`` (None, "none", "flip", "paper") applies to the train split only. ``root`` is required by the real
+    ``augment`` (None or one of ``AUGMENTATIONS``) applies to the train split only. ``root`` is required by the real
     datasets; ``seed``, ``num_samples`` and ``cache_dir`` concern the synthetic one.
     """
     if dataset not in DATASET_NAMES:

@@ -1,30 +1,81 @@
-"""Joint augmentation of an image and all its targets with ``torchvision.transforms.v2``.
+"""Joint augmentation of an image and all its targets; ``paper`` is the official TSN training pipeline.
 
-Targets are wrapped as ``tv_tensors.Mask`` so every geometric op uses nearest interpolation for them: labels keep
-their label set, depth's invalid zeros and normals' invalid zero vectors are never blended into valid pixels.
-Padding fills each target with its kind's invalid value; a horizontal flip also negates the normals' x component.
-Random draws use torch's global generator, which DataLoader seeds per worker.
+Pipelines (``AUGMENTATIONS``): ``none``; ``flip`` (horizontal, p 0.5); ``paper``, the authors' pipeline
+(GuoleiSun/TSNs, first commit), which trains each task with its own geometry:
+
+- semseg, parts, edge, saliency (``label`` / ``binary`` kinds; albumentations): flip, then scale ~ U(0.5, 1.5) about
+  the centre and shift ~ U(-0.1, 0.1) of the size, padding 0 (background / negative, trained, not ignored), then the
+  photometric set of ``tsn.data.photometric`` on the image;
+- normals (ASTMT's ScaleNRotate, which also serves depth on NYUD): flip, then scale ~ U(0.75, 1.25) and rotation ~
+  U(-20, 20) degrees about the centre, the vectors turned with the image, padding invalid (zero); no photometric set.
+
+Our samples carry every task's target on one image, so a sample's geometry takes the widest range of its kinds'
+profiles (on PASCAL-Context: scale 0.5-1.5, shift 0.1, rotation +-20 degrees for every target) and its image the
+photometric set when any of its kinds takes it; a dataset serving one task gets exactly that task's official pipeline.
+
+Per-kind behaviour is data (``KIND_RULES``): the pad value, the invalid value, whether channels 0-1 are an image-plane
+vector. Targets are always sampled nearest, so labels keep their label set and invalid depth / normals are never
+blended into valid pixels (official normals are bicubic, then renormalised). Normals are in the image's axes (x right,
+y down, the OpenCV camera frame, as ASTMT's rotation assumes): a vector maps with the orthogonal part of the map that
+moves the pixels (a flip negates x, a rotation turns (x, y) by the image's angle), so it stays unit length. A target
+with no valid pixel (parts on an image without people) is padded with its invalid value, so padding never invents
+labels for it. All draws use torch's global generator, which the trainer seeds per epoch and DataLoader per worker.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import torch
+from torch.nn import functional as nnf
 from torchvision import tv_tensors
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from tsn.data import photometric
 from tsn.tasks import IGNORE_INDEX
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PAD_FILL = {"label": IGNORE_INDEX, "binary": IGNORE_INDEX, "normals": 0.0, "depth": 0.0}
-FLIP_NEGATES_X = {"normals"}  # target kinds whose channel 0 is a horizontal vector component
-AUGMENTATIONS = ("none", "flip", "paper")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A random similarity about the image centre: flip p 0.5, then scale, rotation and shift."""
+
+    scale: tuple[float, float]
+    shift: float  # maximum |shift| as a fraction of the image's width / height
+    rotation: float  # maximum |angle| in degrees, counter-clockwise on screen
+
+    def union(self, other: "Geometry") -> "Geometry":
+        return Geometry((min(self.scale[0], other.scale[0]), max(self.scale[1], other.scale[1])),
+                        max(self.shift, other.shift), max(self.rotation, other.rotation))
+
+
+@dataclass(frozen=True)
+class KindRule:
+    """How one target kind (``tsn.tasks.TARGET_KINDS``) goes through the ``paper`` pipeline."""
+
+    pad: float  # value of the pixels the geometry brings in from outside the image
+    invalid: float  # the kind's ignore value; a target holding nothing else stays all-invalid
+    vector: bool  # channels 0, 1 are an image-plane (x, y) vector that turns with the image
+    geometry: Geometry  # the official geometric profile of the tasks of this kind
+    photometric: bool  # the official pipeline of this kind perturbs the image's colours
+
+
+SHIFT_SCALE = Geometry(scale=(0.5, 1.5), shift=0.1, rotation=0.0)  # albumentations' ShiftScaleRotate
+SCALE_ROTATE = Geometry(scale=(0.75, 1.25), shift=0.0, rotation=20.0)  # ASTMT's ScaleNRotate
+KIND_RULES: dict[str, KindRule] = {
+    "label": KindRule(pad=0, invalid=IGNORE_INDEX, vector=False, geometry=SHIFT_SCALE, photometric=True),
+    "binary": KindRule(pad=0, invalid=IGNORE_INDEX, vector=False, geometry=SHIFT_SCALE, photometric=True),
+    "normals": KindRule(pad=0, invalid=0, vector=True, geometry=SCALE_ROTATE, photometric=False),
+    "depth": KindRule(pad=0, invalid=0, vector=False, geometry=SCALE_ROTATE, photometric=False),
+}
 
 Sample = tuple[torch.Tensor, dict[str, torch.Tensor]]
 Transform = Callable[[torch.Tensor, dict[str, torch.Tensor]], Sample]
+Step = Callable[[torch.Tensor, dict[str, torch.Tensor]], Sample]
 
 
 def _as_mask(target: torch.Tensor) -> tv_tensors.Mask:
@@ -44,44 +95,106 @@ def resize(image: torch.Tensor, targets: dict[str, torch.Tensor], size: int) -> 
 def hflip(image: torch.Tensor, targets: dict[str, torch.Tensor], kinds: Mapping[str, str]) -> Sample:
     out = {k: t.flip(-1) for k, t in targets.items()}  # flip copies, so negating in place below is safe
     for k in out:
-        if kinds[k] in FLIP_NEGATES_X:
+        if KIND_RULES[kinds[k]].vector:
             out[k][0].neg_()
     return image.flip(-1), out
 
 
-def scale_pad_crop(image: torch.Tensor, targets: dict[str, torch.Tensor], kinds: Mapping[str, str],
-                   scale: float, size: int) -> Sample:
-    """Rescale by ``scale``, pad (image 0, targets with their invalid value) up to ``size``, random-crop ``size``."""
-    new = max(1, round(size * scale))
-    image, targets = resize(image, targets, new)
-    pad = max(0, size - new)
-    left, top = (int(torch.randint(pad + 1, ())) for _ in range(2)) if pad else (0, 0)
-    padding = [left, top, pad - left, pad - top]
-    image = F.pad(image, padding, fill=0.0)
-    targets = {k: _unwrap(F.pad(_as_mask(t), padding, fill=PAD_FILL[kinds[k]]), t) for k, t in targets.items()}
-    extra = image.shape[-1] - size
-    x, y = (int(torch.randint(extra + 1, ())) for _ in range(2))
-    return image[:, y:y + size, x:x + size], {k: t[..., y:y + size, x:x + size] for k, t in targets.items()}
+def similarity(scale: float, angle: float, flip: bool) -> torch.Tensor:
+    """The 2x2 float64 map of pixel offsets from the centre (x right, y down): mirror, then turn ``angle``
+    degrees counter-clockwise on screen and scale."""
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    return scale * torch.tensor([[c, s], [-s, c]], dtype=torch.float64) @ torch.diag(
+        torch.tensor([-1.0 if flip else 1.0, 1.0], dtype=torch.float64))
 
 
-def build_transform(augment: str | None, kinds: Mapping[str, str], size: int) -> Transform:
+def warp(image: torch.Tensor, targets: dict[str, torch.Tensor], kinds: Mapping[str, str], matrix: torch.Tensor,
+         shift: tuple[float, float] = (0.0, 0.0)) -> Sample:
+    """Move the content at offset ``p`` from the image centre to ``matrix @ p + shift`` (pixels, y down).
+
+    The image is sampled bilinearly and padded with 0 (black, as the official uint8 pipelines); each target nearest,
+    padded by its kind's rule, vector kinds turned by the orthogonal part of ``matrix``.
+    """
+    h, w = image.shape[-2:]
+    to_unit = torch.diag(torch.tensor([2 / w, 2 / h], dtype=torch.float64))  # pixels -> grid_sample's [-1, 1]
+    inverse = to_unit @ torch.linalg.inv(matrix) @ torch.linalg.inv(to_unit)
+    theta = torch.cat([inverse, -inverse @ to_unit @ torch.tensor(shift, dtype=torch.float64)[:, None]], 1)
+    grid = nnf.affine_grid(theta.float()[None], [1, 1, h, w], align_corners=False)
+
+    def sample(x: torch.Tensor, mode: str) -> torch.Tensor:
+        return nnf.grid_sample(x[None], grid, mode=mode, padding_mode="zeros", align_corners=False)[0]
+
+    (a, b), (c, d) = (matrix / matrix.det().abs().sqrt()).tolist()  # the orthogonal part: turn and mirror
+    out = {}
+    for k, t in targets.items():
+        rule = KIND_RULES[kinds[k]]
+        fill = rule.pad if bool((t != rule.invalid).any()) else rule.invalid
+        moved = sample(t.reshape(-1, h, w).float() - fill, "nearest") + fill  # exact: fill is 0 or an integer
+        if rule.vector:
+            x, y = moved[0].clone(), moved[1]
+            moved[0] = a * x + b * y
+            moved[1] = c * x + d * y
+        out[k] = moved.to(t.dtype).reshape(t.shape)
+    return sample(image, "bilinear"), out
+
+
+def random_warp(geometry: Geometry, kinds: Mapping[str, str]) -> Step:
+    """Draw flip, scale, angle and shift (in that order) from ``geometry`` and ``warp`` by them."""
+
+    def apply(image: torch.Tensor, targets: dict[str, torch.Tensor]) -> Sample:
+        flip = bool(torch.rand(()) < 0.5)
+        draw = photometric.uniform
+        matrix = similarity(draw(*geometry.scale), draw(-geometry.rotation, geometry.rotation), flip)
+        h, w = image.shape[-2:]
+        shift = (draw(-geometry.shift, geometry.shift) * w, draw(-geometry.shift, geometry.shift) * h)
+        return warp(image, targets, kinds, matrix, shift)
+
+    return apply
+
+
+def random_flip(kinds: Mapping[str, str]) -> Step:
+    def apply(image: torch.Tensor, targets: dict[str, torch.Tensor]) -> Sample:
+        return hflip(image, targets, kinds) if torch.rand(()) < 0.5 else (image, targets)
+
+    return apply
+
+
+def photometric_step(image: torch.Tensor, targets: dict[str, torch.Tensor]) -> Sample:
+    return photometric.apply_groups(image), targets
+
+
+def paper_steps(kinds: Mapping[str, str]) -> list[Step]:
+    """The official pipeline for a sample carrying targets of ``kinds`` (see the module docstring)."""
+    rules = [KIND_RULES[kind] for kind in kinds.values()]
+    geometry = rules[0].geometry
+    for rule in rules[1:]:
+        geometry = geometry.union(rule.geometry)
+    return [random_warp(geometry, kinds)] + ([photometric_step] if any(r.photometric for r in rules) else [])
+
+
+PIPELINES: dict[str, Callable[[Mapping[str, str]], list[Step]]] = {
+    "none": lambda kinds: [],
+    "flip": lambda kinds: [random_flip(kinds)],
+    "paper": paper_steps,
+}
+AUGMENTATIONS = tuple(PIPELINES)
+
+
+def build_transform(augment: str | None, kinds: Mapping[str, str]) -> Transform:
     """The named pipeline; ``kinds`` maps each task name to its target kind (see ``tsn.tasks``).
 
-    Input: image float [3, H, W] in [0, 1] at ``size`` and targets in ``tsn.tasks`` formats; output: the image
+    Input: image float [3, H, W] in [0, 1] and targets in ``tsn.tasks`` formats; output: the image
     normalised with ImageNet mean/std and the augmented targets.
     """
     name = augment or "none"
-    if name not in AUGMENTATIONS:
+    if name not in PIPELINES:
         raise ValueError(f"unknown augmentation {augment!r}; valid: {list(AUGMENTATIONS)} or None")
-    jitter = v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05)
+    steps = PIPELINES[name](dict(kinds))
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
 
     def apply(image: torch.Tensor, targets: dict[str, torch.Tensor]) -> Sample:
-        if name != "none" and torch.rand(()) < 0.5:
-            image, targets = hflip(image, targets, kinds)
-        if name == "paper":
-            image, targets = scale_pad_crop(image, targets, kinds, float(torch.empty(()).uniform_(0.5, 1.5)), size)
-            image = jitter(image)
+        for step in steps:
+            image, targets = step(image, targets)
         return image.sub(mean).div_(std), targets
 
     return apply
@@ -96,7 +209,7 @@ class MultiTaskDataset(torch.utils.data.Dataset):
 
     def __init__(self, dataset: str, split: str, kinds: Mapping[str, str], image_size: int, augment: str | None):
         self.dataset, self.split, self.kinds, self.image_size = dataset, split, dict(kinds), image_size
-        self.transform = build_transform(None if split != "train" else augment, self.kinds, image_size)
+        self.transform = build_transform(None if split != "train" else augment, self.kinds)
 
     def load(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], str]:
         """Image float [3, H, W] in [0, 1], targets (tasks.py formats) at the same H, W, and the sample's name."""
