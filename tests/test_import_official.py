@@ -189,7 +189,8 @@ def test_tsn_checkpoint_imports_every_tensor_in_place_and_predicts_as_the_offici
         assert torch.equal(ours[our], tsn_state[official]), official
     assert set(ours) == {names.to_ours(k) for k in tsn_state} | {"task_codes"}
     for task, block in OFFICIAL_CODE_ORDER.items():
-        assert torch.equal(ours["task_codes"][cfg.data.tasks.index(task)].nonzero().flatten(), torch.arange(20) + 20 * block)
+        ones = ours["task_codes"][cfg.data.tasks.index(task)].nonzero().flatten()
+        assert torch.equal(ones, torch.arange(20) + 20 * block), task
 
     model = _imported_model(tmp_path / "run" / "checkpoint.pt").double()
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -266,9 +267,11 @@ def test_single_task_checkpoints_import_by_file_name_or_task(parts_state, tmp_pa
     rc, err = _import(capsys, tmp_path / "single_task_parts.pth", "--out", tmp_path / "run")
     assert rc == 0, err
     saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    assert saved["config"]["model"]["architecture"] == "single_task" and tuple(saved["config"]["data"]["tasks"]) == ("parts",)
+    config = saved["config"]
+    assert config["model"]["architecture"] == "single_task" and tuple(config["data"]["tasks"]) == ("parts",)
     assert torch.equal(saved["model"]["nets.parts.head.convs.parts.weight"], parts_state["conv_last.0.weight"])
-    assert torch.equal(saved["model"]["nets.parts.decoders.parts.skips.0.norm.weight"], parts_state["layer0_1x1.bn1.weight"])
+    skip0 = saved["model"]["nets.parts.decoders.parts.skips.0.norm.weight"]
+    assert torch.equal(skip0, parts_state["layer0_1x1.bn1.weight"])
     model = _imported_model(tmp_path / "run" / "checkpoint.pt").double()
     x = torch.randn(1, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     official64 = {k: v.double() if v.is_floating_point() else v for k, v in parts_state.items()}

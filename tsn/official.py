@@ -76,7 +76,9 @@ SINGLE_TASK_BLOCK_PARAMS = (("conv1.{p}", "conv.{p}"), ("bn1.{p}", "norm.{p}"))
 
 def _decoder_rows(decoder: str, params: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     return tuple(
-        (f"{block}.{param}", f"{decoder}.{ours}.{our_param}") for block, ours in DECODER_BLOCKS for param, our_param in params
+        (f"{block}.{param}", f"{decoder}.{ours}.{our_param}")
+        for block, ours in DECODER_BLOCKS
+        for param, our_param in params
     )
 
 
@@ -91,7 +93,11 @@ TSN_TABLE = (
 
 def single_task_table(task: str) -> tuple[tuple[str, str], ...]:
     """One official single-task network -> ``nets.{task}`` of our ``single_task`` architecture."""
-    rows = (ENCODER, *_decoder_rows(f"decoders.{task}", SINGLE_TASK_BLOCK_PARAMS), ("conv_last.0.{p}", f"head.convs.{task}.{{p}}"))
+    rows = (
+        ENCODER,
+        *_decoder_rows(f"decoders.{task}", SINGLE_TASK_BLOCK_PARAMS),
+        ("conv_last.0.{p}", f"head.convs.{task}.{{p}}"),
+    )
     return tuple((official, f"nets.{task}.{ours}") for official, ours in rows)
 
 
@@ -195,7 +201,7 @@ def map_state(
             mapped[target] = value
     missing = [k for k in ours if k not in mapped and k not in misshapen and k not in OURS_ONLY]
     if missing or unexpected or misshapen:
-        first = [f"first missing: {names.to_official(missing[0]) or '(no official name)'} (our {missing[0]})"] if missing else []
+        first = [f"first missing: {names.to_official(missing[0])} (our {missing[0]})"] if missing else []
         first += [f"first unexpected: {unexpected[0]}"] if unexpected else []
         first += [f"first misshapen: {next(iter(misshapen.values()))}"] if misshapen else []
         raise OfficialCheckpointError(
@@ -305,7 +311,11 @@ def import_official(
             "history": [],
             "config": cfg.to_dict(),
             "config_hash": config_hash(cfg),
-            "official": {"files": [str(f.path) for f in files], "sha256": [f.sha256 for f in files], "layout": architecture},
+            "official": {
+                "files": [str(f.path) for f in files],
+                "sha256": [f.sha256 for f in files],
+                "layout": architecture,
+            },
         },
     )
     return target
