@@ -8,6 +8,7 @@ dict must give our imported model's outputs.
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 
@@ -211,6 +212,14 @@ def test_wrapped_or_data_parallel_checkpoints_import(wrap, tsn_state, tmp_path, 
     assert rc == 0, err
     saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert torch.equal(saved["model"]["head.conv.bias"], tsn_state["conv_last.0.bias"]) and saved["epoch"] is None
+
+
+def test_a_pickle_beyond_tensors_needs_trust_file(tsn_state, tmp_path, capsys) -> None:
+    torch.save({"model_state": tsn_state, "args": argparse.Namespace(lr=1e-4)}, tmp_path / "tsn.pth")
+    rc, err = _import(capsys, tmp_path / "tsn.pth", "--out", tmp_path / "run")
+    assert rc == 2 and "--trust-file" in err and len(err.strip().splitlines()) == 1
+    rc, err = _import(capsys, tmp_path / "tsn.pth", "--trust-file", "--out", tmp_path / "run")
+    assert rc == 0, err
 
 
 def _broken(state: dict[str, torch.Tensor], kind: str) -> tuple[dict[str, torch.Tensor], str]:
