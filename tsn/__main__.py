@@ -1,4 +1,4 @@
-"""``python -m tsn {params,train,eval,data}``: the single-run command line."""
+"""``python -m tsn {params,train,eval,import-official,data}``: the single-run command line."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], argp
         "params": ("parameter and MAC counts per architecture", params.build_parser, params.run),
         "train": ("train and evaluate one configuration", cli.build_train_parser, cli.run_train),
         "eval": ("evaluate a checkpoint", cli.build_eval_parser, cli.run_eval),
+        "import-official": ("the authors' released checkpoints as a run", cli.build_import_parser, cli.run_import),
         "data": ("dataset utilities (preview)", cli.build_data_parser, cli.run_data),
     }
 

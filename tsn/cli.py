@@ -1,4 +1,4 @@
-"""Sub-commands of ``python -m tsn`` other than ``params``: train, eval, data preview."""
+"""Sub-commands of ``python -m tsn`` other than ``params``: train, eval, import-official, data preview."""
 
 from __future__ import annotations
 
@@ -73,6 +73,29 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, report)
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def build_import_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "inputs", nargs="+", metavar="CHECKPOINT|key=value",
+        help="the authors' tsns_model.pth or single_task_TASK.pth file(s), then overrides, e.g. data.root=/data/PASCAL",
+    )
+    parser.add_argument("--out", required=True, help="run folder: checkpoint.pt goes here (for `python -m tsn eval`)")
+    parser.add_argument("--task", default=None, help="the task of ONE single-task file not named single_task_TASK.pth")
+    parser.add_argument("--trust-file", action="store_true", help="unpickle more than tensors (trusted files only)")
+    return parser
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from .official import import_official
+
+    overrides = [a for a in args.inputs if "=" in a and not Path(a).is_file()]
+    files = [a for a in args.inputs if a not in overrides]
+    if not files:
+        raise ValueError("import-official: give at least one official checkpoint file")
+    target = import_official(files, args.out, args.task, overrides, args.trust_file)
+    print(f"wrote {target}")
     return 0
 
 
