@@ -10,6 +10,8 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from .pretrained import IMAGENET, NO_WEIGHTS, imagenet_file, imagenet_state_dict
+
 
 class StagedEncoder(nn.Module):
     """Runs ``stages`` in sequence and returns every stage's output (F1..F5)."""
@@ -27,15 +29,21 @@ class StagedEncoder(nn.Module):
         return features
 
 
-def _load_pretrained(net: nn.Module, path: str) -> None:
-    """Load a torchvision ResNet state dict from a local file (the fc layer, if present, is dropped)."""
+def _read_state(path: str) -> dict[str, torch.Tensor]:
+    """A torchvision ResNet state dict from a local file."""
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"pretrained encoder weights not found: {file} (give a local torchvision .pth file)")
+        raise FileNotFoundError(
+            f"pretrained encoder weights not found: {file} (give a local torchvision .pth file, imagenet or none)"
+        )
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
         raise ValueError(f"cannot read pretrained weights {file}: {err}") from None
+
+
+def _load_state(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a torchvision ResNet state dict into ``net`` strictly (the fc layer, if present, is dropped)."""
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = net.state_dict()
     missing = [k for k in own if k not in state and not k.startswith("fc.")]
@@ -43,17 +51,26 @@ def _load_pretrained(net: nn.Module, path: str) -> None:
     misshapen = [k for k in state if k in own and state[k].shape != own[k].shape]
     if missing or unexpected or misshapen:
         raise ValueError(
-            f"pretrained weights {file} do not fit the encoder: {len(missing)} missing keys, "
+            f"pretrained weights {source} do not fit the encoder: {len(missing)} missing keys, "
             f"{len(unexpected)} unexpected, {len(misshapen)} of another shape (e.g. {(missing + misshapen)[:2]})"
         )
     net.load_state_dict(state, strict=False)
 
 
+def _load_pretrained(net: nn.Module, name: str, pretrained: str | None) -> None:
+    """Initialise ResNet ``name`` from ``pretrained``: None or ``none`` (random), ``imagenet``, or a file."""
+    if pretrained in (None, NO_WEIGHTS):
+        return
+    if pretrained == IMAGENET:
+        _load_state(net, imagenet_state_dict(name), f"{IMAGENET} ({imagenet_file(name)})")
+    else:
+        _load_state(net, _read_state(pretrained), pretrained)
+
+
 def _resnet(name: str) -> Callable[[str | None], StagedEncoder]:
     def build(pretrained: str | None) -> StagedEncoder:
         net = getattr(torchvision.models, name)(weights=None)
-        if pretrained:
-            _load_pretrained(net, pretrained)
+        _load_pretrained(net, name, pretrained)
         stages = [
             nn.Sequential(net.conv1, net.bn1, net.relu),
             nn.Sequential(net.maxpool, net.layer1),
@@ -70,8 +87,8 @@ def _resnet(name: str) -> Callable[[str | None], StagedEncoder]:
 
 def compact_encoder(pretrained: str | None = None, base_width: int = 16) -> StagedEncoder:
     """A ResNet-shaped encoder with 1/4 of ResNet-18's widths and one basic block per stage, for CPU budgets."""
-    if pretrained:
-        raise ValueError("the compact encoder has no pretrained weights; set pretrained to null")
+    if pretrained not in (None, NO_WEIGHTS):
+        raise ValueError(f"the compact encoder has no pretrained weights, got {pretrained!r}; valid: none or null")
     w = base_width
     channels = (w, w, 2 * w, 4 * w, 8 * w)
 

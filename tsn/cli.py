@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .config import EDGE_EVALUATORS, check_data_root, from_dict, resolve
+from .config import EDGE_EVALUATORS, check_data_root, check_pretrained, from_dict, resolve
 
 
 def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -43,6 +43,7 @@ def run_train(args: argparse.Namespace) -> int:
         extra.setdefault("data", {})["dataset"] = args.dataset
     cfg = resolve(args.budget, args.config, args.overrides, extra)
     check_data_root(cfg)
+    check_pretrained(cfg)
     summary = Trainer(cfg, args.out, baseline=_baseline(args.baseline)).fit(resume=args.resume)
     print(json.dumps({"primary": summary["primary"], "delta_m": summary["delta_m"], "out": args.out}, indent=2))
     return 0

@@ -18,12 +18,14 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from .models import ModelConfig, validate_model_config
+from .pretrained import IMAGENET, IMAGENET_WEIGHTS, NO_WEIGHTS, WeightsUnavailableError, ensure_imagenet_file
 from .tasks import DATASETS, dataset_tasks
 
 BUDGETS_FILE = Path(__file__).resolve().parent.parent / "experiments" / "budgets.yaml"
 SCHEDULES = ("epoch", "batch", "joint")
 EDGE_EVALUATORS = ("fast", "seism")
 DEVICES = ("auto", "cpu", "cuda")
+FROZEN_ENCODER_LR = 1e-5  # at or below this rate a ResNet encoder barely moves from its initialisation
 
 
 class ConfigError(ValueError):
@@ -88,13 +90,22 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
 def config_hash(cfg: RunConfig) -> str:
-    """A short, stable hash of everything that determines a run's result."""
+    """A short, stable hash of everything that determines a run's result (a codes file by its content)."""
     data = cfg.to_dict()
     for section, keys in RUNTIME_KEYS.items():
         for key in keys:
             data[section].pop(key)
+    if cfg.model.codes_file is not None:
+        data["model"]["codes_file"] = "sha256:" + _file_digest(cfg.model.codes_file)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _file_digest(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as err:
+        raise ConfigError(f"model.codes_file cannot be read: {path} ({err.strerror})") from None
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
@@ -271,6 +282,19 @@ def check_data_root(cfg: RunConfig) -> None:
         raise ConfigError(f"data.root: folder not found: {data.root} (the unpacked {data.dataset} release)")
 
 
+def check_pretrained(cfg: RunConfig) -> None:
+    """The encoder's weights are at hand before a run starts: a local file exists; ImageNet weights are in the
+    torch hub cache or are downloaded into it now (offline and absent: one line naming the file and folder)."""
+    pretrained = cfg.model.pretrained
+    if pretrained == IMAGENET:
+        try:
+            ensure_imagenet_file(cfg.model.backbone)
+        except WeightsUnavailableError as err:
+            raise ConfigError(str(err)) from None
+    elif pretrained not in (None, NO_WEIGHTS) and not Path(pretrained).is_file():
+        raise ConfigError(f"model.pretrained: file not found: {pretrained}; valid: imagenet, none or a local .pth file")
+
+
 def _positive(key: str, value: float | int | None, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
@@ -311,6 +335,12 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.eval_epochs: epoch {beyond[0]} is outside 1..train.epochs ({train.epochs})")
     if train.plateau_factor >= 1:
         raise ConfigError(f"train.plateau_factor must be in (0, 1), got {train.plateau_factor}")
+    if model.backbone in IMAGENET_WEIGHTS and model.pretrained is None and train.lr_encoder <= FROZEN_ENCODER_LR:
+        raise ConfigError(
+            f"model.pretrained is not set and train.lr_encoder={train.lr_encoder:g} <= {FROZEN_ENCODER_LR:g}: the "
+            f"{model.backbone} encoder would stay random and nearly frozen; set model.pretrained=imagenet (or a .pth "
+            f"file), raise train.lr_encoder, or write model.pretrained=none to mean it"
+        )
     unknown = sorted(set(train.loss_weights) - set(tasks.names))
     if unknown:
         raise ConfigError(f"train.loss_weights: unknown task {unknown[0]!r}; valid: {', '.join(tasks.names)}")

@@ -18,9 +18,10 @@ from torch import nn
 
 from .backbones import BACKBONES, build_backbone
 from .decoder import Decoder, DecoderWidths
-from .encodings import ENCODINGS, task_codes
+from .encodings import ENCODINGS, codes_from_file, task_codes
 from .heads import HEADS, build_head
 from .layers import TaskContext, TaskEmbeddingNet
+from .pretrained import IMAGENET_WEIGHTS, NO_WEIGHTS
 from .tasks import DatasetTasks
 
 Features = list[torch.Tensor]
@@ -32,12 +33,13 @@ class ModelConfig:
 
     architecture: str = "tsn"
     backbone: str = "resnet18"
-    pretrained: str | None = None  # local path to torchvision ResNet weights
+    pretrained: str | None = None  # "none" | "imagenet" | a local torchvision .pth file; None = not set
     decoder_width: float = 1.0
     encoding: str = "orthogonal"
     embedding_dim: int = 100
     n_fc: int = 8
     code_seed: int = 0  # seed of the Gaussian task codes
+    codes_file: str | None = None  # a T x d .npy array of task codes; replaces the encoding's draw
     head: str | None = None  # "shared" | "per_task"; None = the architecture's default
 
 
@@ -114,7 +116,7 @@ class SharedDecoderModel(MultiTaskModel):
         self.head = build_head(cfg.head or "shared", widths.out, tasks.tasks)
         self.embedding_net = TaskEmbeddingNet(dim, cfg.n_fc) if embedding else None
         if embedding:
-            self.register_buffer("task_codes", task_codes(cfg.encoding, num_tasks, dim, cfg.code_seed))
+            self.register_buffer("task_codes", condition_codes(cfg, num_tasks))
 
     def task_embeddings(self) -> torch.Tensor | None:
         return None if self.embedding_net is None else self.embedding_net(self.task_codes)
@@ -199,6 +201,14 @@ ARCHITECTURES: dict[str, Callable[[DatasetTasks, ModelConfig], MultiTaskModel]] 
 }
 
 
+def condition_codes(cfg: ModelConfig, num_tasks: int) -> torch.Tensor:
+    """The task-condition vectors v_tau: the rows of ``cfg.codes_file`` if given (``cfg.encoding`` then only
+    names them), otherwise the draw of ``cfg.encoding``."""
+    if cfg.codes_file is not None:
+        return codes_from_file(cfg.codes_file, num_tasks, cfg.embedding_dim)
+    return task_codes(cfg.encoding, num_tasks, cfg.embedding_dim, cfg.code_seed)
+
+
 def validate_model_config(cfg: ModelConfig, num_tasks: int) -> None:
     """Raise a one-line ValueError for a configuration that cannot be built, before any compute."""
     if cfg.architecture not in ARCHITECTURES:
@@ -207,13 +217,20 @@ def validate_model_config(cfg: ModelConfig, num_tasks: int) -> None:
         raise ValueError(f"unknown backbone {cfg.backbone!r}; valid: {sorted(BACKBONES)}")
     if cfg.head is not None and cfg.head not in HEADS:
         raise ValueError(f"unknown head {cfg.head!r}; valid: {sorted(HEADS)} or null")
+    if cfg.pretrained == "":
+        raise ValueError("model.pretrained is empty; valid: none, imagenet or a local torchvision .pth file")
+    if cfg.pretrained not in (None, NO_WEIGHTS) and cfg.backbone not in IMAGENET_WEIGHTS:
+        raise ValueError(
+            f"model.pretrained: the {cfg.backbone} backbone has no pretrained weights, got {cfg.pretrained!r}; "
+            f"valid: none (or leave it out), or a backbone among {sorted(IMAGENET_WEIGHTS)}"
+        )
     if cfg.architecture != "tsn":
         return
     if cfg.encoding not in ENCODINGS:
         raise ValueError(f"unknown task encoding {cfg.encoding!r}; valid: {list(ENCODINGS)}")
     if cfg.embedding_dim < 1 or cfg.n_fc < 0:
         raise ValueError(f"embedding_dim must be >= 1 and n_fc >= 0, got {cfg.embedding_dim}, {cfg.n_fc}")
-    task_codes(cfg.encoding, num_tasks, cfg.embedding_dim, cfg.code_seed)  # raises for a bad orthogonal d
+    condition_codes(cfg, num_tasks)  # raises for a bad orthogonal d or a codes file that does not fit
 
 
 def build_model(cfg: ModelConfig, tasks: DatasetTasks) -> MultiTaskModel:
