@@ -174,7 +174,7 @@ def test_tsn_checkpoint_imports_every_tensor_in_place_and_predicts_as_the_offici
         "tsn", "resnet18", 100, "orthogonal",
     )
     assert (cfg.data.dataset, cfg.data.root, cfg.model.pretrained, saved["epoch"]) == (
-        "pascal_context", "/data/PASCAL", None, 129,
+        "pascal_context", "/data/PASCAL", "none", 129,
     )
     ours = saved["model"]
     names = NameMap(TSN_TABLE)

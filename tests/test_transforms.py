@@ -7,6 +7,7 @@ import math
 
 from tsn.data import photometric
 from tsn.data.transforms import (
+    MultiTaskDataset,
     IMAGENET_MEAN, IMAGENET_STD, KIND_RULES, build_transform, hflip, paper_steps, photometric_step, resize, similarity,
     warp,
 )
@@ -202,7 +203,7 @@ def test_padding_keeps_an_unlabelled_target_all_ignored():
 def test_paper_warp_keeps_labels_integer_and_binary_values():
     image, targets = _pascal_sample(16)
     torch.manual_seed(0)
-    warp_step = paper_steps(KINDS_PASCAL)[0]
+    warp_step = paper_steps(KINDS_PASCAL, list(KINDS_PASCAL))[0]
     for _ in range(5):
         _, out = warp_step(image, targets)
         for task in ("semseg", "parts"):
@@ -215,8 +216,38 @@ def test_paper_warp_keeps_labels_integer_and_binary_values():
 
 
 def test_paper_steps_take_the_widest_geometry_and_photometric_only_with_label_kinds():
-    assert len(paper_steps({"normals": "normals"})) == 1  # ASTMT's pipeline: geometry only
-    assert paper_steps(KINDS_PASCAL)[1] is photometric_step
+    assert len(paper_steps({"normals": "normals"}, ["normals"])) == 1  # ASTMT's pipeline: geometry only
+    assert paper_steps(KINDS_PASCAL, list(KINDS_PASCAL))[1] is photometric_step
+
+
+def test_a_single_task_step_gets_exactly_its_tasks_pipeline():
+    assert len(paper_steps(KINDS_PASCAL, ["normals"])) == 1  # a normals step: no photometric set
+    assert paper_steps(KINDS_PASCAL, ["semseg"])[1] is photometric_step
+    image, targets = _pascal_sample(16)
+    dataset = _FixedSample(image, targets)
+    for trained in (("normals",), ("semseg",)):
+        torch.manual_seed(0)
+        sample = dataset[(0, trained)]
+        torch.manual_seed(0)
+        own_image, own_targets = build_transform("paper", KINDS_PASCAL, trained)(image.clone(), dict(targets))
+        assert torch.equal(sample["image"], own_image) and torch.equal(sample["targets"]["normals"], own_targets["normals"])
+        torch.manual_seed(0)
+        widest_image, _ = build_transform("paper", KINDS_PASCAL)(image.clone(), dict(targets))
+        assert not torch.equal(sample["image"], widest_image)
+        assert sample["meta"]["index"] == 0
+
+
+class _FixedSample(MultiTaskDataset):
+    def __init__(self, image, targets):
+        super().__init__("pascal_context", "train", KINDS_PASCAL, image.shape[-1], "paper")
+        self.sample = image, targets
+
+    def __len__(self) -> int:
+        return 1
+
+    def load(self, index):
+        image, targets = self.sample
+        return image.clone(), {k: t.clone() for k, t in targets.items()}, "fixed"
 
 
 @pytest.mark.parametrize("op", [op for _, ops in photometric.OFFICIAL for op in ops], ids=lambda op: op.__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -62,7 +63,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from .train import Trainer
 
     state = load_checkpoint(args.checkpoint)
-    trainer = Trainer(from_dict(state["config"]), Path(args.checkpoint).parent)
+    cfg = from_dict(state["config"])
+    # every weight comes from the checkpoint: evaluating it needs no pretrained file (nor network)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained="none"))
+    trainer = Trainer(cfg, Path(args.checkpoint).parent)
     trainer.model.load_state_dict(state["model"])
     evaluation = trainer.run_validation(args.edge_evaluator)
     report = {

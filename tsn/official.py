@@ -221,7 +221,7 @@ def official_config(architecture: str, tasks: Sequence[str], overrides: Sequence
         "model": {
             "architecture": architecture,
             "backbone": "resnet18",
-            "pretrained": None,
+            "pretrained": "none",  # every weight comes from the checkpoint
             "decoder_width": 1.0,
             "encoding": "orthogonal",
             "embedding_dim": OFFICIAL_EMBEDDING_DIM,

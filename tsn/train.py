@@ -160,7 +160,9 @@ class Trainer:
         generator = _epoch_generator(self.cfg.train.seed, epoch)
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))  # augmentation randomness
         plan = plan_epoch(self.cfg.train.schedule, self.labelled, self.cfg.train.batch_size, generator)
-        return plan, self._loader(self.train_set, batch_sampler=[step.indices for step in plan])
+        # each item names the tasks its step trains, so the augmentation follows their pipelines (tsn.data.transforms)
+        items = [[(index, step.tasks) for index in step.indices] for step in plan]
+        return plan, self._loader(self.train_set, batch_sampler=items)
 
     def _train_epoch(self, epoch: int, eta: str) -> dict[str, float]:
         plan, loader = self.epoch_batches(epoch)

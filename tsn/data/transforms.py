@@ -9,9 +9,11 @@ Pipelines (``AUGMENTATIONS``): ``none``; ``flip`` (horizontal, p 0.5); ``paper``
 - normals (ASTMT's ScaleNRotate, which also serves depth on NYUD): flip, then scale ~ U(0.75, 1.25) and rotation ~
   U(-20, 20) degrees about the centre, the vectors turned with the image, padding invalid (zero); no photometric set.
 
-Our samples carry every task's target on one image, so a sample's geometry takes the widest range of its kinds'
-profiles (on PASCAL-Context: scale 0.5-1.5, shift 0.1, rotation +-20 degrees for every target) and its image the
-photometric set when any of its kinds takes it; a dataset serving one task gets exactly that task's official pipeline.
+A sample carries every task's target, but the pipeline follows the tasks it is trained on in its step
+(``MultiTaskDataset`` gets them with the index from the trainer's batches): a single-task step (the ``epoch`` and
+``batch`` schedules) gets exactly that task's official pipeline; a step that trains several tasks (``joint``), or a
+sample drawn without tasks, takes the widest range of their kinds' profiles and the photometric set when any of them
+takes it.
 
 Per-kind behaviour is data (``KIND_RULES``): the pad value, the invalid value, whether channels 0-1 are an image-plane
 vector. Targets are always sampled nearest, so labels keep their label set and invalid depth / normals are never
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import torch
 from torch.nn import functional as nnf
@@ -163,25 +165,26 @@ def photometric_step(image: torch.Tensor, targets: dict[str, torch.Tensor]) -> S
     return photometric.apply_groups(image), targets
 
 
-def paper_steps(kinds: Mapping[str, str]) -> list[Step]:
-    """The official pipeline for a sample carrying targets of ``kinds`` (see the module docstring)."""
-    rules = [KIND_RULES[kind] for kind in kinds.values()]
+def paper_steps(kinds: Mapping[str, str], trained: Iterable[str]) -> list[Step]:
+    """The official pipeline for a sample carrying targets of ``kinds``, trained on the tasks ``trained``."""
+    rules = [KIND_RULES[kinds[task]] for task in trained]
     geometry = rules[0].geometry
     for rule in rules[1:]:
         geometry = geometry.union(rule.geometry)
     return [random_warp(geometry, kinds)] + ([photometric_step] if any(r.photometric for r in rules) else [])
 
 
-PIPELINES: dict[str, Callable[[Mapping[str, str]], list[Step]]] = {
-    "none": lambda kinds: [],
-    "flip": lambda kinds: [random_flip(kinds)],
+PIPELINES: dict[str, Callable[[Mapping[str, str], Iterable[str]], list[Step]]] = {
+    "none": lambda kinds, trained: [],
+    "flip": lambda kinds, trained: [random_flip(kinds)],
     "paper": paper_steps,
 }
 AUGMENTATIONS = tuple(PIPELINES)
 
 
-def build_transform(augment: str | None, kinds: Mapping[str, str]) -> Transform:
-    """The named pipeline; ``kinds`` maps each task name to its target kind (see ``tsn.tasks``).
+def build_transform(augment: str | None, kinds: Mapping[str, str], trained: Iterable[str] | None = None) -> Transform:
+    """The named pipeline; ``kinds`` maps each task name to its target kind (see ``tsn.tasks``); ``trained``: the
+    tasks whose official pipeline applies (default: every task in ``kinds``).
 
     Input: image float [3, H, W] in [0, 1] and targets in ``tsn.tasks`` formats; output: the image
     normalised with ImageNet mean/std and the augmented targets.
@@ -189,7 +192,7 @@ def build_transform(augment: str | None, kinds: Mapping[str, str]) -> Transform:
     name = augment or "none"
     if name not in PIPELINES:
         raise ValueError(f"unknown augmentation {augment!r}; valid: {list(AUGMENTATIONS)} or None")
-    steps = PIPELINES[name](dict(kinds))
+    steps = PIPELINES[name](dict(kinds), list(kinds) if trained is None else list(trained))
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
 
     def apply(image: torch.Tensor, targets: dict[str, torch.Tensor]) -> Sample:
@@ -204,12 +207,20 @@ class MultiTaskDataset(torch.utils.data.Dataset):
     """Base of every dataset: ``load(index)`` gives raw arrays; this resizes, augments and assembles the sample.
 
     Sample: ``{"image": float32 [3, S, S] normalised, "targets": {task: tensor}, "meta": {dataset, split, index,
-    name}}``, which ``default_collate`` batches.
+    name}}``, which ``default_collate`` batches. An item is an index, or ``(index, tasks)`` for a sample trained on
+    ``tasks`` in its step: the augmentation then follows those tasks' pipelines.
     """
 
     def __init__(self, dataset: str, split: str, kinds: Mapping[str, str], image_size: int, augment: str | None):
         self.dataset, self.split, self.kinds, self.image_size = dataset, split, dict(kinds), image_size
-        self.transform = build_transform(None if split != "train" else augment, self.kinds)
+        self.augment = None if split != "train" else augment
+        self._transforms: dict[tuple[str, ...] | None, Transform] = {}
+
+    def transform(self, image: torch.Tensor, targets: dict[str, torch.Tensor],
+                  trained: tuple[str, ...] | None = None) -> Sample:
+        if trained not in self._transforms:
+            self._transforms[trained] = build_transform(self.augment, self.kinds, trained)
+        return self._transforms[trained](image, targets)
 
     def load(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], str]:
         """Image float [3, H, W] in [0, 1], targets (tasks.py formats) at the same H, W, and the sample's name."""
@@ -220,13 +231,14 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         (each task's training pass iterates over these, tsn.schedules)."""
         return list(range(len(self)))
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, item: int | tuple[int, tuple[str, ...]]) -> dict:
+        index, trained = item if isinstance(item, tuple) else (item, None)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         image, targets, name = self.load(index)
         if image.shape[-2:] != (self.image_size, self.image_size):
             image, targets = resize(image, targets, self.image_size)
-        image, targets = self.transform(image, targets)
+        image, targets = self.transform(image, targets, trained)
         meta = {"dataset": self.dataset, "split": self.split, "index": index, "name": name}
         return {"image": image.float().contiguous(), "targets": {k: t.contiguous() for k, t in targets.items()},
                 "meta": meta}
