@@ -54,7 +54,7 @@ def test_bad_values_are_one_line_errors_naming_key_and_valid_values(overrides, m
 
 
 def test_unknown_budget_and_yaml_syntax_errors(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="unknown budget 'huge'; valid: smoke, cpu, paper"):
+    with pytest.raises(ConfigError, match="unknown budget 'huge'; valid: smoke, cpu, gpu, paper"):
         resolve("huge")
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: {epochs: 3\n")
