@@ -282,3 +282,31 @@ def test_train_cli_bad_configuration_exits_2_before_any_compute(tmp_path: Path, 
     result = _tsn("train", "--out", str(tmp_path / "x"), *args)
     assert result.returncode == 2 and message in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "x").exists()
+
+
+def test_cosine_schedule_anneals_each_network_to_zero_over_its_own_steps(tmp_path: Path) -> None:
+    cfg = tiny("train.epochs=2", "train.lr_schedule=cosine", "model.architecture=single_task",
+               "data.tasks=semseg,edge")
+    summary = Trainer(cfg, tmp_path).fit()
+    first, last = summary["history"][0]["lr"], summary["history"][-1]["lr"]
+    # 16 samples / batch 8 = 2 steps per task and epoch: after epoch 1 each network is half-way, cos(pi/2) -> 1/2
+    assert first["semseg/decoder"] == pytest.approx(cfg.train.lr_decoder / 2)
+    assert first["edge/encoder"] == pytest.approx(cfg.train.lr_encoder / 2)
+    assert all(lr == pytest.approx(0.0, abs=1e-12) for lr in last.values())
+
+
+def test_cosine_schedule_of_a_shared_network_counts_every_step(tmp_path: Path) -> None:
+    trainer = Trainer(tiny("train.epochs=4", "train.lr_schedule=cosine", "data.tasks=semseg,edge"), tmp_path)
+    schedule = trainer.optimisation.schedules["shared"]
+    assert schedule.scheduler.lr_lambdas[0](4 * 4) == 0.0  # 2 tasks x 2 steps x 4 epochs
+    assert schedule.scheduler.lr_lambdas[0](8) == pytest.approx(0.5)
+
+
+def test_cosine_resume_continues_the_annealing_exactly(tmp_path: Path) -> None:
+    cfg = tiny("train.epochs=3", "train.lr_schedule=cosine", "data.tasks=semseg,normals")
+    straight = Trainer(cfg, tmp_path / "straight").fit()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path / "resumed", callbacks=[StopAfter(1)]).fit()
+    resumed = Trainer(cfg, tmp_path / "resumed").fit(resume=True)
+    assert resumed["metrics"] == straight["metrics"]
+    assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in straight["history"]]

@@ -23,6 +23,7 @@ from .tasks import DATASETS, dataset_tasks
 
 BUDGETS_FILE = Path(__file__).resolve().parent.parent / "experiments" / "budgets.yaml"
 SCHEDULES = ("epoch", "batch", "joint")
+LR_SCHEDULES = ("plateau", "cosine")
 EDGE_EVALUATORS = ("fast", "seism")
 DEVICES = ("auto", "cpu", "cuda")
 FROZEN_ENCODER_LR = 1e-5  # at or below this rate a ResNet encoder barely moves from its initialisation
@@ -53,6 +54,7 @@ class TrainConfig:
     lr_encoder: float = 1e-6
     lr_decoder: float = 1e-4
     weight_decay: float = 0.0
+    lr_schedule: str = "plateau"  # the paper's; "cosine": annealed to zero over the run (tsn.engine)
     plateau_factor: float = 0.5
     plateau_patience: int = 10
     eval_every: int = 1
@@ -322,6 +324,7 @@ def _validate(cfg: RunConfig) -> None:
     if data.num_workers < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {data.num_workers}")
     _one_of("train.schedule", train.schedule, SCHEDULES)
+    _one_of("train.lr_schedule", train.lr_schedule, LR_SCHEDULES)
     _one_of("train.edge_evaluator", train.edge_evaluator, EDGE_EVALUATORS)
     _one_of("train.final_edge_evaluator", train.final_edge_evaluator, EDGE_EVALUATORS)
     _one_of("train.device", train.device, DEVICES)

@@ -3,14 +3,20 @@
 Public, so that the trainer, the benchmarks and user code run the same step (as MAE's ``engine_*`` modules do).
 Every independently trained network (``MultiTaskModel.networks``: the whole model, or one network per task for
 ``single_task``) has its own Adam optimiser, with the encoder and decoder learning rates as two named parameter
-groups, and its own plateau scheduler stepped on the validation loss of the tasks that network serves: the five
-single-task baselines decay their learning rates independently, as the official baselines (five separate runs) do.
+groups, and its own learning-rate schedule (``train.lr_schedule``):
+
+- ``plateau`` (the paper's): ReduceLROnPlateau stepped on the validation loss of the tasks the network serves, so
+  the five single-task baselines decay their rates independently, as the official baselines (five runs) do;
+- ``cosine``: cosine annealing to zero over the network's own optimiser steps of the whole run, stepped after each
+  of them, so every run ends at a decayed rate whatever task it trained last.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
+
+import math
 
 import torch
 
@@ -39,26 +45,59 @@ def channels_last(train: TrainConfig, device: torch.device) -> bool:
     return train.channels_last and device.type == "cuda"
 
 
+class PlateauSchedule:
+    """ReduceLROnPlateau on the validation loss of the network's tasks."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int) -> None:
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=train.plateau_factor, patience=train.plateau_patience
+        )
+
+    def after_step(self) -> None: ...
+
+    def after_validation(self, loss: float) -> None:
+        self.scheduler.step(loss)
+
+
+class CosineSchedule:
+    """lr · (1 + cos(π k / K)) / 2 after the network's k-th of K optimiser steps: zero after the last one."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int) -> None:
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, total_steps) / max(total_steps, 1)))
+        )
+
+    def after_step(self) -> None:
+        self.scheduler.step()
+
+    def after_validation(self, loss: float) -> None: ...
+
+
+LR_SCHEDULES = {"plateau": PlateauSchedule, "cosine": CosineSchedule}
+
+
 @dataclass
 class Optimisation:
-    """One Adam optimiser and one plateau scheduler per network: stepped together, scheduled apart."""
+    """One Adam optimiser and one learning-rate schedule per network: stepped together, scheduled apart."""
 
     optimizers: dict[str, torch.optim.Optimizer]
-    schedulers: dict[str, torch.optim.lr_scheduler.ReduceLROnPlateau]
-    tasks: dict[str, tuple[str, ...]]  # network -> the tasks whose validation loss schedules it
+    schedules: dict[str, PlateauSchedule | CosineSchedule]
+    tasks: dict[str, tuple[str, ...]]  # network -> the tasks it serves (whose validation loss schedules it)
 
     def zero_grad(self) -> None:
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
 
-    def step(self) -> None:
-        """Every optimiser steps; a network that got no gradient this step (None) is left as it is."""
-        for optimizer in self.optimizers.values():
-            optimizer.step()
+    def step(self, step_tasks: Sequence[str]) -> None:
+        """The networks that serve any of ``step_tasks`` take an optimiser step and advance their schedules."""
+        for name, optimizer in self.optimizers.items():
+            if set(self.tasks[name]) & set(step_tasks):
+                optimizer.step()
+                self.schedules[name].after_step()
 
     def step_schedulers(self, evaluation: Evaluation) -> None:
-        for name, scheduler in self.schedulers.items():
-            scheduler.step(evaluation.mean_loss_of(self.tasks[name]))
+        for name, schedule in self.schedules.items():
+            schedule.after_validation(evaluation.mean_loss_of(self.tasks[name]))
 
     def learning_rates(self) -> dict[str, float]:
         """``{"encoder": lr, "decoder": lr}`` for one network, ``{"<network>/encoder": lr, ...}`` for several."""
@@ -72,14 +111,14 @@ class Optimisation:
     def state_dict(self) -> dict[str, Any]:
         return {
             "optimizers": {name: o.state_dict() for name, o in self.optimizers.items()},
-            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "schedules": {name: s.scheduler.state_dict() for name, s in self.schedules.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
-        for name, scheduler in self.schedulers.items():
-            scheduler.load_state_dict(state["schedulers"][name])
+        for name, schedule in self.schedules.items():
+            schedule.scheduler.load_state_dict(state["schedules"][name])
 
 
 def build_optimizer(network: MultiTaskModel, train: TrainConfig) -> torch.optim.Optimizer:
@@ -93,17 +132,25 @@ def build_optimizer(network: MultiTaskModel, train: TrainConfig) -> torch.optim.
     )
 
 
-def build_optimisation(model: MultiTaskModel, train: TrainConfig) -> Optimisation:
-    """An optimiser and a ReduceLROnPlateau scheduler for every network of ``model``."""
+def build_optimisation(
+    model: MultiTaskModel, train: TrainConfig, steps_per_epoch: Mapping[tuple[str, ...], int] | None = None
+) -> Optimisation:
+    """An optimiser and a ``train.lr_schedule`` schedule for every network of ``model``.
+
+    ``steps_per_epoch``: how many steps of an epoch train each set of tasks (``tsn.schedules.steps_per_epoch``);
+    needed by the ``cosine`` schedule, which spans each network's own steps of the whole run.
+    """
     networks = model.networks()
+    tasks = {name: tuple(network.task_names) for name, network in networks.items()}
     optimizers = {name: build_optimizer(network, train) for name, network in networks.items()}
-    schedulers = {
-        name: torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=train.plateau_factor, patience=train.plateau_patience
-        )
-        for name, optimizer in optimizers.items()
+    if train.lr_schedule != "plateau" and steps_per_epoch is None:
+        raise ValueError(f"train.lr_schedule={train.lr_schedule} needs the number of steps per epoch")
+    own_steps = {
+        name: train.epochs * sum(n for step, n in (steps_per_epoch or {}).items() if set(step) & set(tasks[name]))
+        for name in networks
     }
-    return Optimisation(optimizers, schedulers, {name: tuple(n.task_names) for name, n in networks.items()})
+    schedules = {name: LR_SCHEDULES[train.lr_schedule](o, train, own_steps[name]) for name, o in optimizers.items()}
+    return Optimisation(optimizers, schedules, tasks)
 
 
 def train_step(
@@ -140,5 +187,5 @@ def train_step(
     total = sum(loss_weights[t] * loss for t, loss in losses.items())
     optimisation.zero_grad()
     total.backward()
-    optimisation.step()
+    optimisation.step(step_tasks)
     return {t: loss.item() for t, loss in losses.items()}

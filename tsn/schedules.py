@@ -21,6 +21,7 @@ A pass drops its incomplete last batch when it has more than one batch, as the t
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -93,3 +94,8 @@ def plan_epoch(
     order = interleave({source: len(b) for source, b in source_batches.items()}, generator)
     pending = {source: iter(b) for source, b in source_batches.items()}
     return [Step(source, next(pending[source])) for source in order]
+
+
+def steps_per_epoch(schedule: str, labelled: Mapping[str, Sequence[int]], batch_size: int) -> Counter[Tasks]:
+    """How many steps of every epoch train each set of tasks (the same in every epoch; only the order changes)."""
+    return Counter(step.tasks for step in plan_epoch(schedule, labelled, batch_size, torch.Generator()))

@@ -23,13 +23,13 @@ from .atomic import write_json
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import RunConfig, config_hash
 from .data import build_dataset
-from .engine import NonFiniteLossError, build_optimisation, build_run_model, channels_last, train_step
+from .engine import NonFiniteLossError, Optimisation, build_optimisation, build_run_model, channels_last, train_step
 from .evaluate import Evaluation, evaluate
 from .metrics.delta_m import delta_m
 from .models import MultiTaskModel
 from .params import count_macs, count_parameters, meta_model
 from .runtime import configure_threads, git_commit, select_device
-from .schedules import Step, plan_epoch
+from .schedules import Step, plan_epoch, steps_per_epoch
 from .tasks import DatasetTasks, dataset_tasks
 
 CHECKPOINT = "checkpoint.pt"
@@ -83,7 +83,6 @@ class Trainer:
         self.threads = configure_threads(cfg.train.threads)
         self.config_hash = config_hash(cfg)
         self.model: MultiTaskModel = build_run_model(cfg, self.tasks, self.device)
-        self.optimisation = build_optimisation(self.model, cfg.train)
         self.history: list[dict[str, Any]] = []
         self.evaluations: dict[str, dict[str, Any]] = {}  # epoch -> full evaluation at train.eval_epochs
         self.start_epoch = 1
@@ -97,6 +96,13 @@ class Trainer:
     @cached_property
     def val_set(self) -> torch.utils.data.Dataset:
         return self._dataset("val", self.cfg.data.val_samples, None)
+
+    @cached_property
+    def optimisation(self) -> Optimisation:
+        """Optimisers and LR schedules, built on first use (the cosine schedule counts the training steps)."""
+        train = self.cfg.train
+        steps = steps_per_epoch(train.schedule, self.labelled, train.batch_size) if train.lr_schedule != "plateau" else None
+        return build_optimisation(self.model, train, steps)
 
     @cached_property
     def labelled(self) -> dict[str, list[int]]:
