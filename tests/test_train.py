@@ -310,3 +310,12 @@ def test_cosine_resume_continues_the_annealing_exactly(tmp_path: Path) -> None:
     resumed = Trainer(cfg, tmp_path / "resumed").fit(resume=True)
     assert resumed["metrics"] == straight["metrics"]
     assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in straight["history"]]
+
+
+def test_history_records_the_order_in_which_tasks_were_last_trained(tmp_path: Path) -> None:
+    trainer = Trainer(tiny("train.epochs=2", "data.tasks=semseg,edge,normals", "model.embedding_dim=99"), tmp_path)
+    summary = trainer.fit()
+    for record in summary["history"]:
+        plan, _ = trainer.epoch_batches(record["epoch"])
+        passes = [step.tasks[0] for k, step in enumerate(plan) if k == 0 or plan[k - 1].tasks != step.tasks]
+        assert record["task_order"] == passes  # epoch schedule: the order of the passes

@@ -170,7 +170,8 @@ class Trainer:
         items = [[(index, step.tasks) for index in step.indices] for step in plan]
         return plan, self._loader(self.train_set, batch_sampler=items)
 
-    def _train_epoch(self, epoch: int, eta: str) -> dict[str, float]:
+    def _train_epoch(self, epoch: int, eta: str) -> tuple[dict[str, float], list[str]]:
+        """Mean training loss per task, and the tasks in the order of their last step (the last-trained last)."""
         plan, loader = self.epoch_batches(epoch)
         sums = dict.fromkeys(self.tasks.names, 0.0)
         counts = dict.fromkeys(self.tasks.names, 0)
@@ -193,7 +194,8 @@ class Trainer:
                     " ".join(f"{t}={sums[t] / counts[t]:.3g}" for t in self.tasks.names if counts[t]) + eta
                 )
         bar.close()
-        return {t: sums[t] / max(counts[t], 1) for t in self.tasks.names}
+        last_step = {task: k for k, step in enumerate(plan) for task in step.tasks}
+        return {t: sums[t] / max(counts[t], 1) for t in self.tasks.names}, sorted(last_step, key=last_step.get)
 
     def run_validation(self, edge_evaluator: str) -> Evaluation:
         """Validation losses and metrics of the current model (edge odsF by ``edge_evaluator``)."""
@@ -225,8 +227,8 @@ class Trainer:
             t0 = time.perf_counter()
             remaining = train_cfg.epochs - epoch + 1
             eta = f" | eta {_format_seconds(remaining * sum(epoch_times) / len(epoch_times))}" if epoch_times else ""
-            train_losses = self._train_epoch(epoch, eta)
-            record: dict[str, Any] = {"epoch": epoch, "train_loss": train_losses}
+            train_losses, task_order = self._train_epoch(epoch, eta)
+            record: dict[str, Any] = {"epoch": epoch, "train_loss": train_losses, "task_order": task_order}
             if epoch % train_cfg.eval_every == 0 or epoch == train_cfg.epochs:
                 evaluation = self.run_validation(train_cfg.edge_evaluator)
                 self.optimisation.step_schedulers(evaluation)
