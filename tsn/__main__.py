@@ -1,4 +1,4 @@
-"""``python -m tsn {params,train,eval,data}``: the single-run command line."""
+"""``python -m tsn {params,train,eval,data,pretrain}``: the single-run command line."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], argp
         "train": ("train and evaluate one configuration", cli.build_train_parser, cli.run_train),
         "eval": ("evaluate a checkpoint", cli.build_eval_parser, cli.run_eval),
         "data": ("dataset utilities (preview)", cli.build_data_parser, cli.run_data),
+        "pretrain": ("pretrain the compact encoder on synthetic scenes (cached)", cli.build_pretrain_parser,
+                     cli.run_pretrain),
     }
 
 
