@@ -168,6 +168,11 @@ def _verified(path: Path) -> bool:
         return False
 
 
+def _save(state: dict[str, torch.Tensor], tmp: Path) -> None:
+    with open(tmp, "wb") as f:  # through a handle: the archive's inner name is fixed, not the temporary file's
+        torch.save(state, f)
+
+
 def ensure_synthetic_weights(cfg: PretrainConfig = PretrainConfig(), path: str | Path | None = None,
                              on_epoch: Callable[[int, float], None] | None = None) -> Path:
     """The verified weights file of ``cfg`` (default: its cache path), pretraining it first if absent or bad.
@@ -184,6 +189,6 @@ def ensure_synthetic_weights(cfg: PretrainConfig = PretrainConfig(), path: str |
         log.warning("pretraining the compact encoder once (%d samples, %d epochs) into %s", cfg.samples,
                     cfg.epochs, target)
         state = pretrain_encoder(cfg, on_epoch)
-        atomic_write(target, lambda tmp: torch.save(state, tmp))
+        atomic_write(target, lambda tmp: _save(state, tmp))
         cache.write_checksum(target)
     return target
