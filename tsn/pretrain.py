@@ -44,7 +44,7 @@ class PretrainConfig:
 
     image_size: int = 64
     samples: int = 4096
-    epochs: int = 12
+    epochs: int = 16
     batch_size: int = 64
     lr: float = 2e-3  # AdamW, cosine-decayed to 0 over the run
     weight_decay: float = 1e-4
