@@ -1,4 +1,4 @@
-"""``python -m tsn {params,train,eval,import-official,data}``: the single-run command line."""
+"""``python -m tsn {params,train,eval,import-official,data,pretrain}``: the single-run command line."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], argp
         "eval": ("evaluate a checkpoint", cli.build_eval_parser, cli.run_eval),
         "import-official": ("the authors' released checkpoints as a run", cli.build_import_parser, cli.run_import),
         "data": ("dataset utilities (preview)", cli.build_data_parser, cli.run_data),
+        "pretrain": ("pretrain the compact encoder on synthetic scenes (cached)", cli.build_pretrain_parser,
+                     cli.run_pretrain),
     }
 
 

@@ -1,10 +1,11 @@
-"""Sub-commands of ``python -m tsn`` other than ``params``: train, eval, import-official, data preview."""
+"""Sub-commands of ``python -m tsn`` other than ``params``: train, eval, import-official, data preview, pretrain."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from .config import EDGE_EVALUATORS, check_data_root, check_pretrained, from_dict, resolve
@@ -121,4 +122,24 @@ def run_data(args: argparse.Namespace) -> int:
 
     write_preview(args.dataset, args.out, n=args.n, image_size=args.image_size, seed=args.seed, root=args.root)
     print(f"wrote {args.out}")
+    return 0
+
+
+def build_pretrain_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--out", default=None, help="weights file (default: in $TSN_CACHE_DIR/weights)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of PretrainConfig, e.g. epochs=4")
+    return parser
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from .data.cache import verify_checksum
+    from .pretrain import PretrainConfig, ensure_synthetic_weights, with_overrides
+
+    cfg = with_overrides(PretrainConfig(), args.overrides)
+
+    def progress(epoch: int, loss: float) -> None:
+        print(f"pretrain epoch {epoch}/{cfg.epochs}: loss {loss:.4f}", file=sys.stderr, flush=True)
+
+    path = ensure_synthetic_weights(cfg, args.out, on_epoch=progress)
+    print(json.dumps({"path": str(path), "sha256": verify_checksum(path)}, indent=2))
     return 0

@@ -25,7 +25,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("TSN_CACHE_DIR") or Path.cwd() / ".cache" / "tsn")
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -33,14 +33,28 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def verify_checksum(path: Path) -> str:
+    """The SHA-256 of ``path``; raises OSError (a half missing) or ValueError (mismatch) unless it matches its
+    ``.sha256`` file."""
+    digest = sha256_file(path)
+    if path.with_suffix(".sha256").read_text().strip() != digest:
+        raise ValueError("checksum mismatch")
+    return digest
+
+
+def write_checksum(path: Path) -> str:
+    """Store the SHA-256 of ``path`` in its ``.sha256`` file (atomically, after ``path`` itself was written)."""
+    digest = sha256_file(path)
+    atomic_write(path.with_suffix(".sha256"), lambda tmp: tmp.write_text(digest + "\n"))
+    return digest
+
+
 def _load_verified(path: Path) -> dict[str, np.ndarray] | None:
     """The arrays of ``path`` when it exists and matches its checksum; None (with a warning) when it is bad."""
-    checksum = path.with_suffix(".sha256")
-    if not path.exists() and not checksum.exists():
+    if not path.exists() and not path.with_suffix(".sha256").exists():
         return None
     try:
-        if checksum.read_text().strip() != _sha256(path):
-            raise ValueError("checksum mismatch")
+        verify_checksum(path)
         with np.load(path) as data:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError) as err:  # missing half, bad checksum, unreadable zip
@@ -63,5 +77,5 @@ def cached_arrays(name: str, build: Callable[[], dict[str, np.ndarray]], cache_d
             np.savez(f, **arrays)
 
     atomic_write(path, save)
-    atomic_write(path.with_suffix(".sha256"), lambda tmp: tmp.write_text(_sha256(path) + "\n"))
+    write_checksum(path)
     return arrays

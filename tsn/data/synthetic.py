@@ -24,7 +24,8 @@ the analytic geometry of the first surface each pixel's ray hits:
   reasoning, not size in the image.
 - ``depth``: distance along the camera z axis; 0 (invalid) on the sky. Normals are consistent with it.
 
-Sample ``i`` of a split depends only on ``(seed, split, i)`` through ``np.random.default_rng([seed, split_id, i])``.
+Sample ``i`` of a split depends only on ``(seed, split, i)`` through ``np.random.default_rng([seed, split_id, i])``;
+distinct split ids make the splits disjoint whatever their seeds (the ``pretrain`` split never meets train or val).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 GENERATOR_VERSION = 1
-SPLIT_IDS = {"train": 0, "val": 1}
+SPLIT_IDS = {"train": 0, "val": 1, "pretrain": 2}  # pretrain: the encoder's own split (tsn.pretrain)
 DEFAULT_SIZES = {"train": 1024, "val": 256}
 FOV_DEG = 50.0
 SKY, GROUND, WALL, FIRST_OBJECT = 0, 1, 2, 3  # instance ids; object k has id FIRST_OBJECT + k
