@@ -15,7 +15,7 @@ import torch
 
 from tsn import pretrain
 from tsn.__main__ import main
-from tsn.backbones import _load_pretrained, compact_encoder
+from tsn.backbones import compact_encoder
 from tsn.config import ConfigError
 from tsn.data import cache, synthetic
 from tsn.pretrain import PretrainConfig, ensure_synthetic_weights, pretrain_encoder, synthetic_weights_path
@@ -84,9 +84,10 @@ def test_pretrain_leaves_the_global_rng_alone(own_cache: Path):
 def test_cached_weights_load_into_a_compact_encoder_unchanged(own_cache: Path):
     path = ensure_synthetic_weights(TINY)
     assert path == synthetic_weights_path(TINY) and path.parent == own_cache / "weights"
-    encoder = compact_encoder()
-    before = {k: v.clone() for k, v in encoder.state_dict().items()}
-    _load_pretrained(encoder, str(path))
+    torch.manual_seed(0)
+    before = compact_encoder().state_dict()
+    torch.manual_seed(0)
+    encoder = compact_encoder(str(path))
     expected = pretrain_encoder(TINY)  # deterministic: the same weights again
     loaded = encoder.state_dict()
     assert loaded.keys() == expected.keys()
@@ -188,6 +189,6 @@ def test_cli_pretrain_writes_weights_and_prints_path_and_checksum(tmp_path: Path
     printed = capsys.readouterr()
     assert f'"path": "{out}"' in printed.out and f'"sha256": "{cache.sha256_file(out)}"' in printed.out
     assert "pretrain epoch 1/1" in printed.err
-    _load_pretrained(compact_encoder(), str(out))
+    compact_encoder(str(out))  # loads strictly: every key, every shape
     assert main(["pretrain", "epochs=-1"]) == 2
     assert capsys.readouterr().err.strip() == "error: pretrain.epochs must be > 0, got -1"

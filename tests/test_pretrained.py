@@ -121,18 +121,38 @@ def test_a_resnet_without_weights_is_fine_when_its_encoder_learns() -> None:
     assert resolve("smoke", overrides=["model.backbone=resnet18", "train.lr_encoder=2e-5"]).model.pretrained is None
 
 
-@pytest.mark.parametrize("pretrained", ["imagenet", "/weights/r18.pth"])
-def test_the_compact_backbone_takes_no_pretrained_weights(pretrained: str) -> None:
-    with pytest.raises(ConfigError, match=rf"model.pretrained: the compact backbone has no pretrained weights, "
-                                          rf"got '{pretrained}'; valid: none"):
-        resolve("smoke", overrides=[f"model.pretrained={pretrained}"])
+def test_named_weights_serve_only_their_backbones() -> None:
+    with pytest.raises(ConfigError, match=r"model.pretrained: imagenet weights exist for resnet18, resnet34, resnet50, "
+                                          r"not the compact backbone; valid for it: none, synthetic, a local .pth file"):
+        resolve("smoke", overrides=["model.pretrained=imagenet"])
+    with pytest.raises(ConfigError, match=r"synthetic weights exist for compact, not the resnet18 backbone; valid for "
+                                          r"it: none, imagenet, a local .pth file"):
+        resolve("smoke", overrides=["model.backbone=resnet18", "model.pretrained=synthetic"])
     assert resolve("smoke", overrides=["model.pretrained=none"]).model.pretrained == "none"
+
+
+def test_the_compact_encoder_starts_from_the_synthetic_pretraining(tmp_path: Path, monkeypatch) -> None:
+    import tsn.pretrain
+    from tsn.backbones import compact_encoder
+
+    torch.manual_seed(3)
+    reference = compact_encoder()
+    path = tmp_path / "compact-synthetic.pth"
+    torch.save(reference.state_dict(), path)
+    calls: list[int] = []
+    monkeypatch.setattr(tsn.pretrain, "ensure_synthetic_weights", lambda *a, **k: calls.append(1) or path)
+    cfg = resolve("smoke", overrides=["model.pretrained=synthetic"])
+    check_pretrained(cfg)  # builds (here: finds) the cached weights before the run
+    model = build_model(cfg.model, dataset_tasks("synthetic"))
+    for key, value in reference.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[key], value), key
+    assert calls == [1, 1]
 
 
 def test_a_local_weights_file_is_checked_before_the_run(tmp_path: Path) -> None:
     path = tmp_path / "r18.pth"
     cfg = resolve("paper", overrides=["data.dataset=synthetic", f"model.pretrained={path}"])
-    with pytest.raises(ConfigError, match=f"model.pretrained: file not found: {path}; valid: imagenet, none"):
+    with pytest.raises(ConfigError, match=f"model.pretrained: file not found: {path}; valid: none, imagenet, synthetic"):
         check_pretrained(cfg)
     torch.save(random_resnet18_state(), path)
     check_pretrained(cfg)

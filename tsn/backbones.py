@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from .pretrained import IMAGENET, NO_WEIGHTS, imagenet_file, imagenet_state_dict
+from .pretrained import IMAGENET, NO_WEIGHTS, SYNTHETIC, imagenet_file, imagenet_state_dict
 
 
 class StagedEncoder(nn.Module):
@@ -86,9 +86,10 @@ def _resnet(name: str) -> Callable[[str | None], StagedEncoder]:
 
 
 def compact_encoder(pretrained: str | None = None, base_width: int = 16) -> StagedEncoder:
-    """A ResNet-shaped encoder with 1/4 of ResNet-18's widths and one basic block per stage, for CPU budgets."""
-    if pretrained not in (None, NO_WEIGHTS):
-        raise ValueError(f"the compact encoder has no pretrained weights, got {pretrained!r}; valid: none or null")
+    """A ResNet-shaped encoder with 1/4 of ResNet-18's widths and one basic block per stage, for CPU budgets.
+
+    ``pretrained``: None / ``none`` (random), ``synthetic`` (pretrained once on synthetic scenes and cached,
+    tsn.pretrain), or a .pth file of this encoder's state dict."""
     w = base_width
     channels = (w, w, 2 * w, 4 * w, 8 * w)
 
@@ -103,7 +104,14 @@ def compact_encoder(pretrained: str | None = None, base_width: int = 16) -> Stag
         down(channels[2], channels[3]),
         down(channels[3], channels[4]),
     ]
-    return StagedEncoder(stages, channels)
+    encoder = StagedEncoder(stages, channels)
+    if pretrained == SYNTHETIC:
+        from .pretrain import ensure_synthetic_weights  # tsn.pretrain builds this encoder: imported when needed
+
+        pretrained = str(ensure_synthetic_weights())
+    if pretrained not in (None, NO_WEIGHTS):
+        _load_state(encoder, _read_state(pretrained), pretrained)
+    return encoder
 
 
 BACKBONES: dict[str, Callable[[str | None], StagedEncoder]] = {

@@ -18,7 +18,8 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from .models import ModelConfig, validate_model_config
-from .pretrained import IMAGENET, IMAGENET_WEIGHTS, NO_WEIGHTS, WeightsUnavailableError, ensure_imagenet_file
+from .pretrained import (IMAGENET, IMAGENET_WEIGHTS, NO_WEIGHTS, SYNTHETIC, WeightsUnavailableError,
+                         ensure_imagenet_file)
 from .tasks import DATASETS, dataset_tasks
 
 BUDGETS_FILE = Path(__file__).resolve().parent.parent / "experiments" / "budgets.yaml"
@@ -293,8 +294,13 @@ def check_pretrained(cfg: RunConfig) -> None:
             ensure_imagenet_file(cfg.model.backbone)
         except WeightsUnavailableError as err:
             raise ConfigError(str(err)) from None
+    elif pretrained == SYNTHETIC:
+        from .pretrain import ensure_synthetic_weights  # imports this module
+
+        ensure_synthetic_weights()  # pretrains once (about 2-3 min on 2 cores), then the cached file is reused
     elif pretrained not in (None, NO_WEIGHTS) and not Path(pretrained).is_file():
-        raise ConfigError(f"model.pretrained: file not found: {pretrained}; valid: imagenet, none or a local .pth file")
+        raise ConfigError(f"model.pretrained: file not found: {pretrained}; valid: none, imagenet, synthetic or a "
+                          "local .pth file")
 
 
 def _positive(key: str, value: float | int | None, allow_none: bool = False) -> None:

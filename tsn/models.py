@@ -21,7 +21,7 @@ from .decoder import Decoder, DecoderWidths
 from .encodings import ENCODINGS, codes_from_file, task_codes
 from .heads import HEADS, build_head
 from .layers import TaskContext, TaskEmbeddingNet
-from .pretrained import IMAGENET_WEIGHTS, NO_WEIGHTS
+from .pretrained import NAMED_WEIGHTS
 from .tasks import DatasetTasks
 
 Features = list[torch.Tensor]
@@ -33,7 +33,7 @@ class ModelConfig:
 
     architecture: str = "tsn"
     backbone: str = "resnet18"
-    pretrained: str | None = None  # "none" | "imagenet" | a local torchvision .pth file; None = not set
+    pretrained: str | None = None  # "none" | "imagenet" | "synthetic" | a local .pth file; None = not set
     decoder_width: float = 1.0
     encoding: str = "orthogonal"
     embedding_dim: int = 100
@@ -218,11 +218,12 @@ def validate_model_config(cfg: ModelConfig, num_tasks: int) -> None:
     if cfg.head is not None and cfg.head not in HEADS:
         raise ValueError(f"unknown head {cfg.head!r}; valid: {sorted(HEADS)} or null")
     if cfg.pretrained == "":
-        raise ValueError("model.pretrained is empty; valid: none, imagenet or a local torchvision .pth file")
-    if cfg.pretrained not in (None, NO_WEIGHTS) and cfg.backbone not in IMAGENET_WEIGHTS:
+        raise ValueError(f"model.pretrained is empty; valid: none, {', '.join(NAMED_WEIGHTS)} or a local .pth file")
+    if cfg.pretrained in NAMED_WEIGHTS and cfg.backbone not in NAMED_WEIGHTS[cfg.pretrained]:
+        served = [name for name, backbones in NAMED_WEIGHTS.items() if cfg.backbone in backbones]
         raise ValueError(
-            f"model.pretrained: the {cfg.backbone} backbone has no pretrained weights, got {cfg.pretrained!r}; "
-            f"valid: none (or leave it out), or a backbone among {sorted(IMAGENET_WEIGHTS)}"
+            f"model.pretrained: {cfg.pretrained} weights exist for {', '.join(NAMED_WEIGHTS[cfg.pretrained])}, not "
+            f"the {cfg.backbone} backbone; valid for it: none, {', '.join(served + ['a local .pth file'])}"
         )
     if cfg.architecture != "tsn":
         return

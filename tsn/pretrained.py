@@ -1,4 +1,6 @@
-"""Where encoder weights come from: ``model.pretrained`` is ``none``, ``imagenet`` or a local torchvision .pth file.
+"""Where encoder weights come from: ``model.pretrained`` is ``none``, ``imagenet`` (ResNets), ``synthetic`` (the
+compact encoder pretrained on synthetic scenes by ``tsn.pretrain``, the CPU budgets' analogue of ImageNet weights)
+or a local .pth file.
 
 ``imagenet`` is torchvision's weights API (``ResNet18_Weights.IMAGENET1K_V1`` and its siblings): the file is
 downloaded once into the torch hub cache, ``$TORCH_HOME/hub/checkpoints/<name in the enum's url>``, and read from
@@ -17,6 +19,7 @@ from torchvision.models import ResNet18_Weights, ResNet34_Weights, ResNet50_Weig
 
 NO_WEIGHTS = "none"  # written explicitly: train the encoder from random initialisation on purpose
 IMAGENET = "imagenet"
+SYNTHETIC = "synthetic"
 OFFLINE_ENV = "TSN_OFFLINE"  # set to 1: never download, a missing cached file is an error
 
 # The backbones that take pretrained weights (torchvision ResNets), each with its ImageNet weights.
@@ -25,6 +28,10 @@ IMAGENET_WEIGHTS: dict[str, WeightsEnum] = {
     "resnet34": ResNet34_Weights.IMAGENET1K_V1,
     "resnet50": ResNet50_Weights.IMAGENET1K_V1,
 }
+
+
+# Named weights and the backbones each serves.
+NAMED_WEIGHTS: dict[str, tuple[str, ...]] = {IMAGENET: tuple(IMAGENET_WEIGHTS), SYNTHETIC: ("compact",)}
 
 
 class WeightsUnavailableError(FileNotFoundError):
