@@ -15,21 +15,20 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis import figures  # noqa: E402
-from analysis.runs import AnalysisError, StudyData, load_study, optuna_study_names  # noqa: E402
+from analysis.runs import AnalysisError, StudyData, baseline_study_of, load_study, optuna_study_names  # noqa: E402
 from analysis.tables import (  # noqa: E402
     Table,
     ablation_table,
     baseline_by_seed,
     baseline_claims,
-    baseline_study_name,
     comparison_table,
     is_comparable,
-    parse_study_name,
     scaling_tables,
     to_markdown,
     write_table,
 )
 from sweeps.experiment import load_experiment  # noqa: E402
+from sweeps.records import parse_study_name, study_name  # noqa: E402
 from tsn.checkpoint import CheckpointError  # noqa: E402
 from tsn.config import BUDGETS_FILE  # noqa: E402
 
@@ -105,7 +104,8 @@ class Reporter:
 
     def _baselines(self, name: str) -> StudyData | None:
         try:
-            return self.study(baseline_study_name(name))
+            storage = self.args.storage if self.args.source == "optuna" else None
+            return self.study(baseline_study_of(name, storage))
         except AnalysisError as err:
             self.warnings.append(f"{name}: no baselines ({err})")
             return None
@@ -123,8 +123,8 @@ class Reporter:
 
 def default_studies(valid: list[str]) -> list[str]:
     """Every stored study, plus the scaling table of each dataset/budget (it has no trials to store)."""
-    pairs = dict.fromkeys("-".join(parse_study_name(n)[1:]) for n in valid)
-    scaling = [f"{SCALING_EXPERIMENT}-{pair}" for pair in pairs]
+    pairs = dict.fromkeys(parse_study_name(n)[1:] for n in valid)
+    scaling = [study_name(SCALING_EXPERIMENT, *pair) for pair in pairs]
     return [*valid, *(s for s in scaling if s not in valid)]
 
 

@@ -1,8 +1,8 @@
 """Stored runs -> the paper's tables (Markdown, LaTeX booktabs, CSV), each cell mean ± std over seeds.
 
 One aggregation (:func:`summarise`) serves every table; one renderer per output format. Δm is recomputed per seed
-from the stored primary metrics against the single-task trial of the same seed in ``baselines-{dataset}-{budget}``,
-then aggregated.
+from the stored primary metrics against the single-task trial of the same seed in the shared baseline study
+(``sweeps.records.baseline_study_name``), then aggregated.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pandas as pd
 
 from analysis import published
 from analysis.runs import AXIS_COLUMNS, SEED_AXIS, AnalysisError, StudyData
+from sweeps.records import baseline_study_name, parse_study_name
 from tsn.atomic import atomic_write
 from tsn.config import SCHEDULES
 from tsn.metrics.delta_m import delta_m
@@ -27,7 +28,6 @@ AXIS_ORDER: dict[str, Sequence[Any]] = {
     "model.encoding": published.ENCODING_ORDER,
     "train.schedule": SCHEDULES,
 }
-BASELINE_EXPERIMENT = "baselines"
 BASELINE_ARCHITECTURE = "single_task"
 
 
@@ -57,19 +57,6 @@ class Table:
 
 
 # ------------------------------------------------------------------------------------------------ study names
-def parse_study_name(name: str) -> tuple[str, str, str]:
-    """``{experiment}-{dataset}-{budget}`` -> its three parts."""
-    parts = name.split("-")
-    if len(parts) != 3:
-        raise AnalysisError(f"study name {name!r} is not of the form experiment-dataset-budget")
-    return parts[0], parts[1], parts[2]
-
-
-def baseline_study_name(name: str) -> str:
-    _, dataset, budget = parse_study_name(name)
-    return f"{BASELINE_EXPERIMENT}-{dataset}-{budget}"
-
-
 def is_comparable(name: str) -> bool:
     _, dataset, budget = parse_study_name(name)
     return dataset == published.COMPARABLE["dataset"] and budget == published.COMPARABLE["budget"]
@@ -177,7 +164,7 @@ def ablation_table(study: StudyData, baselines: StudyData | None) -> tuple[Table
     trials = add_delta_m(per_trial(study), base)
     notes = missing_notes(study)
     if base is None:
-        notes.append(f"Δm not computed: no baseline study {baseline_study_name(study.name)}")
+        notes.append(f"Δm not computed: no baseline study {baseline_study_name(dataset, budget)}")
     disagree = trials.loc[(trials["delta_m"] - trials["delta_m_stored"]).abs() > 1e-6, "trial"].tolist()
     if disagree:
         notes.append(f"recomputed Δm differs from the stored one for trials {disagree} (baseline changed?)")

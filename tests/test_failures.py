@@ -165,7 +165,8 @@ def _workers_complete_grid_once(tmp_path: Path, storage: str, name: str) -> None
     keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
     assert sorted(keys) == sorted(sweep.by_hash)  # every point, exactly once
     assert not study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING))
-    baselines = optuna.load_study(study_name="baselines-synthetic-smoke", storage=open_storage(storage))
+    shared = R.baseline_study_name("synthetic", "smoke")
+    baselines = optuna.load_study(study_name=shared, storage=open_storage(storage))
     base_key = config_hash(sweep.baselines[1337])
     assert [t.user_attrs[R.CONFIG_HASH] for t in complete(baselines)].count(base_key) == 1  # trained by one worker
 
