@@ -1,7 +1,8 @@
 """Regenerate every table and figure from the stored studies (``python analysis/make_tables.py --help``).
 
 Tables go to ``--out`` as ``.md``, ``.tex`` and ``.csv`` and are printed as Markdown; figures go to
-``--out/figures``. Runs are cached as Parquet under ``--out/cache`` and refreshed incrementally.
+``--out/figures``. Without ``--study`` (every study), the paper's claims are decided too (``analysis/claims.py``):
+``claims-{dataset}-{budget}.md`` and ``.csv``. Runs are cached as Parquet under ``--out/cache`` and refreshed incrementally.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from typing import Sequence
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis import figures  # noqa: E402
+from analysis import claims, figures  # noqa: E402
 from analysis.runs import AnalysisError, StudyData, baseline_study_of, load_study, optuna_study_names  # noqa: E402
 from analysis.tables import (  # noqa: E402
     Table,
     ablation_table,
     baseline_by_seed,
-    baseline_claims,
     comparison_table,
     is_comparable,
     scaling_tables,
@@ -45,6 +45,12 @@ class Reporter:
         self.loaded: dict[str, StudyData] = {}
         self.markdown: list[str] = []
         self.warnings: list[str] = []
+        self.evidence: dict[tuple[str, str], claims.Evidence] = {}
+
+    def evidence_of(self, name: str) -> tuple[str, claims.Evidence]:
+        """The study's experiment and the claims' evidence of its dataset and budget."""
+        experiment, dataset, budget = parse_study_name(name)
+        return experiment, self.evidence.setdefault((dataset, budget), claims.Evidence(dataset, budget))
 
     def study(self, name: str) -> StudyData:
         if name not in self.loaded:
@@ -79,9 +85,12 @@ class Reporter:
                 self.emit(comparison)
         else:
             table.notes.append("The paper's numbers (PASCAL-Context, paper budget) are not comparable with this "
-                               "dataset/budget; its qualitative claims are checked instead.")
-        table.notes.extend(baseline_claims(table))
+                               "dataset/budget; its qualitative claims are checked instead (claims-*.md).")
         self.emit(table)
+        experiment, evidence = self.evidence_of(name)
+        evidence.trials[experiment] = trials
+        evidence.history[experiment] = study.history
+        evidence.higher_is_better.update(trials.attrs["higher_is_better"])
         figure_dir = self.out / "figures"
         if "model.embedding_dim" in study.space:
             self.figure(figures.delta_m_vs_d_figure, trials, figure_dir, name)
@@ -102,6 +111,14 @@ class Reporter:
                 self.figure(figures.qualitative_figure, chosen, figure_dir, name)
                 return
 
+    def report_claims(self) -> None:
+        """The claims table of every dataset and budget reported; only from a full report (``--study`` unset), since
+        a partial one lacks the other studies' evidence and would overwrite the table with missing verdicts."""
+        for (dataset, budget), evidence in self.evidence.items():
+            frame = claims.evaluate(evidence)
+            claims.write_claims(frame, self.out, dataset, budget)
+            self.markdown.append(claims.to_markdown(frame, dataset, budget))
+
     def _baselines(self, name: str) -> StudyData | None:
         try:
             storage = self.args.storage if self.args.source == "optuna" else None
@@ -116,6 +133,7 @@ class Reporter:
         path = BUDGETS_FILE.parent / f"{experiment}.yaml"
         config = load_experiment(path).resolve(budget, dataset, {}).to_dict() if path.exists() else None
         params, macs = scaling_tables(name, config)
+        self.evidence_of(name)[1].scaling_params = params.mean
         self.emit(params)
         self.emit(macs)
         self.figure(figures.scaling_figure, params, self.out / "figures")
@@ -154,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise AnalysisError(f"unknown study {name!r}; valid: {', '.join(valid) or '(none)'}")
         for name in names:
             reporter.report(name)
+        if args.study is None:
+            reporter.report_claims()
     except (AnalysisError, ValueError) as err:  # ValueError: e.g. a stored config or Δm the suite rejects
         print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2

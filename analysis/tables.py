@@ -199,20 +199,6 @@ def comparison_table(table: Table) -> Table | None:
                  ["row", "quantity"], cols, frame, frame * math.nan)
 
 
-def claim_line(text: str, holds: bool, detail: str) -> str:
-    return f"{'✓' if holds else '✗'} {text} ({detail})"
-
-
-def baseline_claims(table: Table) -> list[str]:
-    """The paper's qualitative claim on Table 1: TSN Δm ≤ task-specific INs' Δm."""
-    index = [k if not isinstance(k, tuple) else k[0] for k in table.mean.index]
-    if "tsn" not in index or "task_in" not in index:
-        return []
-    means = dict(zip(index, table.mean["delta_m"]))
-    return [claim_line("TSN Δm ≤ task-specific INs' Δm", means["tsn"] <= means["task_in"],
-                       f"{means['tsn']:.2f} vs {means['task_in']:.2f}")]
-
-
 # ------------------------------------------------------------------------------------------------ scaling
 def scaling_tables(
     name: str, config: Mapping[str, Any] | None, task_counts: Sequence[int] | None = None
@@ -235,12 +221,9 @@ def scaling_tables(
                                                       synthetic_tasks(t, tasks)), cfg.data.image_size)
                              for t in counts} for a in archs}).T
     columns = [Column(t, f"T={t}") for t in counts]
-    flat = params.loc["tsn"].nunique() == 1
-    claims = [claim_line("TSN parameters flat in T", flat,
-                         f"{params.loc['tsn'].min():,}–{params.loc['tsn'].max():,}")]
     size = f"{cfg.model.backbone}, width {cfg.model.decoder_width}, d = {cfg.model.embedding_dim}"
     p = Table(f"scaling-params-{dataset}-{budget}", f"Parameters (M) vs number of tasks T ({size})", ["architecture"],
-              [replace(c, scale=1e-6, digits=3) for c in columns], params, params * math.nan, notes=claims)
+              [replace(c, scale=1e-6, digits=3) for c in columns], params, params * math.nan)
     m = Table(f"scaling-macs-{dataset}-{budget}",
               f"GMACs per image predicting all T tasks, {cfg.data.image_size}×{cfg.data.image_size} ({size})",
               ["architecture"], [replace(c, scale=1e-9, digits=3) for c in columns], macs, macs * math.nan)
