@@ -19,14 +19,16 @@ SWEEP      := $(PY) -m sweeps run --budget $(BUDGET) $(if $(DATASET),--dataset $
               --runs-dir $(RUNS) --reports-dir $(REPORTS) $(foreach o,$(SET),--set $(o))
 STUDY   ?= embedding-$(or $(DATASET),synthetic)-$(BUDGET)
 # One sweep-NAME target per experiment file that trains (experiments/NAME.yaml; scaling.yaml has train: false).
-TRAINED := $(filter-out $(shell grep -l '^train: false' experiments/*.yaml),$(shell grep -l '^name:' experiments/*.yaml))
+EXPERIMENT_FILES := $(shell grep -l '^name:' experiments/*.yaml)
+TRAINED := $(filter-out $(shell grep -l '^train: false' experiments/*.yaml),$(EXPERIMENT_FILES))
 SWEEPS  := $(patsubst experiments/%.yaml,sweep-%,$(TRAINED))
 
 .PHONY: help venv test test-all params bench clean sweep-all worker dashboard tables
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
-	@for f in $(TRAINED); do printf "  %-18s %s\n" "sweep-$$(basename $$f .yaml)" "$$(sed -n 's/^description: //p' $$f)"; done
+	@for f in $(TRAINED); do \
+	  printf "  %-18s %s\n" "sweep-$$(basename $$f .yaml)" "$$(sed -n 's/^description: //p' $$f)"; done
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)

@@ -2,7 +2,8 @@
 
 Tables go to ``--out`` as ``.md``, ``.tex`` and ``.csv`` and are printed as Markdown; figures go to
 ``--out/figures``. Without ``--study`` (every study), the paper's claims are decided too (``analysis/claims.py``):
-``claims-{dataset}-{budget}.md`` and ``.csv``. Runs are cached as Parquet under ``--out/cache`` and refreshed incrementally.
+``claims-{dataset}-{budget}.md`` and ``.csv``.
+Runs are cached as Parquet under ``--out/cache`` and refreshed incrementally.
 """
 
 from __future__ import annotations

@@ -191,7 +191,8 @@ class Sweep:
         names = set(optuna.get_all_study_names(self.storage))
         if legacy not in names:
             return
-        if not R.is_legacy_baseline_study(legacy, optuna.load_study(study_name=legacy, storage=self.storage).user_attrs):
+        attrs = optuna.load_study(study_name=legacy, storage=self.storage).user_attrs
+        if not R.is_legacy_baseline_study(legacy, attrs):
             return
         if current in names:
             if self.study_name == legacy:

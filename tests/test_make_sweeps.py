@@ -27,7 +27,7 @@ DATASET, BUDGET = "synthetic", "smoke"
 def _make(target: str, variables: list[str], env: dict[str, str]) -> str:
     proc = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), target, *variables], env=env,
                           capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, f"make {target} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"make {target}: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
 
 
