@@ -152,7 +152,7 @@ class Sweep:
         self.baseline_study = None
         self.baselines: dict[int, RunConfig] = {}
         if experiment.baseline == "single_task":
-            self.baseline_study = self._open_baseline_study(self.dataset, budget)
+            self.baseline_study = self._open_study(R.baseline_study_name(self.dataset, budget))
             self.baselines = {p.config.train.seed: baseline_config(p.config) for p in self.points}
         self.baseline_by_hash = {config_hash(cfg): cfg for cfg in self.baselines.values()}
 
@@ -165,7 +165,7 @@ class Sweep:
         except KeyError:
             names = sorted(optuna.get_all_study_names(backend))
             raise ValueError(f"no study {study_name!r} in {storage}; valid: {', '.join(names) or 'none yet'}") from None
-        experiment = parse_experiment(attrs["experiment"], attrs.get("experiment_path", study_name))
+        experiment = parse_experiment(attrs[R.STUDY_EXPERIMENT_ATTR], attrs.get("experiment_path", study_name))
         return cls(experiment, attrs["budget"], storage, dataset=attrs["dataset"], overrides=attrs["overrides"], **kwargs)
 
     def _open_study(self, name: str) -> optuna.Study:
@@ -175,9 +175,6 @@ class Sweep:
             study_name=name, storage=self.storage, sampler=optuna.samplers.RandomSampler(seed=0),
             direction="minimize", load_if_exists=True,
         )
-
-    def _open_baseline_study(self, dataset: str, budget: str) -> optuna.Study:
-        return self._open_study(R.baseline_study_name(dataset, budget))
 
     def _migrate_legacy_baselines(self, dataset: str, budget: str) -> None:
         """Rename a shared baseline study stored as ``baselines-{dataset}-{budget}`` (before experiment names were

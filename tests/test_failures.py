@@ -50,7 +50,7 @@ BAD_EXPERIMENTS = [
     ("name: x\nbaseline: multi\n" + GOOD_AXES, "baseline: 'multi' is not valid; valid: single_task, none"),
     ("name: x\nseeds: [1]\n" + GOOD_AXES, "unknown key 'seeds'; valid: name"),
     ("- just\n- a list\n", "an experiment file must be a mapping"),
-    ("name: 'two words'\n" + GOOD_AXES, "name must be a word"),
+    ("name: 'two words'\n" + GOOD_AXES, "name must be letters, digits, '-' or '_', not starting with '_'"),
     ("name: x\naxes: {important: {train.seed: [1]}}\n", "unknown axis kind 'important'; valid: scientific, nuisance"),
     ("name: x\naxes: {nuisance: {seed: [1]}}\n", "axis 'seed' must be a dotted config key"),
     ("name: x\naxes: {nuisance: {train.seed: [1, 1]}}\n", "axis train.seed repeats a value"),
