@@ -8,18 +8,27 @@ STAMP      := $(VENV)/.requirements.stamp
 
 BUDGET  ?= cpu
 DATASET ?=# empty = the budget's dataset (synthetic for smoke and cpu, pascal_context for paper)
-STORAGE ?= sqlite:///runs/studies.db
+RUNS    ?= runs# checkpoints, W&B offline runs and the default study storage
+REPORTS ?= reports# tables and figures
+STORAGE ?= sqlite:///$(RUNS)/studies.db
+SET     ?=# config overrides for every trial of a sweep, e.g. SET="train.threads=1 data.root=/data/PASCAL_MT"
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-SWEEP      := $(PY) -m sweeps run --budget $(BUDGET) $(if $(DATASET),--dataset $(DATASET)) --storage $(STORAGE)
+SWEEP      := $(PY) -m sweeps run --budget $(BUDGET) $(if $(DATASET),--dataset $(DATASET)) --storage $(STORAGE) \
+              --runs-dir $(RUNS) --reports-dir $(REPORTS) $(foreach o,$(SET),--set $(o))
 STUDY   ?= embedding-$(or $(DATASET),synthetic)-$(BUDGET)
+# One sweep-NAME target per experiment file that trains (experiments/NAME.yaml; scaling.yaml has train: false).
+EXPERIMENT_FILES := $(shell grep -l '^name:' experiments/*.yaml)
+TRAINED := $(filter-out $(shell grep -l '^train: false' experiments/*.yaml),$(EXPERIMENT_FILES))
+SWEEPS  := $(patsubst experiments/%.yaml,sweep-%,$(TRAINED))
 
-.PHONY: help venv test test-all params bench clean sweep-embedding sweep-baselines sweep-schedule sweep-convergence \
-        sweep-all worker dashboard tables
+.PHONY: help venv test test-all params bench clean sweep-all worker dashboard tables
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
+	@for f in $(TRAINED); do \
+	  printf "  %-18s %s\n" "sweep-$$(basename $$f .yaml)" "$$(sed -n 's/^description: //p' $$f)"; done
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
@@ -38,26 +47,17 @@ test-all: $(STAMP) ## run every test, GPU ones included (needs CUDA)
 params: $(STAMP) ## print the parameter counts of every architecture (paper settings)
 	$(PY) -m tsn params --dataset pascal_context --backbone resnet18 --embedding-dim 100 --image-size 512
 
-sweep-embedding: $(STAMP) ## the task-embedding ablation (orthogonal/Gaussian x d x seeds); BUDGET= DATASET= STORAGE=
-	$(SWEEP) experiments/embedding.yaml
+sweep-%: experiments/%.yaml $(STAMP)
+	$(SWEEP) $<
 
-sweep-baselines: $(STAMP) ## Table 1: single-task, multi-decoder, task BN/IN, TSN x seeds
-	$(SWEEP) experiments/baselines.yaml
-
-sweep-schedule: $(STAMP) ## beyond the paper: epoch / batch / joint task switching for TSN
-	$(SWEEP) experiments/schedule.yaml
-
-sweep-convergence: $(STAMP) ## per-epoch validation curves of TSN vs task-specific IN/BN
-	$(SWEEP) experiments/convergence.yaml
-
-sweep-all: sweep-embedding sweep-baselines sweep-schedule ## every ablation, then every table and figure
-	$(PY) analysis/make_tables.py --storage $(STORAGE)
+sweep-all: $(SWEEPS) ## every sweep-NAME below, then every table and figure; BUDGET= DATASET= STORAGE= RUNS= REPORTS=
+	$(PY) analysis/make_tables.py --storage $(STORAGE) --out $(REPORTS)
 
 worker: $(STAMP) ## join a running study from this machine: make worker STUDY=embedding-synthetic-cpu STORAGE=...
 	$(PY) -m sweeps worker --study $(STUDY) --storage $(STORAGE)
 
-tables: $(STAMP) ## regenerate every table and figure under reports/ from the study storage
-	$(PY) analysis/make_tables.py --storage $(STORAGE)
+tables: $(STAMP) ## regenerate every table and figure under REPORTS (reports/) from the study storage
+	$(PY) analysis/make_tables.py --storage $(STORAGE) --out $(REPORTS)
 
 dashboard: $(STAMP) ## optuna-dashboard on the study storage (http://127.0.0.1:8080)
 	$(VENV)/bin/optuna-dashboard $(STORAGE)
@@ -65,5 +65,5 @@ dashboard: $(STAMP) ## optuna-dashboard on the study storage (http://127.0.0.1:8
 bench: $(STAMP) ## measure training speed on this machine and write BENCHMARKS.md
 	$(PY) -m tsn.bench --out BENCHMARKS.md
 
-clean: ## remove caches (keeps runs/ and the venv)
+clean: ## remove caches (keeps RUNS and the venv)
 	rm -rf .cache .pytest_cache

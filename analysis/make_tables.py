@@ -1,7 +1,9 @@
 """Regenerate every table and figure from the stored studies (``python analysis/make_tables.py --help``).
 
 Tables go to ``--out`` as ``.md``, ``.tex`` and ``.csv`` and are printed as Markdown; figures go to
-``--out/figures``. Runs are cached as Parquet under ``--out/cache`` and refreshed incrementally.
+``--out/figures``. Without ``--study`` (every study), the paper's claims are decided too (``analysis/claims.py``):
+``claims-{dataset}-{budget}.md`` and ``.csv``.
+Runs are cached as Parquet under ``--out/cache`` and refreshed incrementally.
 """
 
 from __future__ import annotations
@@ -14,22 +16,20 @@ from typing import Sequence
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis import figures  # noqa: E402
-from analysis.runs import AnalysisError, StudyData, load_study, optuna_study_names  # noqa: E402
+from analysis import claims, figures  # noqa: E402
+from analysis.runs import AnalysisError, StudyData, baseline_study_of, load_study, optuna_study_names  # noqa: E402
 from analysis.tables import (  # noqa: E402
     Table,
     ablation_table,
     baseline_by_seed,
-    baseline_claims,
-    baseline_study_name,
     comparison_table,
     is_comparable,
-    parse_study_name,
     scaling_tables,
     to_markdown,
     write_table,
 )
 from sweeps.experiment import load_experiment  # noqa: E402
+from sweeps.records import parse_study_name, study_name  # noqa: E402
 from tsn.checkpoint import CheckpointError  # noqa: E402
 from tsn.config import BUDGETS_FILE  # noqa: E402
 
@@ -46,6 +46,12 @@ class Reporter:
         self.loaded: dict[str, StudyData] = {}
         self.markdown: list[str] = []
         self.warnings: list[str] = []
+        self.evidence: dict[tuple[str, str], claims.Evidence] = {}
+
+    def evidence_of(self, name: str) -> tuple[str, claims.Evidence]:
+        """The study's experiment and the claims' evidence of its dataset and budget."""
+        experiment, dataset, budget = parse_study_name(name)
+        return experiment, self.evidence.setdefault((dataset, budget), claims.Evidence(dataset, budget))
 
     def study(self, name: str) -> StudyData:
         if name not in self.loaded:
@@ -80,9 +86,12 @@ class Reporter:
                 self.emit(comparison)
         else:
             table.notes.append("The paper's numbers (PASCAL-Context, paper budget) are not comparable with this "
-                               "dataset/budget; its qualitative claims are checked instead.")
-        table.notes.extend(baseline_claims(table))
+                               "dataset/budget; its qualitative claims are checked instead (claims-*.md).")
         self.emit(table)
+        experiment, evidence = self.evidence_of(name)
+        evidence.trials[experiment] = trials
+        evidence.history[experiment] = study.history
+        evidence.higher_is_better.update(trials.attrs["higher_is_better"])
         figure_dir = self.out / "figures"
         if "model.embedding_dim" in study.space:
             self.figure(figures.delta_m_vs_d_figure, trials, figure_dir, name)
@@ -103,9 +112,18 @@ class Reporter:
                 self.figure(figures.qualitative_figure, chosen, figure_dir, name)
                 return
 
+    def report_claims(self) -> None:
+        """The claims table of every dataset and budget reported; only from a full report (``--study`` unset), since
+        a partial one lacks the other studies' evidence and would overwrite the table with missing verdicts."""
+        for (dataset, budget), evidence in self.evidence.items():
+            frame = claims.evaluate(evidence)
+            claims.write_claims(frame, self.out, dataset, budget)
+            self.markdown.append(claims.to_markdown(frame, dataset, budget))
+
     def _baselines(self, name: str) -> StudyData | None:
         try:
-            return self.study(baseline_study_name(name))
+            storage = self.args.storage if self.args.source == "optuna" else None
+            return self.study(baseline_study_of(name, storage))
         except AnalysisError as err:
             self.warnings.append(f"{name}: no baselines ({err})")
             return None
@@ -116,6 +134,7 @@ class Reporter:
         path = BUDGETS_FILE.parent / f"{experiment}.yaml"
         config = load_experiment(path).resolve(budget, dataset, {}).to_dict() if path.exists() else None
         params, macs = scaling_tables(name, config)
+        self.evidence_of(name)[1].scaling_params = params.mean
         self.emit(params)
         self.emit(macs)
         self.figure(figures.scaling_figure, params, self.out / "figures")
@@ -123,8 +142,8 @@ class Reporter:
 
 def default_studies(valid: list[str]) -> list[str]:
     """Every stored study, plus the scaling table of each dataset/budget (it has no trials to store)."""
-    pairs = dict.fromkeys("-".join(parse_study_name(n)[1:]) for n in valid)
-    scaling = [f"{SCALING_EXPERIMENT}-{pair}" for pair in pairs]
+    pairs = dict.fromkeys(parse_study_name(n)[1:] for n in valid)
+    scaling = [study_name(SCALING_EXPERIMENT, *pair) for pair in pairs]
     return [*valid, *(s for s in scaling if s not in valid)]
 
 
@@ -154,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise AnalysisError(f"unknown study {name!r}; valid: {', '.join(valid) or '(none)'}")
         for name in names:
             reporter.report(name)
+        if args.study is None:
+            reporter.report_claims()
     except (AnalysisError, ValueError) as err:  # ValueError: e.g. a stored config or Δm the suite rejects
         print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ Two frames per study:
 
 Both sources are first turned into :class:`TrialRecord` objects, so the rest of the code does not know where a
 run came from. A trial's grid point is its ``trial.params`` completed from its stored config for the study's other
-axes (the shared single-task trials of ``baselines-*`` only carry ``train.seed``).
+axes (the shared single-task trials of ``sweeps.records.baseline_study_name`` only carry ``train.seed``).
 
 W&B runs are read as ``sweeps.tracking`` writes them: ``group`` = study, ``name`` = ``{study}-{trial number}``,
 ``config`` = the RunConfig dict plus ``config_hash``, ``summary`` = ``final/{task}`` (primary metric),
@@ -231,6 +231,26 @@ def optuna_records(storage: str, study: str) -> tuple[list[TrialRecord], dict[st
     return records, _space(records, declared), loaded.user_attrs.get(R.GRID)
 
 
+def baseline_study_of(name: str, storage: str | None) -> str:
+    """The shared single-task baseline study for study ``name``.
+
+    Storages written before the shared study got its reserved name hold it as ``baselines-{dataset}-{budget}``
+    (the sweep driver renames it the next time it runs there); analysis only reads, so it reads the old name.
+    Without an Optuna ``storage`` (W&B), the current name.
+    """
+    import optuna
+
+    _, dataset, budget = R.parse_study_name(name)
+    current, legacy = R.baseline_study_name(dataset, budget), R.legacy_baseline_study_name(dataset, budget)
+    if storage is None:
+        return current
+    names = optuna_study_names(storage)
+    if current in names or legacy not in names:
+        return current
+    attrs = optuna.load_study(study_name=legacy, storage=_open(storage)).user_attrs
+    return legacy if R.is_legacy_baseline_study(legacy, attrs) else current
+
+
 # ------------------------------------------------------------------------------------------------ W&B
 WANDB_FINAL = "final/"
 WANDB_VAL = "val/"
@@ -256,7 +276,7 @@ def _wandb_record(run: Any) -> TrialRecord:
     config = dict(run.config)
     summary = {k: v for k, v in dict(run.summary).items() if not k.startswith("_")}
     cfg = {k: config[k] for k in ("model", "data", "train") if k in config}
-    experiment, dataset, budget = (study.split("-") + [None, None])[:3]
+    experiment, dataset, budget = R.parse_study_name(study)
     metrics = {}
     for spec in dataset_tasks(cfg["data"]["dataset"], cfg["data"].get("tasks")).tasks:
         prefix = f"{WANDB_FINAL}{spec.name}/"

@@ -1,8 +1,8 @@
 """Stored runs -> the paper's tables (Markdown, LaTeX booktabs, CSV), each cell mean ± std over seeds.
 
 One aggregation (:func:`summarise`) serves every table; one renderer per output format. Δm is recomputed per seed
-from the stored primary metrics against the single-task trial of the same seed in ``baselines-{dataset}-{budget}``,
-then aggregated.
+from the stored primary metrics against the single-task trial of the same seed in the shared baseline study
+(``sweeps.records.baseline_study_name``), then aggregated.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pandas as pd
 
 from analysis import published
 from analysis.runs import AXIS_COLUMNS, SEED_AXIS, AnalysisError, StudyData
+from sweeps.records import baseline_study_name, parse_study_name
 from tsn.atomic import atomic_write
 from tsn.config import SCHEDULES
 from tsn.metrics.delta_m import delta_m
@@ -27,7 +28,6 @@ AXIS_ORDER: dict[str, Sequence[Any]] = {
     "model.encoding": published.ENCODING_ORDER,
     "train.schedule": SCHEDULES,
 }
-BASELINE_EXPERIMENT = "baselines"
 BASELINE_ARCHITECTURE = "single_task"
 
 
@@ -57,19 +57,6 @@ class Table:
 
 
 # ------------------------------------------------------------------------------------------------ study names
-def parse_study_name(name: str) -> tuple[str, str, str]:
-    """``{experiment}-{dataset}-{budget}`` -> its three parts."""
-    parts = name.split("-")
-    if len(parts) != 3:
-        raise AnalysisError(f"study name {name!r} is not of the form experiment-dataset-budget")
-    return parts[0], parts[1], parts[2]
-
-
-def baseline_study_name(name: str) -> str:
-    _, dataset, budget = parse_study_name(name)
-    return f"{BASELINE_EXPERIMENT}-{dataset}-{budget}"
-
-
 def is_comparable(name: str) -> bool:
     _, dataset, budget = parse_study_name(name)
     return dataset == published.COMPARABLE["dataset"] and budget == published.COMPARABLE["budget"]
@@ -177,7 +164,7 @@ def ablation_table(study: StudyData, baselines: StudyData | None) -> tuple[Table
     trials = add_delta_m(per_trial(study), base)
     notes = missing_notes(study)
     if base is None:
-        notes.append(f"Δm not computed: no baseline study {baseline_study_name(study.name)}")
+        notes.append(f"Δm not computed: no baseline study {baseline_study_name(dataset, budget)}")
     disagree = trials.loc[(trials["delta_m"] - trials["delta_m_stored"]).abs() > 1e-6, "trial"].tolist()
     if disagree:
         notes.append(f"recomputed Δm differs from the stored one for trials {disagree} (baseline changed?)")
@@ -212,20 +199,6 @@ def comparison_table(table: Table) -> Table | None:
                  ["row", "quantity"], cols, frame, frame * math.nan)
 
 
-def claim_line(text: str, holds: bool, detail: str) -> str:
-    return f"{'✓' if holds else '✗'} {text} ({detail})"
-
-
-def baseline_claims(table: Table) -> list[str]:
-    """The paper's qualitative claim on Table 1: TSN Δm ≤ task-specific INs' Δm."""
-    index = [k if not isinstance(k, tuple) else k[0] for k in table.mean.index]
-    if "tsn" not in index or "task_in" not in index:
-        return []
-    means = dict(zip(index, table.mean["delta_m"]))
-    return [claim_line("TSN Δm ≤ task-specific INs' Δm", means["tsn"] <= means["task_in"],
-                       f"{means['tsn']:.2f} vs {means['task_in']:.2f}")]
-
-
 # ------------------------------------------------------------------------------------------------ scaling
 def scaling_tables(
     name: str, config: Mapping[str, Any] | None, task_counts: Sequence[int] | None = None
@@ -248,12 +221,9 @@ def scaling_tables(
                                                       synthetic_tasks(t, tasks)), cfg.data.image_size)
                              for t in counts} for a in archs}).T
     columns = [Column(t, f"T={t}") for t in counts]
-    flat = params.loc["tsn"].nunique() == 1
-    claims = [claim_line("TSN parameters flat in T", flat,
-                         f"{params.loc['tsn'].min():,}–{params.loc['tsn'].max():,}")]
     size = f"{cfg.model.backbone}, width {cfg.model.decoder_width}, d = {cfg.model.embedding_dim}"
     p = Table(f"scaling-params-{dataset}-{budget}", f"Parameters (M) vs number of tasks T ({size})", ["architecture"],
-              [replace(c, scale=1e-6, digits=3) for c in columns], params, params * math.nan, notes=claims)
+              [replace(c, scale=1e-6, digits=3) for c in columns], params, params * math.nan)
     m = Table(f"scaling-macs-{dataset}-{budget}",
               f"GMACs per image predicting all T tasks, {cfg.data.image_size}×{cfg.data.image_size} ({size})",
               ["architecture"], [replace(c, scale=1e-9, digits=3) for c in columns], macs, macs * math.nan)

@@ -28,6 +28,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-trials", type=int, default=None, help="train at most this many trials in this process")
     parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     parser.add_argument("--runs-dir", default="runs", help="checkpoints and metrics per config hash")
+    parser.add_argument("--reports-dir", default="reports", help="where the tables and figures go at the end")
     parser.add_argument("--no-wandb", action="store_true", help="do not mirror trials to W&B")
     parser.add_argument("--wandb-project", default="tsn-ablations")
     parser.add_argument("--wandb-entity", default=None)
@@ -64,7 +65,8 @@ def _tables(args: argparse.Namespace, study: str) -> None:
     script = REPO / "analysis" / "make_tables.py"
     if not script.exists():
         return
-    subprocess.run([sys.executable, str(script), "--storage", args.storage, "--study", study], check=False)
+    subprocess.run([sys.executable, str(script), "--storage", args.storage, "--study", study,
+                    "--out", args.reports_dir], check=False)
 
 
 def run_single_trial(args: argparse.Namespace) -> int:
@@ -135,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     _tables(args, sweep.study_name)
     if not args.no_tables:
-        print("tables and figures: reports/ (regenerate with `make tables`)")
+        print(f"tables and figures: {args.reports_dir}/ (regenerate with `make tables`)")
     print(f"W&B runs: {Path(args.runs_dir) / 'wandb'} (offline runs: `wandb sync {Path(args.runs_dir) / 'wandb'}/offline-run-*`)")
     return 1 if counts.get("failed") else 0
 

@@ -140,8 +140,9 @@ class Sweep:
         self.tracking = tracking
         self.log = log
         self.study_name = experiment.study_name(self.dataset, budget)
+        self._migrate_legacy_baselines(self.dataset, budget)
         self.study = self._open_study(self.study_name)
-        self.study.set_user_attr("experiment", dict(experiment.source))
+        self.study.set_user_attr(R.STUDY_EXPERIMENT_ATTR, dict(experiment.source))
         self.study.set_user_attr("experiment_path", experiment.path)
         self.study.set_user_attr("budget", budget)
         self.study.set_user_attr("dataset", self.dataset)
@@ -151,7 +152,7 @@ class Sweep:
         self.baseline_study = None
         self.baselines: dict[int, RunConfig] = {}
         if experiment.baseline == "single_task":
-            self.baseline_study = self._open_study(f"baselines-{self.dataset}-{budget}")
+            self.baseline_study = self._open_study(R.baseline_study_name(self.dataset, budget))
             self.baselines = {p.config.train.seed: baseline_config(p.config) for p in self.points}
         self.baseline_by_hash = {config_hash(cfg): cfg for cfg in self.baselines.values()}
 
@@ -164,7 +165,7 @@ class Sweep:
         except KeyError:
             names = sorted(optuna.get_all_study_names(backend))
             raise ValueError(f"no study {study_name!r} in {storage}; valid: {', '.join(names) or 'none yet'}") from None
-        experiment = parse_experiment(attrs["experiment"], attrs.get("experiment_path", study_name))
+        experiment = parse_experiment(attrs[R.STUDY_EXPERIMENT_ATTR], attrs.get("experiment_path", study_name))
         return cls(experiment, attrs["budget"], storage, dataset=attrs["dataset"], overrides=attrs["overrides"], **kwargs)
 
     def _open_study(self, name: str) -> optuna.Study:
@@ -174,6 +175,35 @@ class Sweep:
             study_name=name, storage=self.storage, sampler=optuna.samplers.RandomSampler(seed=0),
             direction="minimize", load_if_exists=True,
         )
+
+    def _migrate_legacy_baselines(self, dataset: str, budget: str) -> None:
+        """Rename a shared baseline study stored as ``baselines-{dataset}-{budget}`` (before experiment names were
+        validated) to :func:`records.baseline_study_name`, so that Table 1's experiment can take its name.
+
+        Optuna cannot rename a study: it is copied (trials, attributes, numbers), then the old one is deleted, only
+        by the worker whose copy succeeded. Should both names exist (another worker is copying it now, or a copy
+        was interrupted), nothing is deleted, and the ``baselines`` experiment alone stops with the command to run.
+        """
+        legacy, current = R.legacy_baseline_study_name(dataset, budget), R.baseline_study_name(dataset, budget)
+        names = set(optuna.get_all_study_names(self.storage))
+        if legacy not in names:
+            return
+        attrs = optuna.load_study(study_name=legacy, storage=self.storage).user_attrs
+        if not R.is_legacy_baseline_study(legacy, attrs):
+            return
+        if current in names:
+            if self.study_name == legacy:
+                raise ValueError(f"study {legacy} in {self.storage_url} is an old shared baseline study and "
+                                 f"{current} exists too; compare them, then `optuna delete-study --study-name "
+                                 f"{legacy} --storage {self.storage_url}`")
+            return
+        try:
+            optuna.copy_study(from_study_name=legacy, from_storage=self.storage, to_storage=self.storage,
+                              to_study_name=current)
+        except optuna.exceptions.DuplicatedStudyError:  # another worker is copying it
+            return
+        optuna.delete_study(study_name=legacy, storage=self.storage)
+        self.log(f"renamed the shared baseline study {legacy} -> {current}")
 
     # ------------------------------------------------------------------------------------------- bookkeeping
     def _reap_dead_trials(self, study: optuna.Study) -> None:
@@ -292,7 +322,7 @@ class Sweep:
             name=f"{study.study_name}-{trial.number}", tags=tags, config={**cfg.to_dict(), "config_hash": key},
         )
         attrs = {
-            R.EXPERIMENT: self.experiment.name if job_type == "trial" else "baselines",
+            R.EXPERIMENT: self.experiment.name if job_type == "trial" else R.SHARED_BASELINES,
             R.DATASET: self.dataset, R.BUDGET: self.budget, R.ARCHITECTURE: cfg.model.architecture,
             R.SEED: cfg.train.seed, R.CONFIG: cfg.to_dict(), R.CONFIG_HASH: key, R.GIT_COMMIT: git_commit(),
             R.WANDB_RUN_ID: wandb_run.run_id, R.RUN_DIR: str(run_dir), R.JOB_TYPE: job_type,

@@ -37,6 +37,8 @@ from tsn.config import (
     resolve,
 )
 
+from . import records as R
+
 EXPERIMENT_KEYS = ("name", "description", "reproduces", "fixed", "axes", "baseline", "train")
 AXIS_KINDS = ("scientific", "nuisance", "fixed")
 BASELINES = ("single_task", "none")
@@ -66,7 +68,7 @@ class Experiment:
     source: Mapping[str, Any] = field(default_factory=dict)  # the file as loaded, stored on the study
 
     def study_name(self, dataset: str, budget: str) -> str:
-        return f"{self.name}-{dataset}-{budget}"
+        return R.study_name(self.name, dataset, budget)
 
     def grid(
         self, budget: str, dataset: str | None = None, overrides: Sequence[str] = (), max_seeds: int | None = None
@@ -111,8 +113,10 @@ def parse_experiment(data: Any, path: str) -> Experiment:
     if unknown:
         _fail(path, f"unknown key {unknown[0]!r}; valid: {', '.join(EXPERIMENT_KEYS)}")
     name = data.get("name")
-    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-        _fail(path, f"name must be a word of letters, digits, '-' or '_', got {name!r}")
+    try:
+        R.check_experiment_name(name)
+    except ValueError as err:
+        _fail(path, str(err))
     axes_by_kind = data.get("axes") or {}
     if not isinstance(axes_by_kind, Mapping):
         _fail(path, f"axes must map {', '.join(AXIS_KINDS)} to {{key: [values]}}")

@@ -5,12 +5,19 @@ Each Optuna trial keeps its grid point in ``trial.params`` (keys are the experim
 under the keys below. Values are JSON-serialisable. The objective value is Delta-m (astmt convention, lower is
 better) when the study has a single-task baseline, else the mean validation loss.
 
-Study names: ``{experiment}-{dataset}-{budget}`` (e.g. ``embedding-synthetic-cpu``). Single-task baselines live in
-their own study ``baselines-{dataset}-{budget}``, one trial per training seed, shared by every experiment
-of that dataset and budget; a trial's ``baseline_runs`` names the baseline trials its Delta-m used.
+Study names: ``{experiment}-{dataset}-{budget}`` (e.g. ``embedding-synthetic-cpu``), built and parsed only here
+(:func:`study_name`, :func:`parse_study_name`). Single-task baselines live in their own study
+``_single_task-{dataset}-{budget}`` (:func:`baseline_study_name`), one trial per training seed, shared by every
+experiment of that dataset and budget; a trial's ``baseline_runs`` names the baseline trials its Delta-m used.
+Experiment names cannot begin with ``_``, so no experiment (Table 1's ``baselines`` included) can take that name.
+Storages written before this rule hold the shared study as ``baselines-{dataset}-{budget}`` (see
+:func:`is_legacy_baseline_study`).
 """
 
 from __future__ import annotations
+
+import re
+from typing import Any, Mapping
 
 # Study-level (study.user_attrs)
 GRID = "grid"  # [{axis: value}]: every grid point the study must finish (the budget may cap the seeds)
@@ -42,3 +49,67 @@ HISTORY = "history"  # [{"epoch", "train_loss": {task: float}, "val_loss": {...}
 
 # Failures
 FAIL_REASON = "fail_reason"  # str, one line: why the trial failed (non-finite loss, OOM, exception)
+
+
+# Study names
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # '-' allowed; a leading '_' is reserved
+PART_NAME = re.compile(r"[A-Za-z0-9_]+")  # datasets and budgets: no '-', so a name splits from the right
+SHARED_BASELINES = "_single_task"  # the experiment part of the shared single-task baseline study's name
+LEGACY_SHARED_BASELINES = "baselines"  # its name before experiment names were validated (see below)
+STUDY_EXPERIMENT_ATTR = "experiment"  # study.user_attrs key an experiment's study carries (the shared study has none)
+
+
+def check_experiment_name(name: Any, where: str = "name") -> str:
+    """``name`` if it is a valid experiment name, else a one-line ValueError."""
+    if not isinstance(name, str) or not EXPERIMENT_NAME.fullmatch(name):
+        raise ValueError(f"{where} must be letters, digits, '-' or '_', not starting with '_' "
+                         f"(reserved for {SHARED_BASELINES}), got {name!r}")
+    return name
+
+
+def _check_part(kind: str, value: Any) -> str:
+    if not isinstance(value, str) or not PART_NAME.fullmatch(value):
+        raise ValueError(f"a {kind} in a study name must be letters, digits or '_', got {value!r}")
+    return value
+
+
+def study_name(experiment: str, dataset: str, budget: str) -> str:
+    """``{experiment}-{dataset}-{budget}``; the experiment may contain '-', dataset and budget may not."""
+    if experiment != SHARED_BASELINES:
+        check_experiment_name(experiment, "experiment name")
+    return f"{experiment}-{_check_part('dataset', dataset)}-{_check_part('budget', budget)}"
+
+
+def baseline_study_name(dataset: str, budget: str) -> str:
+    """The study of the single-task baselines shared by every experiment of ``dataset`` at ``budget``."""
+    return study_name(SHARED_BASELINES, dataset, budget)
+
+
+def parse_study_name(name: str) -> tuple[str, str, str]:
+    """``{experiment}-{dataset}-{budget}`` -> (experiment, dataset, budget); the inverse of :func:`study_name`."""
+    parts = name.rsplit("-", 2)
+    if len(parts) == 3:
+        try:
+            study_name(*parts)
+            return parts[0], parts[1], parts[2]
+        except ValueError:
+            pass
+    raise ValueError(f"study name {name!r} is not of the form experiment-dataset-budget "
+                     f"(e.g. embedding-synthetic-cpu)")
+
+
+def is_baseline_study(name: str) -> bool:
+    return parse_study_name(name)[0] == SHARED_BASELINES
+
+
+def is_legacy_baseline_study(name: str, study_attrs: Mapping[str, Any]) -> bool:
+    """A shared baseline study stored under its old name ``baselines-{dataset}-{budget}``.
+
+    Table 1's experiment study has that name too; an experiment's study records its experiment in
+    ``study.user_attrs`` and the shared baseline study never did, which tells the two apart.
+    """
+    return parse_study_name(name)[0] == LEGACY_SHARED_BASELINES and STUDY_EXPERIMENT_ATTR not in study_attrs
+
+
+def legacy_baseline_study_name(dataset: str, budget: str) -> str:
+    return study_name(LEGACY_SHARED_BASELINES, dataset, budget)

@@ -19,7 +19,7 @@ from analysis.runs import AnalysisError, load_study, wandb_records
 from sweeps import records as R
 from sweeps.tracking import WandbRun, flatten_record
 from tsn.config import resolve
-from test_analysis_fixtures import (BASELINE_VALUES, BASELINES, EMBEDDING, FAILED, build_storage, metrics_attrs,
+from test_analysis_fixtures import (BASELINE_VALUES, BASELINES, EMBEDDING, FAILED, SHARED, build_storage, metrics_attrs,
                                     point_config)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def test_missing_grid_points_are_the_unfinished_ones(storage: str) -> None:
 
 
 def test_unknown_study_names_the_valid_ones(storage: str) -> None:
-    with pytest.raises(AnalysisError, match=f"valid: {BASELINES}, {EMBEDDING}"):
+    with pytest.raises(AnalysisError, match=f"valid: {SHARED}, {BASELINES}, {EMBEDDING}"):
         load_study("nope-synthetic-smoke", storage)
 
 
@@ -228,12 +228,11 @@ def test_comparison_with_the_paper_uses_published_numbers() -> None:
     assert comparison.mean.loc[("tsn", "semseg")].tolist() == pytest.approx([64.0, 64.2, -0.2])
 
 
-def test_scaling_tables_and_the_flat_tsn_claim() -> None:
+def test_scaling_tables_count_tsn_flat_and_single_task_linear_in_t() -> None:
     params, macs = tables.scaling_tables("scaling-synthetic-smoke", None, task_counts=(1, 2))
     assert list(params.mean.columns) == [1, 2] and "tsn" in params.mean.index
     assert params.mean.loc["tsn", 1] == params.mean.loc["tsn", 2]
     assert params.mean.loc["single_task", 2] > 1.9 * params.mean.loc["single_task", 1]  # one network per task
-    assert params.notes[0].startswith("✓ TSN parameters flat in T")
     assert (macs.mean > 0).all().all()
 
 
@@ -250,12 +249,21 @@ def test_cli_writes_tables_prints_markdown_and_checks_claims(storage: str, tmp_p
     assert make_tables.main(["--storage", storage, "--out", str(out), "--no-figures"]) == 0
     printed = capsys.readouterr().out
     assert "| tsn |" in printed and "| orthogonal | 10 |" in printed
-    assert "✓ TSN Δm ≤ task-specific INs' Δm" in printed and "not comparable" in printed
+    assert "not comparable" in printed and "The paper's claims, synthetic, smoke budget" in printed
     for name in (BASELINES, EMBEDDING):
         assert all((out / f"{name}.{ext}").stat().st_size > 0 for ext in ("md", "tex", "csv"))
     assert list((out / "cache" / "optuna").glob("*.parquet"))
     assert "| tsn | 0.911 | 0.911 |" in printed  # the default studies include the scaling table: TSN flat in T
-    assert (out / "scaling-params-synthetic-smoke.tex").exists() and "✓ TSN parameters flat in T" in printed
+    assert (out / "scaling-params-synthetic-smoke.tex").exists()
+    verdicts = pd.read_csv(out / "claims-synthetic-smoke.csv").set_index("claim")
+    assert (out / "claims-synthetic-smoke.md").stat().st_size > 0
+    assert verdicts.loc["C5", "verdict"] == "holds" and verdicts.loc["C1", "verdict"] == "inconclusive"  # n = 2
+    assert verdicts.loc["C2.3", "note"] == "missing: architecture task_bn, multi_decoder in the Table 1 study"
+
+
+def test_a_report_of_chosen_studies_writes_no_claims(storage: str, tmp_path: Path) -> None:
+    assert make_tables.main(["--storage", storage, "--out", str(tmp_path), "--no-figures", "--study", EMBEDDING]) == 0
+    assert not list(tmp_path.glob("claims-*"))
 
 
 def test_cli_shows_the_papers_numbers_beside_ours_for_the_paper_budget(tmp_path: Path, capsys) -> None:
@@ -274,7 +282,8 @@ def test_script_with_unknown_study_is_one_line_and_exit_2(storage: str, tmp_path
                            "nope-synthetic-smoke", "--out", str(tmp_path), "--no-figures"],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == f"error: unknown study 'nope-synthetic-smoke'; valid: {BASELINES}, {EMBEDDING}"
+    assert proc.stderr.strip() == (f"error: unknown study 'nope-synthetic-smoke'; valid: {SHARED}, {BASELINES}, "
+                                   f"{EMBEDDING}")
 
 
 def test_unreachable_storage_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
@@ -289,3 +298,39 @@ def test_module_entry_point(monkeypatch, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("analysis.make_tables", run_name="__main__")
     assert exit_info.value.code == 0 and "--wandb-path" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------ study names
+def _delta_m_column(out: Path, name: str) -> list[float]:
+    frame = pd.read_csv(out / f"{name}.csv")
+    return frame["delta_m_mean"].tolist()
+
+
+def _delta_m_column_of(storage: str, name: str, out: Path) -> list[float]:
+    assert make_tables.main(["--storage", storage, "--out", str(out), "--no-figures", "--study", name]) == 0
+    return _delta_m_column(out, name)
+
+
+def test_a_hyphenated_experiment_gets_its_table_and_its_delta_m(storage: str, tmp_path: Path, few_task_counts) -> None:
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    for name in (SHARED, EMBEDDING):
+        target = "my-ablation-synthetic-smoke" if name == EMBEDDING else name
+        optuna.copy_study(from_study_name=name, from_storage=storage, to_storage=url, to_study_name=target)
+    out = tmp_path / "r"
+    assert make_tables.main(["--storage", url, "--out", str(out), "--no-figures"]) == 0
+    assert _delta_m_column(out, "my-ablation-synthetic-smoke") == pytest.approx(
+        _delta_m_column_of(storage, EMBEDDING, tmp_path / "ref"))
+    assert (out / "scaling-params-synthetic-smoke.md").exists()
+
+
+def test_a_storage_from_before_the_reserved_name_reads_its_shared_baselines_under_the_old_one(tmp_path: Path,
+                                                                                             capsys) -> None:
+    legacy = build_storage(tmp_path, resolve("smoke").to_dict(), legacy=True)
+    assert runs.baseline_study_of(EMBEDDING, legacy) == BASELINES
+    out = tmp_path / "r"
+    assert make_tables.main(["--storage", legacy, "--out", str(out), "--no-figures", "--study", EMBEDDING]) == 0
+    assert "Δm not computed" not in capsys.readouterr().out
+    (tmp_path / "new").mkdir()
+    current = build_storage(tmp_path / "new", resolve("smoke").to_dict())
+    assert runs.baseline_study_of(EMBEDDING, current) == SHARED  # Table 1's study is not mistaken for it
+    assert _delta_m_column(out, EMBEDDING) == pytest.approx(_delta_m_column_of(current, EMBEDDING, tmp_path / "n"))

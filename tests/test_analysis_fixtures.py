@@ -1,7 +1,8 @@
 """Hand-made stored studies for the analysis tests: what the sweep driver would have written, values chosen by hand.
 
 Two tasks: semseg (mIoU, higher is better) and normals (mean error, lower is better), dataset ``synthetic``,
-budget ``smoke``. ``baselines`` grid: architecture {single_task, task_in, tsn} × seed {0, 1}, all finished.
+budget ``smoke``. ``baselines`` (Table 1) grid: architecture {single_task, task_in, tsn} × seed {0, 1}, all finished;
+the shared single-task study holds the same single-task trials.
 ``embedding`` grid: encoding {orthogonal, gaussian} × d {10, 20} × seed {0, 1}: (gaussian, 20, seed 1) failed,
 (orthogonal, 20, seed 1) never ran.
 """
@@ -18,6 +19,7 @@ from tsn.metrics.delta_m import delta_m
 
 STORAGE_NAME = "studies.db"
 BASELINES = "baselines-synthetic-smoke"
+SHARED = R.baseline_study_name("synthetic", "smoke")
 EMBEDDING = "embedding-synthetic-smoke"
 HIGHER = {"semseg": True, "normals": False}
 
@@ -83,18 +85,30 @@ def _add(study: optuna.Study, params: dict[str, Any], space: dict[str, list], at
 
 
 def build_storage(tmp_path, config: dict[str, Any], run_dirs: dict[str, str] | None = None,
-                  suffix: str = "synthetic-smoke") -> str:
-    """Both studies (``baselines-{suffix}``, ``embedding-{suffix}``) in one SQLite file; returns the storage URL."""
+                  suffix: str = "synthetic-smoke", legacy: bool = False) -> str:
+    """Three studies in one SQLite file (``baselines-{suffix}``: Table 1, ``embedding-{suffix}`` and the shared
+    single-task study ``_single_task-{suffix}``); returns the storage URL.
+
+    ``legacy``: as stored before the shared study had its reserved name: ``baselines-{suffix}`` is the shared
+    study (its single-task trials served every experiment) and carries no experiment attribute.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{tmp_path / STORAGE_NAME}"
     params_by_arch = {"single_task": 88_650_000, "task_in": 17_750_000, "tsn": 18_260_000}
     base = optuna.create_study(study_name=f"baselines-{suffix}", storage=storage)
     space = {"model.architecture": ["single_task", "task_in", "tsn"], "train.seed": [0, 1]}
+    shared = None
+    if not legacy:
+        base.set_user_attr(R.STUDY_EXPERIMENT_ATTR, {"name": "baselines"})
+        shared = optuna.create_study(study_name=f"{R.SHARED_BASELINES}-{suffix}", storage=storage)
     for (arch, seed), (seg, nor) in BASELINE_VALUES.items():
         params = {"model.architecture": arch, "train.seed": seed}
         info = {"experiment": "baselines", "architecture": arch, "config": point_config(config, params),
                 "n_params": params_by_arch[arch], "run_dir": (run_dirs or {}).get(arch)}
         _add(base, params, space, metrics_attrs(seg, nor, seed, info))
+        if shared is not None and arch == "single_task":
+            info = {**info, "experiment": R.SHARED_BASELINES}
+            _add(shared, {"train.seed": seed}, {"train.seed": [0, 1]}, metrics_attrs(seg, nor, seed, info))
     emb = optuna.create_study(study_name=f"embedding-{suffix}", storage=storage)
     space = {"model.encoding": ["orthogonal", "gaussian"], "model.embedding_dim": [10, 20], "train.seed": [0, 1]}
     for (enc, d, seed), (seg, nor) in EMBEDDING_VALUES.items():

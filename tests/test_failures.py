@@ -50,7 +50,7 @@ BAD_EXPERIMENTS = [
     ("name: x\nbaseline: multi\n" + GOOD_AXES, "baseline: 'multi' is not valid; valid: single_task, none"),
     ("name: x\nseeds: [1]\n" + GOOD_AXES, "unknown key 'seeds'; valid: name"),
     ("- just\n- a list\n", "an experiment file must be a mapping"),
-    ("name: 'two words'\n" + GOOD_AXES, "name must be a word"),
+    ("name: 'two words'\n" + GOOD_AXES, "name must be letters, digits, '-' or '_', not starting with '_'"),
     ("name: x\naxes: {important: {train.seed: [1]}}\n", "unknown axis kind 'important'; valid: scientific, nuisance"),
     ("name: x\naxes: {nuisance: {seed: [1]}}\n", "axis 'seed' must be a dotted config key"),
     ("name: x\naxes: {nuisance: {train.seed: [1, 1]}}\n", "axis train.seed repeats a value"),
@@ -165,7 +165,8 @@ def _workers_complete_grid_once(tmp_path: Path, storage: str, name: str) -> None
     keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
     assert sorted(keys) == sorted(sweep.by_hash)  # every point, exactly once
     assert not study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING))
-    baselines = optuna.load_study(study_name="baselines-synthetic-smoke", storage=open_storage(storage))
+    shared = R.baseline_study_name("synthetic", "smoke")
+    baselines = optuna.load_study(study_name=shared, storage=open_storage(storage))
     base_key = config_hash(sweep.baselines[1337])
     assert [t.user_attrs[R.CONFIG_HASH] for t in complete(baselines)].count(base_key) == 1  # trained by one worker
 

@@ -355,7 +355,7 @@ def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
-    baselines = optuna.load_study(study_name="baselines-synthetic-smoke", storage=storage)
+    baselines = optuna.load_study(study_name=R.baseline_study_name("synthetic", "smoke"), storage=storage)
     finished = {"main": snapshot(study), "baselines": snapshot(baselines)}
     assert len(finished["main"]) == 1 and len(finished["baselines"]) == 1
     (killed,) = study.get_trials(states=(TrialState.RUNNING,))
@@ -364,7 +364,7 @@ def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
     study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
-    baselines = optuna.load_study(study_name="baselines-synthetic-smoke", storage=storage)
+    baselines = optuna.load_study(study_name=R.baseline_study_name("synthetic", "smoke"), storage=storage)
     after = {"main": snapshot(study), "baselines": snapshot(baselines)}
     for name, trials in finished.items():  # every finished trial kept, unchanged
         assert {n: after[name][n] for n in trials} == trials

@@ -15,16 +15,17 @@ from analysis.runs import load_study
 from sweeps import records as R
 from sweeps.__main__ import main as sweeps_main
 from sweeps.driver import DUPLICATE_OF, STRAY, Sweep, WORKER
-from sweeps.experiment import load_experiment
+from sweeps.experiment import SEED_KEY, load_experiment
 from sweeps.storage import open_storage
 from sweeps.tracking import TrackingConfig
-from tsn.config import config_hash
+from tsn.config import ConfigError, config_hash
 from tsn.metrics.delta_m import delta_m
 from wandb_offline import read_offline_run
 
 TINY = ["data.train_samples=16", "data.val_samples=8", "train.batch_size=8", "train.progress=false",
         "train.threads=1", "train.epochs=1"]
 REPO = Path(__file__).resolve().parent.parent
+SHARED = R.baseline_study_name("synthetic", "smoke")
 
 
 def write_experiment(tmp_path: Path, axes: str, name: str = "mini", fixed: str = "{model: {architecture: tsn}}") -> Path:
@@ -68,7 +69,7 @@ def test_smoke_grid_completes_and_stores_everything(tmp_path: Path) -> None:
                     R.CONFIG_HASH, R.GIT_COMMIT, R.WANDB_RUN_ID, R.BASELINE_RUNS, R.RUN_DIR):
             assert attrs.get(key) is not None, key
         assert attrs[R.METRICS]["semseg"]["conventions"]["miou"] == "astmt"
-        assert attrs[R.BASELINE_RUNS] == [{"study": "baselines-synthetic-smoke", "trial": baseline.number,
+        assert attrs[R.BASELINE_RUNS] == [{"study": SHARED, "trial": baseline.number,
                                            "config_hash": baseline.user_attrs[R.CONFIG_HASH]}]
         higher = {t: m["higher_is_better"] for t, m in attrs[R.METRICS].items()}
         expected = delta_m(attrs[R.PRIMARY], baseline.user_attrs[R.PRIMARY], higher, "astmt")
@@ -233,3 +234,69 @@ def test_wandb_agent_entry_point_trains_one_tracked_run(tmp_path: Path) -> None:
     logged = read_offline_run(run_dir)
     assert logged["config"]["model"]["encoding"] == "gaussian" and logged["run"]["group"] == "embedding"
     assert "mean_val_loss" in logged["summary"] and "final/semseg" in logged["summary"]
+
+
+# ------------------------------------------------------------------------------------------------ study names
+@pytest.mark.parametrize("experiment, dataset", [("embedding", "synthetic"), ("task-embedding-v2", "pascal_context"),
+                                                 ("baselines", "nyud"), (R.SHARED_BASELINES, "synthetic")])
+def test_a_study_name_parses_back_into_its_parts_hyphens_in_the_experiment_included(experiment, dataset) -> None:
+    name = R.study_name(experiment, dataset, "smoke")
+    assert R.parse_study_name(name) == (experiment, dataset, "smoke")
+
+
+@pytest.mark.parametrize("name", ["embedding", "embedding-synthetic", "-synthetic-cpu", "_x-synthetic-cpu",
+                                  "embedding-synthetic-", "a b-synthetic-cpu"])
+def test_a_name_that_no_study_can_have_is_a_one_line_error(name: str) -> None:
+    with pytest.raises(ValueError, match=f"study name {name!r} is not of the form experiment-dataset-budget"):
+        R.parse_study_name(name)
+
+
+@pytest.mark.parametrize("name", ["_single_task", "_mine", "-x", "a.b", "", 3])
+def test_experiment_names_outside_the_pattern_are_rejected_and_the_shared_study_name_is_reserved(
+        tmp_path: Path, name) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: {name!r}\naxes: {{nuisance: {{train.seed: [1]}}}}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: name must be letters, digits, '-' or '_', not starting with '_'"):
+        load_experiment(path)
+
+
+def test_a_hyphenated_experiment_is_stored_under_a_name_that_parses_back(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS, name="my-ablation"), extra=["train.epochs=1"])
+    assert sweep.study_name == "my-ablation-synthetic-smoke"
+    assert R.parse_study_name(sweep.study_name) == ("my-ablation", "synthetic", "smoke")
+
+
+def test_table_1_and_the_shared_baseline_study_coexist_on_one_storage(tmp_path: Path) -> None:
+    """Table 1's experiment is named ``baselines``: its study and the shared single-task study are two studies."""
+    axes = "  scientific:\n    model.architecture: [single_task, tsn]\n  nuisance:\n    train.seed: [1337]\n"
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, axes, name="baselines", fixed="{}"))
+    assert sweep.run() == {"complete": 2}
+    names = optuna.get_all_study_names(open_storage(f"sqlite:///{tmp_path / 'studies.db'}"))
+    assert sorted(names) == [SHARED, "baselines-synthetic-smoke"]
+    (baseline,) = complete(sweep.baseline_study)
+    assert baseline.params == {"train.seed": 1337} and baseline.user_attrs[R.EXPERIMENT] == R.SHARED_BASELINES
+    arch = {t.params["model.architecture"]: t for t in complete(sweep.study)}
+    assert sorted(arch) == ["single_task", "tsn"]
+    assert arch["tsn"].user_attrs[R.BASELINE_RUNS][0]["study"] == SHARED
+
+
+def test_a_shared_baseline_study_under_its_old_name_is_renamed_when_a_sweep_opens_the_storage(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    legacy = optuna.create_study(study_name="baselines-synthetic-smoke", storage=storage)
+    dist = {SEED_KEY: optuna.distributions.IntDistribution(0, 2**31 - 1)}
+    legacy.add_trial(optuna.trial.create_trial(params={SEED_KEY: 1337}, distributions=dist, value=0.0,
+                                               user_attrs={R.CONFIG_HASH: "old", R.PRIMARY: {"semseg": 1.0}}))
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS), storage)
+    assert sorted(optuna.get_all_study_names(open_storage(storage))) == [SHARED, "mini-synthetic-smoke"]
+    (moved,) = sweep.baseline_study.get_trials()
+    assert moved.params == {SEED_KEY: 1337} and moved.user_attrs == {R.CONFIG_HASH: "old", R.PRIMARY: {"semseg": 1.0}}
+    assert moved.state == TrialState.COMPLETE and moved.number == 0
+
+
+def test_table_1_on_a_storage_with_both_baseline_names_stops_in_one_line(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    for name in ("baselines-synthetic-smoke", SHARED):
+        optuna.create_study(study_name=name, storage=storage)
+    axes = "  scientific:\n    model.architecture: [tsn]\n  nuisance:\n    train.seed: [1337]\n"
+    with pytest.raises(ValueError, match="study baselines-synthetic-smoke in .* is an old shared baseline study"):
+        make_sweep(tmp_path, write_experiment(tmp_path, axes, name="baselines", fixed="{}"), storage)

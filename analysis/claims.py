@@ -1,0 +1,309 @@
+"""The paper's qualitative claims as data, each with its test over the stored runs, and a verdict from an interval.
+
+Every claim is decided on one dataset and budget from :class:`Evidence`: the per-trial frames the tables are built
+from (Δm per seed against that seed's single-task baseline, :func:`analysis.tables.ablation_table`), the per-epoch
+histories (:class:`analysis.runs.StudyData`) and the parameter-scaling table. A claim's effect is a per-seed paired
+difference (or one exact count); its 95 % confidence interval is Student's t over the seeds (mean ± t₀.₉₇₅,ₙ₋₁ · s/√n)
+— with the 2 to 5 seeds of a sweep a bootstrap has too few distinct resamples to cover. The verdict is read off
+the interval, never typed: ``holds`` when it lies on the claim's side of the threshold, ``fails`` when it lies on the
+other side, ``inconclusive`` when it straddles, n < 2, or data is missing (the note says which).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import pandas as pd
+from scipy import stats
+
+from tsn.atomic import atomic_write
+
+HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+CONFIDENCE = 0.95
+INTERVAL = "t, paired by seed"
+EXACT = "exact"
+
+# Which experiment's study each kind of evidence comes from, in order of preference.
+TABLE1 = ("baselines",)
+EMBEDDING = ("embedding",)
+CONVERGENCE = ("convergence", "baselines")
+
+
+@dataclass
+class Evidence:
+    """What the claims of one dataset and budget are computed from; any part may be missing."""
+
+    dataset: str
+    budget: str
+    trials: dict[str, pd.DataFrame] = field(default_factory=dict)  # experiment -> per-trial frame with delta_m
+    history: dict[str, pd.DataFrame] = field(default_factory=dict)  # experiment -> per-epoch history frame
+    higher_is_better: dict[str, bool] = field(default_factory=dict)  # task -> direction of its primary metric
+    scaling_params: pd.DataFrame | None = None  # architecture x T -> parameter count
+
+    def first(self, kind: str, experiments: Sequence[str]) -> tuple[str, pd.DataFrame] | None:
+        frames = getattr(self, kind)
+        for name in experiments:
+            if name in frames and len(frames[name]):
+                return name, frames[name]
+        return None
+
+    def missing(self, experiments: Sequence[str]) -> str:
+        names = " or ".join(f"{e}-{self.dataset}-{self.budget} (make sweep-{e})" for e in experiments)
+        return f"missing: study {names}"
+
+
+@dataclass(frozen=True)
+class Result:
+    """A claim's measurement: effect, interval and the verdict read off it."""
+
+    effect: float | None
+    low: float | None
+    high: float | None
+    n: int
+    verdict: str
+    interval: str = INTERVAL
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the paper: its id, statement, test and the constants the test uses (stated as data)."""
+
+    id: str
+    text: str
+    test: Callable[["Claim", Evidence], Result] | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    parts: tuple[str, ...] = ()  # a claim made of earlier claims: holds when all hold, fails when any fails
+
+    def statement(self) -> str:
+        return self.text.format(**self.params)
+
+
+# ------------------------------------------------------------------------------------------------ intervals
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of Student's t interval; low = high = NaN when n < 2."""
+    data = [float(v) for v in values if not pd.isna(v)]
+    n = len(data)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = sum(data) / n
+    if n < 2:
+        return mean, math.nan, math.nan, n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in data) / (n - 1))
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
+def decide(low: float, high: float, n: int, side: str, threshold: float = 0.0) -> str:
+    """The verdict for a claim that the effect is ``side`` ("above", "below" or "within" ±threshold)."""
+    if n < 2 or pd.isna(low) or pd.isna(high):
+        return INCONCLUSIVE
+    if side == "above":
+        return HOLDS if low > threshold else FAILS if high < threshold else INCONCLUSIVE
+    if side == "below":
+        return HOLDS if high < threshold else FAILS if low > threshold else INCONCLUSIVE
+    if side == "within":
+        inside = -threshold < low and high < threshold
+        return HOLDS if inside else FAILS if low > threshold or high < -threshold else INCONCLUSIVE
+    raise ValueError(f"side must be above, below or within, got {side!r}")
+
+
+def interval_result(diffs: Sequence[float], side: str, threshold: float = 0.0, note: str = "") -> Result:
+    mean, low, high, n = t_interval(diffs)
+    if n < 2:
+        note = "; ".join(filter(None, [note, f"n = {n} seed(s) with both values: an interval needs 2"]))
+    return Result(None if n == 0 else mean, low, high, n, decide(low, high, n, side, threshold), note=note)
+
+
+def missing(note: str) -> Result:
+    return Result(None, None, None, 0, INCONCLUSIVE, note=note)
+
+
+# ------------------------------------------------------------------------------------------------ evidence
+def by_seed(trials: pd.DataFrame, column: str, **where: Any) -> pd.Series:
+    """``column`` per seed among the rows matching ``where`` (the latest trial of a seed wins)."""
+    rows = trials
+    for key, value in where.items():
+        rows = rows[rows[key] == value]
+    rows = rows.sort_values("trial") if "trial" in rows else rows
+    return rows.dropna(subset=[column]).drop_duplicates("seed", keep="last").set_index("seed")[column]
+
+
+def paired(a: pd.Series, b: pd.Series) -> list[float]:
+    """a − b for every seed that has both."""
+    both = a.index.intersection(b.index)
+    return [float(a[s] - b[s]) for s in sorted(both)]
+
+
+def _absent(trials: pd.DataFrame, architectures: Sequence[str]) -> list[str]:
+    present = set(trials["architecture"].dropna())
+    return [a for a in architectures if a not in present]
+
+
+# ------------------------------------------------------------------------------------------------ tests
+def tsn_near_single_task(claim: Claim, ev: Evidence) -> Result:
+    """C1: TSN's Δm below ``margin`` points (interval); its parameters ≤ ``max_param_ratio`` of single-task (exact)."""
+    found = ev.first("trials", TABLE1)
+    if found is None:
+        return missing(ev.missing(TABLE1))
+    _, trials = found
+    absent = _absent(trials, ("tsn", "single_task"))
+    if absent:
+        return missing(f"missing: architecture {', '.join(absent)} in the Table 1 study")
+    ratio = by_seed(trials, "n_params", architecture="tsn").median() / by_seed(
+        trials, "n_params", architecture="single_task").median()
+    heavy = ratio > claim.params["max_param_ratio"]
+    note = f"parameters: TSN / single-task = {ratio:.3f}"
+    note += f" > {claim.params['max_param_ratio']} (exact)" if heavy else ""
+    result = interval_result(by_seed(trials, "delta_m", architecture="tsn").tolist(), "below", claim.params["margin"],
+                             note=note)
+    return Result(result.effect, result.low, result.high, result.n, FAILS, note=result.note) if heavy else result
+
+
+def delta_m_order(claim: Claim, ev: Evidence) -> Result:
+    """Δm(worse) − Δm(better) per seed: above 0 (``side`` above) or within ±``margin`` (``side`` within)."""
+    found = ev.first("trials", TABLE1)
+    if found is None:
+        return missing(ev.missing(TABLE1))
+    _, trials = found
+    better, worse = claim.params["better"], claim.params["worse"]
+    absent = _absent(trials, (better, worse))
+    if absent:
+        return missing(f"missing: architecture {', '.join(absent)} in the Table 1 study")
+    diffs = paired(by_seed(trials, "delta_m", architecture=worse), by_seed(trials, "delta_m", architecture=better))
+    return interval_result(diffs, claim.params.get("side", "above"), claim.params.get("margin", 0.0))
+
+
+def spread_over_d(trials: pd.DataFrame, encoding: str, min_d: int) -> pd.Series:
+    """Per seed: the sample standard deviation of Δm over the dimensions d ≥ ``min_d`` of ``encoding``."""
+    rows = trials[(trials["model.encoding"] == encoding) & (trials["model.embedding_dim"] >= min_d)]
+    rows = rows.dropna(subset=["delta_m"])
+    spread = rows.groupby("seed")["delta_m"].agg(lambda v: v.std(ddof=1) if len(v) >= 2 else math.nan)
+    return spread.dropna()
+
+
+def orthogonal_steadier(claim: Claim, ev: Evidence) -> Result:
+    """C3: per seed, sd over d ≥ ``min_d`` of Gaussian Δm minus that of orthogonal Δm; above 0."""
+    found = ev.first("trials", EMBEDDING)
+    if found is None:
+        return missing(ev.missing(EMBEDDING))
+    _, trials = found
+    min_d = claim.params["min_d"]
+    spreads = {e: spread_over_d(trials, e, min_d) for e in ("orthogonal", "gaussian")}
+    empty = [e for e, s in spreads.items() if s.empty]
+    if empty:
+        return missing(f"missing: {', '.join(empty)} runs at two or more d ≥ {min_d} of one seed")
+    return interval_result(paired(spreads["gaussian"], spreads["orthogonal"]), "above")
+
+
+def epochs_to_fraction(history: pd.DataFrame, higher: Mapping[str, bool], fraction: float) -> pd.Series:
+    """Per trial: the first epoch at which each task's validation metric reached ``fraction`` of its final value
+    (higher-is-better: ≥ fraction × final; lower-is-better: ≤ final / fraction), averaged over the tasks."""
+    out = {}
+    for (trial, task), rows in history.dropna(subset=["value"]).groupby(["trial", "task"]):
+        rows = rows.sort_values("epoch")
+        final = rows["value"].iloc[-1]
+        reached = rows["value"] >= fraction * final if higher.get(task, True) else rows["value"] <= final / fraction
+        out.setdefault(trial, []).append(float(rows.loc[reached, "epoch"].iloc[0]))
+    return pd.Series({trial: sum(v) / len(v) for trial, v in out.items()}, dtype=float)
+
+
+def converges_faster(claim: Claim, ev: Evidence) -> Result:
+    """C4: per seed, epochs-to-``fraction`` of ``other`` minus TSN's; above 0."""
+    found = ev.first("history", CONVERGENCE)
+    if found is None:
+        return missing(ev.missing(CONVERGENCE))
+    name, history = found
+    history = history[history["state"] == "COMPLETE"] if "state" in history else history
+    other = claim.params["other"]
+    absent = _absent(history, ("tsn", other))
+    if absent:
+        return missing(f"missing: per-epoch history of {', '.join(absent)} in the {name} study")
+    epochs = epochs_to_fraction(history, ev.higher_is_better, claim.params["fraction"])
+    trials = history.drop_duplicates("trial")[["trial", "architecture", "seed"]].assign(
+        epochs=lambda f: f["trial"].map(epochs))
+    diffs = paired(by_seed(trials, "epochs", architecture=other), by_seed(trials, "epochs", architecture="tsn"))
+    return interval_result(diffs, "above", note=f"from the {name} study")
+
+
+def tsn_flat_in_t(claim: Claim, ev: Evidence) -> Result:
+    """C5: max − min of TSN's parameter count over T (exact: counted, not sampled)."""
+    if ev.scaling_params is None or "tsn" not in ev.scaling_params.index:
+        return missing(f"missing: the scaling table scaling-params-{ev.dataset}-{ev.budget}")
+    counts = ev.scaling_params.loc["tsn"].astype(float)
+    change = float(counts.max() - counts.min())
+    note = f"T = {counts.index.min()}…{counts.index.max()}: {counts.min():,.0f}–{counts.max():,.0f} parameters"
+    return Result(change, change, change, len(counts), HOLDS if change == 0 else FAILS, EXACT, note)
+
+
+def all_of(claim: Claim, results: Mapping[str, Result]) -> Result:
+    """A claim made of parts: holds when every part holds, fails when any fails, else inconclusive."""
+    verdicts = [results[p].verdict for p in claim.parts]
+    verdict = FAILS if FAILS in verdicts else HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE
+    return Result(None, None, None, min(results[p].n for p in claim.parts), verdict, "–",
+                  f"from {', '.join(claim.parts)}")
+
+
+# ------------------------------------------------------------------------------------------------ the claims
+CLAIMS: tuple[Claim, ...] = (
+    Claim("C1", "TSN's Δm is below {margin} points (single-task: 0) at ≤ {max_param_ratio} of single-task's "
+          "parameters (paper: 0.30 at 18.3M vs 88.7M)", tsn_near_single_task, {"margin": 2.0, "max_param_ratio": 0.25}),
+    Claim("C2.1", "Δm: TSN < task-specific IN (effect: Δm(task_in) − Δm(tsn))", delta_m_order,
+          {"better": "tsn", "worse": "task_in"}),
+    Claim("C2.2", "Δm: task-specific IN < task-specific BN (effect: Δm(task_bn) − Δm(task_in))", delta_m_order,
+          {"better": "task_in", "worse": "task_bn"}),
+    Claim("C2.3", "Δm: task-specific BN ≈ multi-decoder, within ±{margin} points (effect: Δm(multi_decoder) − "
+          "Δm(task_bn))", delta_m_order,
+          {"better": "task_bn", "worse": "multi_decoder", "side": "within", "margin": 1.0}),
+    Claim("C2", "Δm order TSN < task-specific IN < task-specific BN ≈ multi-decoder", parts=("C2.1", "C2.2", "C2.3")),
+    Claim("C3", "orthogonal codes vary less across d ≥ {min_d} than Gaussian codes (effect: sd over d of Δm, "
+          "Gaussian − orthogonal)", orthogonal_steadier, {"min_d": 50}),
+    Claim("C4.1", "TSN converges faster than task-specific IN (effect: epochs to {fraction:.0%} of the final "
+          "validation metric, task_in − tsn)", converges_faster, {"other": "task_in", "fraction": 0.95}),
+    Claim("C4.2", "TSN converges faster than task-specific BN (effect: epochs to {fraction:.0%} of the final "
+          "validation metric, task_bn − tsn)", converges_faster, {"other": "task_bn", "fraction": 0.95}),
+    Claim("C4", "TSN converges faster than task-specific IN and BN", parts=("C4.1", "C4.2")),
+    Claim("C5", "TSN's parameter count is flat in the number of tasks T (effect: max − min over T)", tsn_flat_in_t),
+)
+
+
+def evaluate(evidence: Evidence, claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
+    """One row per claim: claim, statement, effect, ci_low, ci_high, n, interval, verdict, note."""
+    results: dict[str, Result] = {}
+    for claim in claims:
+        results[claim.id] = all_of(claim, results) if claim.parts else claim.test(claim, evidence)
+    rows = [{"claim": c.id, "statement": c.statement(), "effect": results[c.id].effect, "ci_low": results[c.id].low,
+             "ci_high": results[c.id].high, "n": results[c.id].n, "interval": results[c.id].interval,
+             "verdict": results[c.id].verdict, "note": results[c.id].note} for c in claims]
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------ output
+def _number(value: Any) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:+.2f}"
+
+
+def to_markdown(frame: pd.DataFrame, dataset: str, budget: str) -> str:
+    lines = [f"**The paper's claims, {dataset}, {budget} budget: verdict from the 95 % interval ({INTERVAL}; "
+             "exact where nothing is sampled)**", "",
+             "| claim | statement | effect | 95 % CI | n | verdict | note |", "|---|---|---|---|---|---|---|"]
+    for row in frame.itertuples():
+        ci = "–" if pd.isna(row.ci_low) else f"[{_number(row.ci_low)}, {_number(row.ci_high)}] ({row.interval})"
+        lines.append(f"| {row.claim} | {row.statement} | {_number(row.effect)} | {ci} | {row.n} | **{row.verdict}** "
+                     f"| {row.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_claims(frame: pd.DataFrame, out_dir: str | Path, dataset: str, budget: str) -> dict[str, Path]:
+    """``claims-{dataset}-{budget}.md`` and ``.csv`` under ``out_dir``, written atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    texts = {"md": to_markdown(frame, dataset, budget), "csv": frame.to_csv(index=False)}
+    paths = {}
+    for ext, text in texts.items():
+        paths[ext] = out / f"claims-{dataset}-{budget}.{ext}"
+        atomic_write(paths[ext], lambda tmp, t=text: tmp.write_text(t))
+    return paths

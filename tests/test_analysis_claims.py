@@ -1,0 +1,210 @@
+"""The paper's claims on hand-made frames: for each claim a case that holds, one that fails, one inconclusive."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from analysis import claims as C
+
+SEEDS = (1, 2, 3)
+T_975_2 = 4.302652729749464  # Student's t, 97.5 % quantile, 2 degrees of freedom (printed tables: 4.303)
+
+
+def table1(delta_m: dict[str, list[float]], n_params: dict[str, float] | None = None) -> pd.DataFrame:
+    """The per-trial frame of a Table 1 study: one row per architecture x seed (seeds 1, 2, …)."""
+    params = {"single_task": 88e6, "multi_decoder": 44e6, "task_bn": 18e6, "task_in": 18e6, "tsn": 18.3e6,
+              **(n_params or {})}
+    rows = [{"architecture": arch, "seed": seed, "delta_m": value, "n_params": params[arch]}
+            for arch, values in {"single_task": [0.0] * 3, **delta_m}.items() for seed, value in zip(SEEDS, values)]
+    return pd.DataFrame(rows).rename_axis("trial").reset_index()
+
+
+def embedding(delta_m: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
+    rows = [{"architecture": "tsn", "seed": seed, "model.encoding": enc, "model.embedding_dim": d, "delta_m": value}
+            for (enc, d), values in delta_m.items() for seed, value in zip(SEEDS, values)]
+    return pd.DataFrame(rows).rename_axis("trial").reset_index()
+
+
+HIGHER = {"semseg": True, "normals": False}
+
+
+def history(reached: dict[str, list[tuple[int, int]]], epochs: int = 6) -> pd.DataFrame:
+    """Per architecture, per seed: the epochs (semseg, normals) at which each task's curve steps to its final value.
+
+    Before that step semseg (↑) is at half its final 60 and normals (↓) at twice its final 15.
+    """
+    rows, trial = [], 0
+    for arch, per_seed in reached.items():
+        for seed, (k_sem, k_nor) in zip(SEEDS, per_seed):
+            for epoch in range(1, epochs + 1):
+                rows.append({"trial": trial, "state": "COMPLETE", "architecture": arch, "seed": seed, "epoch": epoch,
+                             "task": "semseg", "value": 60.0 * (0.5 if epoch < k_sem else 1.0)})
+                rows.append({"trial": trial, "state": "COMPLETE", "architecture": arch, "seed": seed, "epoch": epoch,
+                             "task": "normals", "value": 15.0 * (2.0 if epoch < k_nor else 1.0)})
+            trial += 1
+    return pd.DataFrame(rows)
+
+
+def evidence(**kwargs) -> C.Evidence:
+    return C.Evidence("synthetic", "cpu", higher_is_better=dict(HIGHER), **kwargs)
+
+
+def result(ev: C.Evidence, claim: str) -> pd.Series:
+    return C.evaluate(ev).set_index("claim").loc[claim]
+
+
+# ------------------------------------------------------------------------------------------------ interval
+def test_t_interval_matches_a_hand_computation() -> None:
+    mean, low, high, n = C.t_interval([1.0, 2.0, 4.0])
+    # mean 7/3; sample variance ((4/3)² + (1/3)² + (5/3)²) / 2 = 7/3; half-width t · sqrt(7/3) / sqrt(3)
+    half = T_975_2 * math.sqrt(7 / 3) / math.sqrt(3)
+    assert (mean, low, high, n) == pytest.approx((7 / 3, 7 / 3 - half, 7 / 3 + half, 3), rel=1e-12)
+    assert half == pytest.approx(3.7945, abs=1e-4)
+
+
+def test_an_interval_needs_two_values() -> None:
+    mean, low, high, n = C.t_interval([2.5, math.nan])
+    assert mean == 2.5 and n == 1 and math.isnan(low) and math.isnan(high)
+    assert C.decide(low, high, n, "above") == C.INCONCLUSIVE
+
+
+@pytest.mark.parametrize("side, low, high, verdict", [
+    ("above", 0.1, 2.0, C.HOLDS), ("above", -2.0, -0.1, C.FAILS), ("above", -0.1, 2.0, C.INCONCLUSIVE),
+    ("below", -1.0, 1.9, C.HOLDS), ("below", 2.1, 3.0, C.FAILS), ("below", 1.0, 3.0, C.INCONCLUSIVE),
+    ("within", -0.9, 0.9, C.HOLDS), ("within", 1.1, 2.0, C.FAILS), ("within", -2.0, -1.1, C.FAILS),
+    ("within", 0.5, 1.5, C.INCONCLUSIVE)])
+def test_the_verdict_is_read_off_the_interval(side: str, low: float, high: float, verdict: str) -> None:
+    threshold = 0.0 if side == "above" else 2.0 if side == "below" else 1.0
+    assert C.decide(low, high, 3, side, threshold) == verdict
+
+
+# ------------------------------------------------------------------------------------------------ C1
+def test_c1_holds_when_tsn_s_delta_m_interval_lies_below_the_margin() -> None:
+    row = result(evidence(trials={"baselines": table1({"tsn": [0.5, 0.8, 1.1]})}), "C1")
+    half = T_975_2 * 0.3 / math.sqrt(3)
+    assert (row["effect"], row["ci_low"], row["ci_high"]) == pytest.approx((0.8, 0.8 - half, 0.8 + half))
+    assert row["verdict"] == C.HOLDS and row["note"] == "parameters: TSN / single-task = 0.208"
+
+
+def test_c1_fails_above_the_margin_or_with_too_many_parameters() -> None:
+    assert result(evidence(trials={"baselines": table1({"tsn": [5.0, 6.0, 7.0]})}), "C1")["verdict"] == C.FAILS
+    heavy = result(evidence(trials={"baselines": table1({"tsn": [0.5, 0.8, 1.1]}, {"tsn": 44e6})}), "C1")
+    assert heavy["verdict"] == C.FAILS and heavy["note"] == "parameters: TSN / single-task = 0.500 > 0.25 (exact)"
+
+
+def test_c1_is_inconclusive_when_the_interval_straddles_the_margin_or_data_is_missing() -> None:
+    assert result(evidence(trials={"baselines": table1({"tsn": [0.0, 2.0, 4.0]})}), "C1")["verdict"] == C.INCONCLUSIVE
+    one_seed = result(evidence(trials={"baselines": table1({"tsn": [0.5]})}), "C1")
+    assert one_seed["verdict"] == C.INCONCLUSIVE and "n = 1 seed(s) with both values" in one_seed["note"]
+    none = result(evidence(), "C1")
+    assert none["verdict"] == C.INCONCLUSIVE
+    assert none["note"] == "missing: study baselines-synthetic-cpu (make sweep-baselines)"
+
+
+# ------------------------------------------------------------------------------------------------ C2
+ORDERED = {"tsn": [0.0, 0.0, 0.0], "task_in": [2.0, 2.5, 3.0], "task_bn": [4.0, 5.0, 6.0],
+           "multi_decoder": [4.1, 4.9, 6.0]}
+
+
+def test_c2_holds_when_each_adjacent_pair_is_ordered_and_bn_matches_multi_decoder() -> None:
+    frame = C.evaluate(evidence(trials={"baselines": table1(ORDERED)})).set_index("claim")
+    assert frame.loc[["C2.1", "C2.2", "C2.3", "C2"], "verdict"].tolist() == [C.HOLDS] * 4
+    # C2.1: task_in − tsn per seed = 2, 2.5, 3: mean 2.5, sd 0.5
+    half = T_975_2 * 0.5 / math.sqrt(3)
+    assert (frame.loc["C2.1", "ci_low"], frame.loc["C2.1", "ci_high"]) == pytest.approx((2.5 - half, 2.5 + half))
+    assert frame.loc["C2.3", "effect"] == pytest.approx(0.0, abs=1e-12)  # 0.1, -0.1, 0 paired by seed
+
+
+def test_c2_fails_when_one_pair_is_reversed_or_bn_and_multi_decoder_differ() -> None:
+    reversed_ = {**ORDERED, "tsn": [3.0, 3.5, 4.0], "task_in": [0.0, 0.0, 0.0]}
+    frame = C.evaluate(evidence(trials={"baselines": table1(reversed_)})).set_index("claim")
+    assert frame.loc["C2.1", "verdict"] == C.FAILS and frame.loc["C2", "verdict"] == C.FAILS
+    apart = {**ORDERED, "multi_decoder": [7.0, 8.2, 9.4]}  # 3.0, 3.2, 3.4 above task_bn: outside ±1
+    frame = C.evaluate(evidence(trials={"baselines": table1(apart)})).set_index("claim")
+    assert frame.loc["C2.3", "verdict"] == C.FAILS and frame.loc["C2", "verdict"] == C.FAILS
+
+
+def test_c2_is_inconclusive_when_an_architecture_is_missing_or_a_pair_straddles() -> None:
+    partial = {k: v for k, v in ORDERED.items() if k != "task_bn"}
+    frame = C.evaluate(evidence(trials={"baselines": table1(partial)})).set_index("claim")
+    assert frame.loc["C2.1", "verdict"] == C.HOLDS and frame.loc["C2", "verdict"] == C.INCONCLUSIVE
+    assert frame.loc["C2.2", "note"] == "missing: architecture task_bn in the Table 1 study"
+    noisy = {**ORDERED, "task_in": [-2.0, 2.5, 7.0]}
+    assert result(evidence(trials={"baselines": table1(noisy)}), "C2.1")["verdict"] == C.INCONCLUSIVE
+
+
+# ------------------------------------------------------------------------------------------------ C3
+def _codes(orthogonal: dict[int, list[float]], gaussian: dict[int, list[float]]) -> pd.DataFrame:
+    return embedding({**{("orthogonal", d): v for d, v in orthogonal.items()},
+                      **{("gaussian", d): v for d, v in gaussian.items()}})
+
+
+STEADY = {10: [30.0, -30.0, 0.0], 50: [1.0, 1.2, 0.8], 100: [1.1, 1.0, 0.9], 150: [0.9, 1.1, 1.0]}
+SWINGING = {10: [1.0, 1.0, 1.0], 50: [0.0, 1.0, 0.0], 100: [3.0, 4.0, 2.0], 150: [6.0, 6.0, 5.0]}
+
+
+def test_c3_holds_when_gaussian_spreads_more_over_d_and_ignores_d_below_50() -> None:
+    row = result(evidence(trials={"embedding": _codes(STEADY, SWINGING)}), "C3")
+    # seed 1: sd(0, 3, 6) = 3 vs sd(1.0, 1.1, 0.9) = 0.1 -> 2.9 (d = 10 with its ±30 left out)
+    assert C.spread_over_d(_codes(STEADY, SWINGING), "gaussian", 50)[1] == pytest.approx(3.0)
+    assert row["verdict"] == C.HOLDS and row["effect"] > 2
+
+
+def test_c3_fails_when_orthogonal_spreads_more() -> None:
+    assert result(evidence(trials={"embedding": _codes(SWINGING, STEADY)}), "C3")["verdict"] == C.FAILS
+
+
+def test_c3_is_inconclusive_when_seeds_disagree_or_one_d_only() -> None:
+    mixed = {50: [0.0, 1.0, 1.0], 100: [3.0, 1.1, 1.0], 150: [6.0, 0.9, 1.0]}  # seed 1 swings, seeds 2, 3 steady
+    mixed_orth = {50: [1.0, 0.0, 0.0], 100: [1.0, 3.0, 1.0], 150: [1.0, 6.0, 1.0]}
+    assert result(evidence(trials={"embedding": _codes(mixed_orth, mixed)}), "C3")["verdict"] == C.INCONCLUSIVE
+    one_d = result(evidence(trials={"embedding": _codes({50: [1.0] * 3}, {50: [2.0] * 3})}), "C3")
+    assert one_d["verdict"] == C.INCONCLUSIVE and one_d["note"].startswith("missing: orthogonal, gaussian runs")
+
+
+# ------------------------------------------------------------------------------------------------ C4
+def test_epochs_to_95_percent_follow_each_task_s_direction() -> None:
+    frame = history({"tsn": [(2, 4)]})
+    # semseg (↑) reaches 60 at epoch 2, normals (↓) reaches 15 at epoch 4: both first within 5 % of the final
+    assert C.epochs_to_fraction(frame, HIGHER, 0.95).tolist() == [3.0]
+    near = frame.assign(value=frame["value"].where(~((frame["task"] == "normals") & (frame["epoch"] == 3)), 15.7))
+    assert C.epochs_to_fraction(near, HIGHER, 0.95).tolist() == [2.5]  # 15.7 <= 15 / 0.95 = 15.79 at epoch 3
+
+
+def test_c4_holds_when_tsn_reaches_its_final_value_earlier_than_in_and_bn() -> None:
+    fast, slow = [(2, 2), (2, 2), (1, 1)], [(4, 4), (3, 3), (3, 3)]
+    frame = C.evaluate(evidence(history={"convergence": history({"tsn": fast, "task_in": slow, "task_bn": slow})}))
+    frame = frame.set_index("claim")
+    assert frame.loc[["C4.1", "C4.2", "C4"], "verdict"].tolist() == [C.HOLDS] * 3
+    half = T_975_2 * math.sqrt(1 / 3) / math.sqrt(3)  # differences 2, 1, 2: mean 5/3, variance 1/3
+    assert (frame.loc["C4.1", "ci_low"], frame.loc["C4.1", "ci_high"]) == pytest.approx((5 / 3 - half, 5 / 3 + half))
+    assert frame.loc["C4.1", "note"] == "from the convergence study"
+
+
+def test_c4_fails_when_tsn_is_slower() -> None:
+    fast, slow = [(2, 2), (2, 2), (1, 1)], [(4, 4), (3, 3), (3, 3)]
+    frame = C.evaluate(evidence(history={"convergence": history({"tsn": slow, "task_in": fast, "task_bn": fast})}))
+    assert frame.set_index("claim").loc[["C4.1", "C4"], "verdict"].tolist() == [C.FAILS, C.FAILS]
+
+
+def test_c4_is_inconclusive_when_seeds_disagree_or_an_architecture_has_no_history() -> None:
+    tsn, task_in = [(2, 2), (4, 4), (3, 3)], [(4, 4), (2, 2), (3, 3)]  # differences 2, -2, 0
+    ev = evidence(history={"baselines": history({"tsn": tsn, "task_in": task_in})})
+    frame = C.evaluate(ev).set_index("claim")
+    assert frame.loc["C4.1", "verdict"] == C.INCONCLUSIVE and frame.loc["C4.1", "note"] == "from the baselines study"
+    assert frame.loc["C4.2", "note"] == "missing: per-epoch history of task_bn in the baselines study"
+
+
+# ------------------------------------------------------------------------------------------------ C5
+def test_c5_is_exact_holds_when_flat_fails_otherwise_and_needs_the_scaling_table() -> None:
+    flat = pd.DataFrame({1: [911_477, 719_000], 2: [911_477, 1_437_000]}, index=["tsn", "single_task"])
+    row = result(evidence(scaling_params=flat), "C5")
+    assert row["verdict"] == C.HOLDS and row["interval"] == C.EXACT and row["effect"] == 0
+    grows = flat.copy()
+    grows.loc["tsn", 2] = 911_500
+    row = result(evidence(scaling_params=grows), "C5")
+    assert row["verdict"] == C.FAILS and row["effect"] == 23
+    assert result(evidence(), "C5")["note"] == "missing: the scaling table scaling-params-synthetic-cpu"

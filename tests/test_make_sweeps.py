@@ -1,0 +1,109 @@
+"""End to end through make: every ``make sweep-NAME`` at ``BUDGET=smoke`` on one storage, then ``make tables``.
+
+Make runs in the repository (``make -C``) with every output moved to a tmp folder (``STORAGE``, ``RUNS``,
+``REPORTS``, ``TSN_CACHE_DIR``), this interpreter instead of the venv (``PY``, and ``STAMP`` an up-to-date file so
+that make installs nothing), one thread per trial (``SET``) and W&B offline; the repository must be left as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweeps import records as R
+from sweeps.driver import DUPLICATE_OF, STRAY
+from sweeps.experiment import load_experiment
+
+REPO = Path(__file__).resolve().parent.parent
+DATASET, BUDGET = "synthetic", "smoke"
+
+
+def _make(target: str, variables: list[str], env: dict[str, str]) -> str:
+    proc = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), target, *variables], env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, f"make {target}: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def _repo_state() -> str:
+    """Every file git sees as changed, untracked or ignored (bytecode caches aside: the test process writes them)."""
+    out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    return "\n".join(line for line in out.splitlines() if "__pycache__" not in line)
+
+
+def _sweep_targets(variables: list[str], env: dict[str, str]) -> list[str]:
+    listed = [line.split()[0] for line in _make("help", variables, env).splitlines() if line.strip()]
+    return [t for t in listed if t.startswith("sweep-") and t != "sweep-all"]
+
+
+def _trained_experiments() -> list[str]:
+    names = []
+    for path in sorted((REPO / "experiments").glob("*.yaml")):
+        if path.name != "budgets.yaml" and load_experiment(path).train:
+            names.append(path.stem)
+    return names
+
+
+def _assert_complete_exactly_once(storage: optuna.storages.BaseStorage, name: str) -> None:
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = [t for t in study.get_trials() if DUPLICATE_OF not in t.user_attrs and STRAY not in t.user_attrs]
+    assert [t.number for t in trials if t.state != TrialState.COMPLETE] == [], name
+    points = [t.params for t in trials]
+    grid = study.user_attrs.get(R.GRID)
+    if grid is not None:  # an experiment's study: its whole grid, each point once
+        assert sorted(map(repr, points)) == sorted(map(repr, grid)), name
+    assert len({t.user_attrs[R.CONFIG_HASH] for t in trials}) == len(trials), name
+
+
+def test_help_lists_a_sweep_per_trained_experiment_and_sweep_all_runs_each(tmp_path: Path) -> None:
+    variables = [f"PY={sys.executable}", "STAMP=Makefile"]
+    env = {**os.environ, "MAKEFLAGS": ""}
+    expected = [f"sweep-{n}" for n in _trained_experiments()]
+    assert "sweep-convergence" in expected and "sweep-scaling" not in expected
+    assert _sweep_targets(variables, env) == expected
+    dry = _make("sweep-all", ["-n", *variables, "BUDGET=smoke"], env)
+    assert [line.split()[-1] for line in dry.splitlines() if " -m sweeps run " in line] == [
+        f"experiments/{n}.yaml" for n in _trained_experiments()]
+
+
+@pytest.mark.slow
+def test_every_sweep_target_then_make_tables_on_one_storage(tmp_path: Path) -> None:
+    stamp = tmp_path / "requirements.stamp"
+    stamp.touch()  # newer than requirements.txt: make's venv rule has nothing to do
+    storage_url = f"sqlite:///{tmp_path / 'studies.db'}"
+    runs, reports = tmp_path / "runs", tmp_path / "reports"
+    variables = [f"PY={sys.executable}", f"STAMP={stamp}", f"BUDGET={BUDGET}", f"STORAGE={storage_url}",
+                 f"RUNS={runs}", f"REPORTS={reports}", "SET=train.threads=1 train.progress=false"]
+    env = {**os.environ, "MAKEFLAGS": "", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+           "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "TSN_CACHE_DIR": str(tmp_path / "cache")}
+    before = _repo_state()
+    targets = _sweep_targets(variables, env)
+    for target in targets:
+        _make(target, variables, env)
+    printed = _make("tables", variables, env)
+
+    storage = optuna.storages.RDBStorage(storage_url)
+    experiments = [t.removeprefix("sweep-") for t in targets]
+    studies = [R.study_name(name, DATASET, BUDGET) for name in experiments]
+    shared = R.baseline_study_name(DATASET, BUDGET)
+    assert sorted(optuna.get_all_study_names(storage)) == sorted([shared, *studies])
+    for name in [shared, *studies]:
+        _assert_complete_exactly_once(storage, name)
+    baselines = optuna.load_study(study_name=shared, storage=storage).get_trials()
+    assert [t.params for t in baselines] == [{"train.seed": 1337}]  # smoke: one seed, trained once for all
+
+    for name in [shared, *studies, f"scaling-params-{DATASET}-{BUDGET}", f"scaling-macs-{DATASET}-{BUDGET}"]:
+        assert all((reports / f"{name}.{ext}").stat().st_size > 0 for ext in ("md", "tex", "csv")), name
+    figures = reports / "figures"
+    for stem in (f"embedding-{DATASET}-{BUDGET}-delta-m-vs-d", f"baselines-{DATASET}-{BUDGET}-convergence",
+                 f"convergence-{DATASET}-{BUDGET}-convergence", f"scaling-params-{DATASET}-{BUDGET}"):
+        assert (figures / f"{stem}.png").stat().st_size > 0, stem
+    assert "| tsn |" in printed
+    assert _repo_state() == before
