@@ -150,11 +150,11 @@ class Sweep:
         self.study.set_user_attr(R.GRID, [p.params for p in self.points])  # after the budget's seed cap
         self.by_hash = {config_hash(p.config): p for p in self.points}
         self.baseline_study = None
-        self.baselines: dict[int, RunConfig] = {}
+        self.baseline_by_hash: dict[str, RunConfig] = {}  # every single-task run this sweep's points compare with
         if experiment.baseline == "single_task":
             self.baseline_study = self._open_study(R.baseline_study_name(self.dataset, budget))
-            self.baselines = {p.config.train.seed: baseline_config(p.config) for p in self.points}
-        self.baseline_by_hash = {config_hash(cfg): cfg for cfg in self.baselines.values()}
+            baselines = [baseline_config(p.config) for p in self.points]
+            self.baseline_by_hash = {config_hash(cfg): cfg for cfg in baselines}
 
     @classmethod
     def from_storage(cls, study_name: str, storage: str, **kwargs: Any) -> "Sweep":
@@ -274,11 +274,10 @@ class Sweep:
         return trial
 
     # ---------------------------------------------------------------------------------------------- running
-    def _baseline_for(self, seed: int, wait: bool) -> optuna.trial.FrozenTrial | None:
-        """The COMPLETE baseline trial for ``seed``, training it here if nobody has; None if it failed/is busy."""
+    def _baseline_for(self, cfg: RunConfig, wait: bool) -> optuna.trial.FrozenTrial | None:
+        """The COMPLETE baseline trial of config ``cfg``, training it here if nobody has; None if it failed/is busy."""
         assert self.baseline_study is not None
-        cfg = self.baselines[seed]
-        key = config_hash(cfg)
+        key, seed = config_hash(cfg), cfg.train.seed
         while True:
             self._reap_dead_trials(self.baseline_study)
             for trial in self.baseline_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -302,13 +301,15 @@ class Sweep:
         """(baseline, ready): ready is False when the baseline is still being trained elsewhere."""
         if self.baseline_study is None:
             return None, True
-        trial = self._baseline_for(cfg.train.seed, wait)
+        single_task = baseline_config(cfg)
+        trial = self._baseline_for(single_task, wait)
         if trial is None:
-            status = self._status(self.baseline_study).get(config_hash(self.baselines[cfg.train.seed]))
+            status = self._status(self.baseline_study).get(config_hash(single_task))
             return None, status == "failed"
         provenance = {"study": self.baseline_study.study_name, "trial": trial.number,
                       "config_hash": trial.user_attrs[R.CONFIG_HASH]}
-        return Baseline(trial.user_attrs[R.PRIMARY], provenance), True
+        by_epoch = {epoch: e["primary"] for epoch, e in (trial.user_attrs.get(R.EVALUATIONS) or {}).items()}
+        return Baseline(trial.user_attrs[R.PRIMARY], provenance, by_epoch), True
 
     def _execute(
         self, study: optuna.Study, trial: optuna.Trial, cfg: RunConfig, job_type: str, baseline: Baseline | None
@@ -357,6 +358,7 @@ class Sweep:
         results = {
             R.METRICS: summary["metrics"], R.PRIMARY: summary["primary"], R.PARAMS: summary["params"],
             R.MACS: summary["macs"], R.WALL_TIME: summary["wall_time_s"], R.HISTORY: summary["history"],
+            R.EVALUATIONS: summary["evaluations"],
         }
         if summary.get("delta_m"):
             results.update({

@@ -45,7 +45,10 @@ BASELINE_METRICS = "baseline_metrics"  # {task: float}: the single-task values D
 PARAMS = "n_params"  # int
 MACS = "macs"  # int, multiply-accumulates of one forward pass predicting all tasks for one image
 WALL_TIME = "wall_time_s"  # float
-HISTORY = "history"  # [{"epoch", "train_loss": {task: float}, "val_loss": {...}, "metrics": {task: float}, "delta_m", "lr", "seconds"}]
+HISTORY = "history"  # [{"epoch", "train_loss": {task: float}, "task_order": [task], "val_loss": {...}, "metrics": {task: float}, "delta_m", "lr", "seconds"}]
+# {epoch (str): {"metrics": like METRICS, "primary": like PRIMARY, "val_loss": {task: float}, "delta_m": like the
+# summary's delta_m block or None}}: the full evaluations at train.eval_epochs and at the last epoch
+EVALUATIONS = "evaluations"
 
 # Failures
 FAIL_REASON = "fail_reason"  # str, one line: why the trial failed (non-finite loss, OOM, exception)

@@ -319,3 +319,18 @@ def test_history_records_the_order_in_which_tasks_were_last_trained(tmp_path: Pa
         plan, _ = trainer.epoch_batches(record["epoch"])
         passes = [step.tasks[0] for k, step in enumerate(plan) if k == 0 or plan[k - 1].tasks != step.tasks]
         assert record["task_order"] == passes  # epoch schedule: the order of the passes
+
+
+def test_delta_m_at_an_eval_epoch_compares_with_the_baseline_at_the_same_epoch(tmp_path: Path) -> None:
+    final = {"semseg": 50.0, "normals": 40.0}
+    early = {"semseg": 25.0, "normals": 80.0}
+    baseline = Baseline(final, {"run": "x"}, by_epoch={"1": early})
+    summary = Trainer(tiny("train.epochs=2", "train.eval_epochs=[1]", "data.tasks=semseg,normals"), tmp_path,
+                      baseline=baseline).fit()
+    first, last = summary["evaluations"]["1"], summary["evaluations"]["2"]
+    assert first["delta_m"]["baseline_metrics"] == early and last["delta_m"]["baseline_metrics"] == final
+    expected = 100 / 2 * ((25.0 - first["primary"]["semseg"]) / 25.0 + (first["primary"]["normals"] - 80.0) / 80.0)
+    assert first["delta_m"]["value"] == pytest.approx(expected)
+    no_early = Trainer(tiny("train.epochs=2", "train.eval_epochs=[1]", "data.tasks=semseg,normals"), tmp_path / "b",
+                       baseline=Baseline(final)).fit()
+    assert no_early["evaluations"]["1"]["delta_m"] is None  # the baseline was not evaluated at epoch 1

@@ -58,6 +58,12 @@ class Baseline:
 
     metrics: Mapping[str, float]
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    by_epoch: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # its evaluations at eval_epochs
+
+    def at(self, epoch: int, last: bool) -> Mapping[str, float] | None:
+        """The single-task metrics to compare epoch ``epoch`` with: its own evaluation there, else (at the run's last
+        epoch) the final metrics; None when the baseline was not evaluated at that epoch."""
+        return self.by_epoch.get(str(epoch), self.metrics if last else None)
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -210,11 +216,16 @@ class Trainer:
             channels_last=self.channels_last,
         )
 
-    def _delta_m(self, primary: Mapping[str, float]) -> float | None:
+    def _delta_m(self, primary: Mapping[str, float], epoch: int | None) -> float | None:
+        """Δm against the baseline's metrics of the same ``epoch`` (None without them); ``epoch`` None: against
+        the baseline's final metrics (the per-epoch progress in the history)."""
         if self.baseline is None:
             return None
+        base = self.baseline.metrics if epoch is None else self.baseline.at(epoch, epoch == self.cfg.train.epochs)
+        if base is None:
+            return None
         higher = {t.name: t.higher_is_better for t in self.tasks.tasks}
-        return delta_m(primary, self.baseline.metrics, higher, convention="astmt")
+        return delta_m(primary, base, higher, convention="astmt")
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train for ``train.epochs`` epochs (continuing a checkpoint when ``resume``), evaluate, write metrics.json."""
@@ -233,12 +244,12 @@ class Trainer:
                 evaluation = self.run_validation(train_cfg.edge_evaluator)
                 self.optimisation.step_schedulers(evaluation)
                 primary = evaluation.primary(self.tasks)
-                record.update(val_loss=evaluation.losses, metrics=primary, delta_m=self._delta_m(primary))
+                record.update(val_loss=evaluation.losses, metrics=primary, delta_m=self._delta_m(primary, None))
                 for callback in self.callbacks:
                     callback.on_evaluation(self, epoch, evaluation)
             record["lr"] = self.optimisation.learning_rates()
             if epoch in train_cfg.eval_epochs and epoch < train_cfg.epochs:  # the last epoch's comes below
-                self.evaluations[str(epoch)] = self._report(self.run_validation(train_cfg.final_edge_evaluator))
+                self.evaluations[str(epoch)] = self._report(self.run_validation(train_cfg.final_edge_evaluator), epoch)
                 save_checkpoint(self.out_dir / epoch_checkpoint(epoch), self._state(epoch))
             epoch_times.append(time.perf_counter() - t0)
             record["seconds"] = epoch_times[-1]
@@ -253,10 +264,10 @@ class Trainer:
             callback.on_finish(self, summary)
         return summary
 
-    def _report(self, evaluation: Evaluation) -> dict[str, Any]:
+    def _report(self, evaluation: Evaluation, epoch: int) -> dict[str, Any]:
         """Metrics (values and conventions), primary metrics, validation losses and Δm of one full evaluation."""
         primary = evaluation.primary(self.tasks)
-        dm = self._delta_m(primary)
+        dm = self._delta_m(primary, epoch)
         return {
             "metrics": {
                 t.name: {
@@ -271,12 +282,13 @@ class Trainer:
             "val_loss": evaluation.losses,
             "delta_m": None
             if dm is None
-            else {"value": dm, "convention": "astmt", "baseline": dict(self.baseline.provenance), "baseline_metrics": dict(self.baseline.metrics)},
+            else {"value": dm, "convention": "astmt", "baseline": dict(self.baseline.provenance),
+                  "baseline_metrics": dict(self.baseline.at(epoch, last=epoch == self.cfg.train.epochs))},
         }
 
     def _summary(self, final: Evaluation, seconds: float) -> dict[str, Any]:
         """metrics.json: the last epoch's full evaluation, with those of ``train.eval_epochs`` under "evaluations"."""
-        report = self._report(final)
+        report = self._report(final, self.cfg.train.epochs)
         counting = meta_model(self.cfg.model, self.tasks)
         return {
             "config": self.cfg.to_dict(),
