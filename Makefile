@@ -22,6 +22,8 @@ STUDY   ?= embedding-$(or $(DATASET),synthetic)-$(BUDGET)
 EXPERIMENT_FILES := $(shell grep -l '^name:' experiments/*.yaml)
 TRAINED := $(filter-out $(shell grep -l '^train: false' experiments/*.yaml),$(EXPERIMENT_FILES))
 SWEEPS  := $(patsubst experiments/%.yaml,sweep-%,$(TRAINED))
+# Diagnoses of TSN's gap at the cpu budget (issue 12): experiments/diagnosis/NAME.yaml, run with diagnose-NAME.
+DIAGNOSES := $(wildcard experiments/diagnosis/*.yaml)
 
 .PHONY: help venv test test-all params bench clean sweep-all worker dashboard tables
 
@@ -29,6 +31,8 @@ help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
 	@for f in $(TRAINED); do \
 	  printf "  %-18s %s\n" "sweep-$$(basename $$f .yaml)" "$$(sed -n 's/^description: //p' $$f)"; done
+	@for f in $(DIAGNOSES); do \
+	  printf "  %-18s %s\n" "diagnose-$$(basename $$f .yaml)" "$$(sed -n 's/^description: //p' $$f)"; done
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
@@ -48,6 +52,9 @@ params: $(STAMP) ## print the parameter counts of every architecture (paper sett
 	$(PY) -m tsn params --dataset pascal_context --backbone resnet18 --embedding-dim 100 --image-size 512
 
 sweep-%: experiments/%.yaml $(STAMP)
+	$(SWEEP) $<
+
+diagnose-%: experiments/diagnosis/%.yaml $(STAMP)
 	$(SWEEP) $<
 
 sweep-all: $(SWEEPS) ## every sweep-NAME below, then every table and figure; BUDGET= DATASET= STORAGE= RUNS= REPORTS=
