@@ -207,9 +207,13 @@ def _postgres_url() -> str:
     return url
 
 
-@pytest.mark.parametrize("name", ["embedding", "baselines", "schedule", "convergence", "scaling"])
-def test_every_experiment_file_resolves_at_the_smoke_budget(name: str) -> None:
-    experiment = load_experiment(REPO / "experiments" / f"{name}.yaml")
+EXPERIMENT_FILES = sorted(p for p in [*(REPO / "experiments").glob("*.yaml"),
+                                       *(REPO / "experiments" / "diagnosis").glob("*.yaml")] if p.name != "budgets.yaml")
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
+def test_every_experiment_file_resolves_at_the_smoke_budget(path: Path) -> None:
+    experiment = load_experiment(path)
     points = experiment.grid("smoke", overrides=TINY, max_seeds=1)
     assert points and all(p.config.data.dataset == "synthetic" for p in points)
     assert len({config_hash(p.config) for p in points}) == len(points)
