@@ -8,7 +8,9 @@ from seism_reference import _NEIGHBOURS, _THIN_LUTS, ReferenceSeismEdgeMetric
 
 from tsn.metrics import FastEdgeMetric, SeismEdgeMetric
 from tsn.metrics.edge import HED_THRESHOLDS, _deletable, thin
+from tsn.evaluate import evaluate
 from tsn.metrics.pool import MetricPool
+from tsn.tasks import dataset_tasks
 
 EVALUATORS = [SeismEdgeMetric, FastEdgeMetric]
 
@@ -235,21 +237,31 @@ def test_seism_counts_equal_the_reference_with_unsorted_thresholds_on_a_non_squa
     assert fast["pred_hit"][1] == fast["pred_hit"][4] and fast["pred_total"][1] == fast["pred_total"][4]
 
 
-def test_metric_pool_of_two_workers_equals_one_process():
+class _Replay(torch.nn.Module):
+    """A stand-in model whose outputs are carried by its input: channel 0 edge logits, channels 1: semseg logits."""
+
+    def forward_tasks(self, images, names):
+        return {"edge": images[:, :1], "semseg": images[:, 1:]}
+
+
+@pytest.mark.slow  # starts two worker processes
+def test_evaluate_with_two_workers_equals_one_process():
+    tasks = dataset_tasks("pascal_context", ["edge", "semseg"])
     rng = np.random.default_rng(3)
     pred, gt = (torch.as_tensor(x, dtype=torch.float32) for x in _blurred_curves(rng, 5, 32))
-    in_process, sharded, fast = SeismEdgeMetric(0.03), SeismEdgeMetric(0.03), FastEdgeMetric(0.03)
-    with MetricPool(1) as pool:
-        for i in range(5):
-            pool.update(in_process, pred[i : i + 1], gt[i : i + 1])
-    with MetricPool(2) as pool:
-        for i in range(0, 5, 2):
-            pool.update(sharded, pred[i : i + 2], gt[i : i + 2])
-            pool.update(fast, pred[i : i + 2], gt[i : i + 2])  # not expensive: stays in this process
-        assert fast.state_dict()["gt_total"].max() > 0
-    for key, value in in_process.state_dict().items():
-        assert np.array_equal(sharded.state_dict()[key], value), key
-    assert in_process.compute().values == sharded.compute().values
+    semseg = torch.as_tensor(rng.integers(0, 21, (5, 32, 32)))
+    images = torch.cat([pred, torch.nn.functional.one_hot(semseg, 21).permute(0, 3, 1, 2).float()], dim=1)
+    batches = [{"image": images[i : i + 2], "targets": {"edge": gt[i : i + 2], "semseg": semseg[i : i + 2]}}
+               for i in range(0, 5, 2)]
+    weights = {"edge": 1.0, "semseg": 1.0}
+    one, two = (evaluate(_Replay(), batches, tasks, weights, edge_evaluator="seism", device=torch.device("cpu"),
+                         workers=workers) for workers in (1, 2))
+    assert one.results["edge"].values == two.results["edge"].values
+    assert one.results["semseg"].values == two.results["semseg"].values == pytest.approx({"miou": 100.0}, abs=1e-6)
+    assert one.losses == two.losses
+    metric = SeismEdgeMetric(tasks.edge_max_dist)
+    metric.update(pred, gt)
+    assert two.results["edge"].values == metric.compute().values
 
 
 @pytest.mark.parametrize("workers", [0, -1, 1.5])

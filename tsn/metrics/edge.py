@@ -73,7 +73,7 @@ def thin(mask: np.ndarray) -> np.ndarray:
     n_words = -(-len(stack) // 64)
     packed = np.zeros((8 * n_words, stack[0].size), dtype=np.uint8)
     packed[: -(-len(stack) // 8)] = np.packbits(stack, axis=0, bitorder="little").reshape(-1, stack[0].size)
-    words = np.ascontiguousarray(packed.reshape(n_words, 8, -1).transpose(0, 2, 1)).view(np.uint64)[..., 0]
+    words = np.ascontiguousarray(packed.reshape(n_words, 8, -1).transpose(2, 0, 1)).view(np.uint64)[..., 0]
     _thin_words(words, w + 2)
     bits = _unpack(words, len(stack))
     return bits.T.reshape(stack.shape)[:, 1:-1, 1:-1].reshape(mask.shape)
@@ -84,18 +84,17 @@ def _pack_levels(prob: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     map (map ``k`` in bit ``k % 64`` of word ``k // 64``), built from each pixel's count of thresholds ≤ it."""
     level = np.searchsorted(thresholds, prob.ravel(), side="right")
     n_words = -(-len(thresholds) // 64)
-    ones = np.clip(level[None] - 64 * np.arange(n_words)[:, None], 0, 64).astype(np.uint64)  # low bits set
+    ones = np.clip(level[:, None] - 64 * np.arange(n_words), 0, 64).astype(np.uint64)  # low bits set
     return np.where(ones == 64, np.uint64(2**64 - 1), (np.uint64(1) << ones % np.uint64(64)) - np.uint64(1))
 
 
 def _unpack(words: np.ndarray, n: int) -> np.ndarray:
-    """The first ``n`` bits of each pixel's words ``[W, pixels]``: ``[pixels, n]`` bool."""
-    as_bytes = np.ascontiguousarray(words.T).view(np.uint8)
-    return np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :n].astype(bool)
+    """The first ``n`` bits of each pixel's words ``[pixels, W]``: ``[pixels, n]`` bool."""
+    return np.unpackbits(np.ascontiguousarray(words).view(np.uint8), axis=1, bitorder="little")[:, :n].astype(bool)
 
 
 def _thin_words(words: np.ndarray, row: int) -> None:
-    """Thin the images packed in ``words`` (``[W, pixels]`` uint64 over a zero-bordered grid ``row`` pixels wide,
+    """Thin the images packed in ``words`` (``[pixels, W]`` uint64 over a zero-bordered grid ``row`` pixels wide,
     one bit per image) in place, all images in parallel.
 
     A pixel's fate under a sub-iteration depends only on its 8-neighbourhood, so after the first pass only the
@@ -103,21 +102,27 @@ def _thin_words(words: np.ndarray, row: int) -> None:
     more pixels or images than needed changes nothing: a converged image has no deletable pixel."""
     steps = np.array([dy * row + dx for dy, dx in _NEIGHBOURS])
     window = np.concatenate([[0], steps])
-    candidates = np.flatnonzero(words.any(axis=0))
+    items = words.view(np.dtype((np.void, words.itemsize * words.shape[1])))[:, 0]  # a pixel's words as one item
+    candidates = np.flatnonzero(words.any(axis=1))
     touched_before = candidates
-    stamp = np.empty(words.shape[1], dtype=np.int64)
+    stamp = np.empty(len(items), dtype=np.int64)
     for sub in itertools.count():
-        centre = words[:, candidates]
-        delete = centre & _deletable([words[:, candidates + step] for step in steps], sub % 2)
+        centre = _gather(items, candidates)
+        delete = centre & _deletable([_gather(items, candidates + step) for step in steps], sub % 2)
         hit = delete.any(axis=0)
         deleted = candidates[hit]
         if len(deleted) == 0 and len(touched_before) == 0:
             break
-        words[:, deleted] = centre[:, hit] & ~delete[:, hit]
+        words[deleted] = (centre[:, hit] & ~delete[:, hit]).T
         touched = (deleted[:, None] + window).ravel()
         candidates = _distinct(np.concatenate([touched, touched_before]), stamp)
-        candidates = candidates[words[:, candidates].any(axis=0)]
+        candidates = candidates[words[candidates].any(axis=1)]
         touched_before = touched
+
+
+def _gather(items: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The words ``[W, len(index)]`` of the pixels ``index``, taken as whole items (one copy per pixel)."""
+    return items[index].view(np.uint64).reshape(len(index), -1).T
 
 
 def _distinct(indices: np.ndarray, stamp: np.ndarray) -> np.ndarray:
@@ -238,8 +243,8 @@ class SeismEdgeMetric(_EdgeMetric):
         order = np.argsort(self.thresholds, kind="stable")
         words = _pack_levels(np.pad(prob, 1, constant_values=-1.0), self.thresholds[order])
         _thin_words(words, gt.shape[1] + 2)
-        on = np.flatnonzero(words.any(axis=0))  # padded pixels on at some threshold after thinning
-        bits = _unpack(words[:, on], len(order))[:, np.argsort(order)]  # [pixels, T], columns as self.thresholds
+        on = np.flatnonzero(words.any(axis=1))  # padded pixels on at some threshold after thinning
+        bits = _unpack(words[on], len(order))[:, np.argsort(order)]  # [pixels, T], columns as self.thresholds
         points = np.stack(np.divmod(on, gt.shape[1] + 2), axis=1) - 1
         near = _within(gt_thin, radius)[points[:, 0], points[:, 1]]
         graph = _candidate_graph(points[near], gt_index, _disk_offsets(radius))
