@@ -124,7 +124,7 @@ def _thin_words(words: np.ndarray, row: int) -> None:
 
 def _gather(items: np.ndarray, index: np.ndarray) -> np.ndarray:
     """The words ``[W, len(index)]`` of the pixels ``index``, taken as whole items (one copy per pixel)."""
-    return items[index].view(np.uint64).reshape(len(index), -1).T
+    return items[index].view(np.uint64).reshape(len(index), items.itemsize // 8).T
 
 
 def _distinct(indices: np.ndarray, stamp: np.ndarray) -> np.ndarray:
