@@ -72,7 +72,8 @@ def evaluate(
                 outputs = model.forward_tasks(images, tasks.names)
             for task in tasks.tasks:
                 pred = outputs[task.name].float()
-                loss_sums[task.name] += loss_weights[task.name] * task_loss(task, pred, targets[task.name]).item() * len(images)
+                loss = task_loss(task, pred, targets[task.name]).item()
+                loss_sums[task.name] += loss_weights[task.name] * loss * len(images)
                 pool.update(metrics[task.name], pred, targets[task.name])
             samples += len(images)
     model.train(was_training)
