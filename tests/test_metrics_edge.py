@@ -205,8 +205,14 @@ def _ignored_band(rng, n, size):
     return pred, gt
 
 
-MAPS = {f.__name__.lstrip("_"): f for f in (_random, _empty_prediction, _empty_ground_truth, _all_on,
-                                             _thick_edges, _border_edges, _ties, _blurred_curves, _ignored_band)}
+def _nan_logits(rng, n, size):
+    pred, gt = _blurred_curves(rng, n, size)
+    pred[rng.random(pred.shape) < 0.2] = np.nan  # NaN >= t is false: never an edge
+    return pred, gt
+
+
+MAPS = {f.__name__.lstrip("_"): f for f in (_random, _empty_prediction, _empty_ground_truth, _all_on, _thick_edges,
+                                             _border_edges, _ties, _blurred_curves, _ignored_band, _nan_logits)}
 
 
 def _counts(metric_cls, pred, gt, max_dist, thresholds=HED_THRESHOLDS):

@@ -85,6 +85,7 @@ def _pack_levels(prob: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """The maps ``prob >= t`` of the ascending ``thresholds`` packed as ``_thin_words`` takes them: one bit per
     map (map ``k`` in bit ``k % 64`` of word ``k // 64``), built from each pixel's count of thresholds ≤ it."""
     level = np.searchsorted(thresholds, prob.ravel(), side="right")
+    level[np.isnan(prob.ravel())] = 0  # NaN >= t is false (searchsorted would put NaN above every threshold)
     n_words = -(-len(thresholds) // 64)
     ones = np.clip(level[:, None] - 64 * np.arange(n_words), 0, 64).astype(np.uint64)  # low bits set
     return np.where(ones == 64, np.uint64(2**64 - 1), (np.uint64(1) << ones % np.uint64(64)) - np.uint64(1))
@@ -232,8 +233,7 @@ class _EdgeMetric(Metric):
 
 class SeismEdgeMetric(_EdgeMetric):
     """SEISM-compatible: the thresholds of an image thinned together (bit-parallel), the ground-truth candidates
-    of every predicted pixel found once, and one matching per threshold whose thinned map near the ground truth
-    differs from the previous threshold's."""
+    of every predicted pixel found once, and per threshold a matching of the components that changed."""
 
     convention = "seism-compatible"
     expensive = True
