@@ -22,7 +22,7 @@ from tsn.tasks import dataset_tasks
 from tsn.engine import build_optimizer
 
 SECTIONS = ["## Targets", "## 1. Training throughput", "## 2. Encoder once", "## 3. Achieved FLOP/s", "## 4. Data",
-            "## 5. Sweep overhead", "## 6. Peak memory", "## 7. CPU fast paths"]
+            "## 5. Sweep overhead", "## 6. Peak memory", "## 7. CPU fast paths", "## 8. SEISM-compatible edge"]
 
 
 @pytest.mark.parametrize("shape, size", [((2, 3, 4, 4), (8, 8)), ((1, 5, 3, 7), (6, 13)), ((2, 2, 1, 1), (2, 2)),
@@ -137,6 +137,16 @@ def test_throughput_section_reports_every_schedule() -> None:
     lines = bench.section_throughput(bench.sizes(quick=True), results)
     assert sum("| tsn | epoch / batch |" in line for line in lines) == 1
     assert sum("| tsn | joint |" in line for line in lines) == 1
+
+
+def test_edge_section_times_the_seism_metric_on_thin_synthetic_edges() -> None:
+    logits, gt = bench.synthetic_edge_maps(2, 64, seed=1)
+    assert logits.shape == gt.shape == (2, 1, 64, 64)
+    assert 0.005 < gt.mean() < 0.2 and set(gt.unique().tolist()) == {0.0, 1.0}
+    assert (torch.sigmoid(logits)[gt == 1] > 0.5).float().mean() > (torch.sigmoid(logits)[gt == 0] > 0.5).float().mean()
+    results: dict = {}
+    lines = bench.section_edge_eval(quick=True, results=results)
+    assert 0 < results["seism_s"] < 5 and f"**{bench.fmt(results['seism_s'])} s**" in "\n".join(lines)
 
 
 @pytest.mark.slow

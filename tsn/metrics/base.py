@@ -31,6 +31,8 @@ class MetricResult:
 class Metric:
     """Base class: subclasses declare their accumulators in ``_zero_state`` and implement ``update``/``compute``."""
 
+    expensive = False  # updates worth a worker process (seconds per image): see tsn.metrics.pool
+
     def __init__(self) -> None:
         self._state = self._zero_state()
 
