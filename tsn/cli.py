@@ -54,6 +54,8 @@ def run_train(args: argparse.Namespace) -> int:
 def build_eval_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", help="a checkpoint.pt written by `python -m tsn train`")
     parser.add_argument("--edge-evaluator", choices=EDGE_EVALUATORS, default="seism")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes for the SEISM-compatible odsF (default: the run's train.eval_workers)")
     parser.add_argument("--json", default=None, help="also write the metrics to this file")
     return parser
 
@@ -67,6 +69,8 @@ def run_eval(args: argparse.Namespace) -> int:
     cfg = from_dict(state["config"])
     # every weight comes from the checkpoint: evaluating it needs no pretrained file (nor network)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained="none"))
+    if args.workers is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_workers=args.workers)).validate()
     trainer = Trainer(cfg, Path(args.checkpoint).parent)
     trainer.model.load_state_dict(state["model"])
     evaluation = trainer.run_validation(args.edge_evaluator)

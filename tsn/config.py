@@ -70,6 +70,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     channels_last: bool = True  # on CUDA only
     threads: int = 0  # CPU threads; 0 = all cores
+    eval_workers: int = 1  # processes for the SEISM-compatible odsF of a full evaluation (same result for any count)
     progress: bool = True
 
 
@@ -88,7 +89,7 @@ class RunConfig:
 
 
 # Keys that change where or how fast a run executes, never its result: left out of the config hash.
-RUNTIME_KEYS = {"train": ("device", "threads", "progress"), "data": ("num_workers", "root")}
+RUNTIME_KEYS = {"train": ("device", "threads", "progress", "eval_workers"), "data": ("num_workers", "root")}
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
@@ -334,7 +335,7 @@ def _validate(cfg: RunConfig) -> None:
     _one_of("train.edge_evaluator", train.edge_evaluator, EDGE_EVALUATORS)
     _one_of("train.final_edge_evaluator", train.final_edge_evaluator, EDGE_EVALUATORS)
     _one_of("train.device", train.device, DEVICES)
-    for key in ("epochs", "batch_size", "eval_every", "plateau_factor"):
+    for key in ("epochs", "batch_size", "eval_every", "plateau_factor", "eval_workers"):
         _positive(f"train.{key}", getattr(train, key))
     for key in ("lr_encoder", "lr_decoder"):
         if getattr(train, key) < 0:

@@ -214,6 +214,7 @@ class Trainer:
             device=self.device,
             amp=self.cfg.train.amp,
             channels_last=self.channels_last,
+            workers=self.cfg.train.eval_workers,
         )
 
     def _delta_m(self, primary: Mapping[str, float], epoch: int | None) -> float | None:
