@@ -145,7 +145,7 @@ def test_wandb_source_queries_the_study_group_and_caches(storage: str, tmp_path:
 # ------------------------------------------------------------------------------------------------ tables
 def test_delta_m_per_seed_matches_a_hand_computation(storage: str) -> None:
     base = load_study(BASELINES, storage)
-    trials = tables.add_delta_m(tables.per_trial(base), tables.baseline_by_seed(base))
+    trials = tables.add_delta_m(tables.per_trial(base), tables.single_task_trials(base))
     tsn = trials[trials["architecture"] == "tsn"].set_index("seed")["delta_m"]
     # seed 0: semseg 50 vs 40 -> +25 %; normals 20 vs 19 (lower is better) -> -5.263 %; Δm = -(25 - 5.263)/2
     assert tsn[0] == pytest.approx(-(25.0 - 100 / 19) / 2)
@@ -158,7 +158,7 @@ def test_delta_m_per_seed_matches_a_hand_computation(storage: str) -> None:
 def test_recomputed_delta_m_agrees_with_the_stored_one(storage: str) -> None:
     base = load_study(BASELINES, storage)
     for study in (base, load_study(EMBEDDING, storage)):
-        trials = tables.add_delta_m(tables.per_trial(study), tables.baseline_by_seed(base))
+        trials = tables.add_delta_m(tables.per_trial(study), tables.single_task_trials(base))
         assert trials["delta_m"].tolist() == pytest.approx(trials["delta_m_stored"].tolist())
 
 
