@@ -82,10 +82,20 @@ def per_trial(study: StudyData) -> pd.DataFrame:
     grid = first["grid"].map(json.loads)
     for axis in study.space:
         out[axis] = grid.map(lambda g, a=axis: g.get(a))
-    out.attrs["tasks"] = list(dict.fromkeys(done["task"]))
+    out.attrs["tasks"] = task_order(list(dict.fromkeys(done["task"])), first["config"].dropna())
     out.attrs["higher_is_better"] = dict(zip(done["task"], done["higher_is_better"].astype(bool)))
     out.attrs["metric_names"] = dict(zip(done["task"], done["metric"]))
     return out.reset_index()
+
+
+def task_order(tasks: list[str], configs: pd.Series) -> list[str]:
+    """``tasks`` in their run's order (its ``data.tasks`` in the dataset's registry): the stored metrics' key order
+    is not kept by every store (an export's JSON has sorted keys)."""
+    if configs.empty:
+        return tasks
+    data = json.loads(configs.iloc[0])["data"]
+    names = list(dataset_tasks(data["dataset"], data.get("tasks") or None).names)
+    return sorted(tasks, key=lambda t: names.index(t) if t in names else len(names))
 
 
 def single_task_trials(baselines: StudyData) -> pd.DataFrame:
