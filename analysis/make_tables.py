@@ -18,7 +18,7 @@ from typing import Sequence
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis import claims, figures  # noqa: E402
+from analysis import claims, figures, recency  # noqa: E402
 from analysis.runs import (  # noqa: E402
     SOURCES,
     AnalysisError,
@@ -35,6 +35,7 @@ from analysis.tables import (  # noqa: E402
     comparison_table,
     is_comparable,
     scaling_tables,
+    single_task_trials,
     to_markdown,
     write_table,
 )
@@ -45,6 +46,8 @@ from tsn.config import BUDGETS_FILE, load_budgets  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 SCALING_EXPERIMENT = "scaling"
+# experiment -> its report beside the ablation table: (study, per-trial frame, single-task trials, out dir) -> Table
+EXTRA_REPORTS = {recency.EXPERIMENT: recency.recency_report}
 
 
 class Reporter:
@@ -99,6 +102,7 @@ class Reporter:
             table.notes.append("The paper's numbers (PASCAL-Context, paper budget) are not comparable with this "
                                "dataset/budget; its qualitative claims are checked instead (claims-*.md).")
         self.emit(table)
+        self.extra_report(name, study, trials, baselines)
         experiment, evidence = self.evidence_of(name)
         evidence.trials[experiment] = trials
         evidence.history[experiment] = study.history
@@ -111,6 +115,16 @@ class Reporter:
             self.figure(figures.convergence_figure, study.history, base, trials.attrs["higher_is_better"],
                         figure_dir, name)
             self.checkpoint_figures(trials, figure_dir, name)
+
+    def extra_report(self, name: str, study: StudyData, trials, baselines: StudyData | None) -> None:
+        report = EXTRA_REPORTS.get(parse_study_name(name)[0])
+        if report is None:
+            return
+        table = report(study, trials, single_task_trials(baselines) if baselines is not None else None, self.out)
+        if table is None:
+            self.warnings.append(f"{name}: no {report.__name__} (no trial with a baseline and a training order)")
+        else:
+            self.markdown.append(to_markdown(table))
 
     def checkpoint_figures(self, trials, figure_dir: Path, name: str) -> None:
         """Task-embedding similarity and the qualitative grid, from the first seed with TSN and task_in runs."""

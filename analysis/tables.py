@@ -208,7 +208,8 @@ def ablation_table(study: StudyData, baselines: StudyData | None) -> tuple[Table
         notes.append(f"recomputed Δm differs from the stored one for trials {disagree} (baseline changed?)")
     if base is not None and trials["delta_m"].isna().any():
         unmatched = trials[trials["delta_m"].isna()]
-        notes.append(f"Δm missing for trials {unmatched['trial'].tolist()} (seeds {sorted(unmatched['seed'].unique())}): "
+        seeds = sorted({int(s) for s in unmatched["seed"].dropna()})
+        notes.append(f"Δm missing for trials {unmatched['trial'].tolist()} (seeds {seeds}): "
                      f"no finished single-task baseline of their config (or, stored without one, of their seed)")
     columns = metric_columns(trials)
     title = f"{experiment} ablation, {dataset}, {budget} budget: mean ± std over seeds (Δm per seed, astmt, ↓)"
