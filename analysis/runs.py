@@ -46,7 +46,8 @@ AXIS_COLUMNS = {
 SEED_AXIS = "train.seed"
 TRIAL_COLUMNS = [
     "study", "experiment", "dataset", "budget", "trial", "state", "grid", *AXIS_COLUMNS.values(),
-    "config_hash", "baseline_config_hash", "git_commit", "n_params", "macs", "wall_time_s", "delta_m_stored", "fail_reason",
+    "config_hash", "baseline_config_hash", "git_commit", "n_params", "macs", "wall_time_s", "delta_m_stored",
+    "fail_reason",
     "run_dir", "wandb_run_id", "config",
 ]
 METRIC_COLUMNS = [*TRIAL_COLUMNS, "task", "metric", "convention", "value", "primary", "higher_is_better"]
