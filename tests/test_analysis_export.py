@@ -52,8 +52,7 @@ def test_the_export_is_deterministic_compact_and_keeps_every_record(storage: str
     assert data["trials"][6]["user_attrs"]["fail_reason"] == "non-finite loss at epoch 1"
 
 
-def test_a_large_study_is_gzipped_and_the_stale_json_removed(storage: str, tmp_path: Path, capsys,
-                                                              monkeypatch) -> None:
+def test_a_large_study_is_gzipped_and_the_stale_json_removed(storage: str, tmp_path: Path, monkeypatch) -> None:
     E.export(storage, tmp_path / "t", [EMBEDDING])
     monkeypatch.setattr(E, "GZIP_ABOVE", 100)
     path = E.export(storage, tmp_path / "t", [EMBEDDING])[0]
