@@ -12,6 +12,9 @@ RUNS    ?= runs# checkpoints, W&B offline runs and the default study storage
 REPORTS ?= reports# tables and figures
 STORAGE ?= sqlite:///$(RUNS)/studies.db
 SET     ?=# config overrides for every trial of a sweep, e.g. SET="train.threads=1 data.root=/data/PASCAL_MT"
+EPOCH   ?=# make tables: the evaluation epoch to report (empty = the budget's report epoch, else the last)
+SOURCE  ?= optuna# make tables: optuna (STORAGE) or export (the files of `python -m sweeps export` under EXPORT)
+EXPORT  ?= $(REPORTS)/trials
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -63,8 +66,9 @@ sweep-all: $(SWEEPS) ## every sweep-NAME below, then every table and figure; BUD
 worker: $(STAMP) ## join a running study from this machine: make worker STUDY=embedding-synthetic-cpu STORAGE=...
 	$(PY) -m sweeps worker --study $(STUDY) --storage $(STORAGE)
 
-tables: $(STAMP) ## regenerate every table and figure under REPORTS (reports/) from the study storage
-	$(PY) analysis/make_tables.py --storage $(STORAGE) --out $(REPORTS)
+tables: $(STAMP) ## regenerate every table and figure under REPORTS (reports/) from the study storage; EPOCH= SOURCE=export
+	$(PY) analysis/make_tables.py --storage $(STORAGE) --out $(REPORTS) --source $(SOURCE) --export-dir $(EXPORT) \
+	  $(if $(EPOCH),--epoch $(EPOCH))
 
 dashboard: $(STAMP) ## optuna-dashboard on the study storage (http://127.0.0.1:8080)
 	$(VENV)/bin/optuna-dashboard $(STORAGE)

@@ -3,7 +3,9 @@
 Tables go to ``--out`` as ``.md``, ``.tex`` and ``.csv`` and are printed as Markdown; figures go to
 ``--out/figures``. Without ``--study`` (every study), the paper's claims are decided too (``analysis/claims.py``):
 ``claims-{dataset}-{budget}.md`` and ``.csv``.
-Runs are cached as Parquet under ``--out/cache`` and refreshed incrementally.
+Runs are cached as Parquet under ``--out/cache`` and refreshed incrementally. The numbers are those of evaluation
+epoch ``--epoch`` (default: the budget's ``report: {epoch}`` in experiments/budgets.yaml, else each trial's last).
+``--source export --export-dir DIR`` reads the files of ``python -m sweeps export`` instead of the study storage.
 """
 
 from __future__ import annotations
@@ -16,8 +18,16 @@ from typing import Sequence
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis import claims, figures  # noqa: E402
-from analysis.runs import AnalysisError, StudyData, baseline_study_of, load_study, optuna_study_names  # noqa: E402
+from analysis import claims, figures, recency  # noqa: E402
+from analysis.runs import (  # noqa: E402
+    SOURCES,
+    AnalysisError,
+    StudyData,
+    baseline_study_of,
+    export_study_names,
+    load_study,
+    optuna_study_names,
+)
 from analysis.tables import (  # noqa: E402
     Table,
     ablation_table,
@@ -25,16 +35,19 @@ from analysis.tables import (  # noqa: E402
     comparison_table,
     is_comparable,
     scaling_tables,
+    single_task_trials,
     to_markdown,
     write_table,
 )
 from sweeps.experiment import load_experiment  # noqa: E402
 from sweeps.records import parse_study_name, study_name  # noqa: E402
 from tsn.checkpoint import CheckpointError  # noqa: E402
-from tsn.config import BUDGETS_FILE  # noqa: E402
+from tsn.config import BUDGETS_FILE, load_budgets  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 SCALING_EXPERIMENT = "scaling"
+# experiment -> its report beside the ablation table: (study, per-trial frame, single-task trials, out dir) -> Table
+EXTRA_REPORTS = {recency.EXPERIMENT: recency.recency_report}
 
 
 class Reporter:
@@ -43,7 +56,7 @@ class Reporter:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.out = Path(args.out)
-        self.loaded: dict[str, StudyData] = {}
+        self.loaded: dict[tuple[str, int | None], StudyData] = {}
         self.markdown: list[str] = []
         self.warnings: list[str] = []
         self.evidence: dict[tuple[str, str], claims.Evidence] = {}
@@ -53,11 +66,11 @@ class Reporter:
         experiment, dataset, budget = parse_study_name(name)
         return experiment, self.evidence.setdefault((dataset, budget), claims.Evidence(dataset, budget))
 
-    def study(self, name: str) -> StudyData:
-        if name not in self.loaded:
-            self.loaded[name] = load_study(name, self.args.storage, self.out / "cache", self.args.source,
-                                           self.args.wandb_path)
-        return self.loaded[name]
+    def study(self, name: str, epoch: int | None) -> StudyData:
+        if (name, epoch) not in self.loaded:
+            self.loaded[name, epoch] = load_study(name, self.args.storage, self.out / "cache", self.args.source,
+                                                  self.args.wandb_path, epoch, self.args.export_dir)
+        return self.loaded[name, epoch]
 
     def emit(self, table: Table) -> None:
         write_table(table, self.out)
@@ -77,8 +90,9 @@ class Reporter:
         if experiment == SCALING_EXPERIMENT:
             self.scaling(name)
             return
-        study = self.study(name)
-        baselines = self._baselines(name)
+        epoch = report_epoch(name, self.args.epoch)
+        study = self.study(name, epoch)
+        baselines = self._baselines(name, epoch)
         table, trials = ablation_table(study, baselines)
         if is_comparable(name):
             comparison = comparison_table(table)
@@ -88,6 +102,7 @@ class Reporter:
             table.notes.append("The paper's numbers (PASCAL-Context, paper budget) are not comparable with this "
                                "dataset/budget; its qualitative claims are checked instead (claims-*.md).")
         self.emit(table)
+        self.extra_report(name, study, trials, baselines)
         experiment, evidence = self.evidence_of(name)
         evidence.trials[experiment] = trials
         evidence.history[experiment] = study.history
@@ -100,6 +115,16 @@ class Reporter:
             self.figure(figures.convergence_figure, study.history, base, trials.attrs["higher_is_better"],
                         figure_dir, name)
             self.checkpoint_figures(trials, figure_dir, name)
+
+    def extra_report(self, name: str, study: StudyData, trials, baselines: StudyData | None) -> None:
+        report = EXTRA_REPORTS.get(parse_study_name(name)[0])
+        if report is None:
+            return
+        table = report(study, trials, single_task_trials(baselines) if baselines is not None else None, self.out)
+        if table is None:
+            self.warnings.append(f"{name}: no {report.__name__} (no trial with a baseline and a training order)")
+        else:
+            self.markdown.append(to_markdown(table))
 
     def checkpoint_figures(self, trials, figure_dir: Path, name: str) -> None:
         """Task-embedding similarity and the qualitative grid, from the first seed with TSN and task_in runs."""
@@ -120,10 +145,12 @@ class Reporter:
             claims.write_claims(frame, self.out, dataset, budget)
             self.markdown.append(claims.to_markdown(frame, dataset, budget))
 
-    def _baselines(self, name: str) -> StudyData | None:
+    def _baselines(self, name: str, epoch: int | None) -> StudyData | None:
+        """The shared single-task study, at the same epoch as ``name``'s trials."""
         try:
             storage = self.args.storage if self.args.source == "optuna" else None
-            return self.study(baseline_study_of(name, storage))
+            export_dir = self.args.export_dir if self.args.source == "export" else None
+            return self.study(baseline_study_of(name, storage, export_dir), epoch)
         except AnalysisError as err:
             self.warnings.append(f"{name}: no baselines ({err})")
             return None
@@ -140,6 +167,24 @@ class Reporter:
         self.figure(figures.scaling_figure, params, self.out / "figures")
 
 
+def report_epoch(name: str, epoch: int | None) -> int | None:
+    """``epoch`` if given, else the study budget's ``report: {epoch: N}`` (None: each trial's last epoch)."""
+    if epoch is not None:
+        return epoch
+    budget = parse_study_name(name)[2]
+    report = (load_budgets().get(budget) or {}).get("report") or {}
+    value = report.get("epoch")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{BUDGETS_FILE}: {budget}.report.epoch must be a positive integer, got {value!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer epoch, got {text!r}")
+    return int(text)
+
+
 def default_studies(valid: list[str]) -> list[str]:
     """Every stored study, plus the scaling table of each dataset/budget (it has no trials to store)."""
     pairs = dict.fromkeys(parse_study_name(n)[1:] for n in valid)
@@ -147,13 +192,26 @@ def default_studies(valid: list[str]) -> list[str]:
     return [*valid, *(s for s in scaling if s not in valid)]
 
 
+def stored_studies(args: argparse.Namespace) -> list[str] | None:
+    """Every study the source holds (None for W&B, which cannot list them)."""
+    if args.source == "optuna":
+        return optuna_study_names(args.storage)
+    if args.source == "export":
+        return export_study_names(args.export_dir)
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python analysis/make_tables.py", description=__doc__.splitlines()[0])
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
     parser.add_argument("--study", nargs="*", default=None, help="studies to report (default: every study)")
     parser.add_argument("--out", default="reports", help="output folder (default reports/)")
-    parser.add_argument("--source", choices=("optuna", "wandb"), default="optuna")
+    parser.add_argument("--source", choices=SOURCES, default="optuna")
     parser.add_argument("--wandb-path", default=None, help="ENTITY/PROJECT (with --source wandb)")
+    parser.add_argument("--export-dir", default="reports/trials",
+                        help="files of `python -m sweeps export` (with --source export; default reports/trials)")
+    parser.add_argument("--epoch", type=positive_int, default=None,
+                        help="report the evaluation of this epoch (default: the budget's report epoch, else the last)")
     parser.add_argument("--no-figures", action="store_true")
     return parser
 
@@ -163,10 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     reporter = Reporter(args)
     try:
-        valid = optuna_study_names(args.storage) if args.source == "optuna" else None
+        valid = stored_studies(args)
         names = args.study or default_studies(valid or [])
         if not names:
-            where = args.storage if valid is not None else f"W&B {args.wandb_path} (name the groups with --study)"
+            where = {"optuna": args.storage, "export": args.export_dir,
+                     "wandb": f"W&B {args.wandb_path} (name the groups with --study)"}[args.source]
             raise AnalysisError(f"no studies in {where}")
         for name in names:
             if valid is not None and name not in valid and parse_study_name(name)[0] != SCALING_EXPERIMENT:

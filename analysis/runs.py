@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -46,11 +46,18 @@ AXIS_COLUMNS = {
 SEED_AXIS = "train.seed"
 TRIAL_COLUMNS = [
     "study", "experiment", "dataset", "budget", "trial", "state", "grid", *AXIS_COLUMNS.values(),
-    "config_hash", "git_commit", "n_params", "macs", "wall_time_s", "delta_m_stored", "fail_reason",
+    "config_hash", "baseline_config_hash", "git_commit", "n_params", "macs", "wall_time_s", "delta_m_stored",
+    "fail_reason",
     "run_dir", "wandb_run_id", "config",
 ]
 METRIC_COLUMNS = [*TRIAL_COLUMNS, "task", "metric", "convention", "value", "primary", "higher_is_better"]
-HISTORY_COLUMNS = ["study", "trial", "state", *AXIS_COLUMNS.values(), "epoch", "task", "value", "delta_m_stored"]
+# position: the task's place in that epoch's training order (0 = trained first; history's task_order)
+HISTORY_COLUMNS = ["study", "trial", "state", *AXIS_COLUMNS.values(), "epoch", "task", "value", "delta_m_stored",
+                   "position"]
+NOT_EVALUATED = "not evaluated at epoch {epoch}"
+
+
+SOURCES = ("optuna", "wandb", "export")
 
 
 class AnalysisError(ValueError):
@@ -79,10 +86,13 @@ class StudyData:
     history: pd.DataFrame
     space: dict[str, list[Any]]
     grid: list[dict[str, Any]] | None = None  # the study's own grid when it stored one (budget seed caps)
+    epoch: int | None = None  # the evaluation epoch the metrics are of (None: each trial's last)
 
     def missing_points(self) -> list[dict[str, Any]]:
-        """Grid points (seed included) without a COMPLETE trial: never run, still running, failed or pruned."""
-        done = self.metrics[self.metrics["state"] == "COMPLETE"]["grid"].unique()
+        """Grid points (seed included) without a COMPLETE trial with metrics: never run, still running, failed,
+        pruned or (at a chosen epoch) not evaluated there."""
+        finished = self.metrics[(self.metrics["state"] == "COMPLETE") & self.metrics["primary"].fillna(False)]
+        done = finished["grid"].unique()
         done_points = {json.dumps(json.loads(g), sort_keys=True) for g in done}
         axes = sorted(self.space)
         if self.grid is not None:
@@ -112,6 +122,7 @@ def _trial_row(record: TrialRecord) -> dict[str, Any]:
         "state": record.state,
         "grid": json.dumps(record.params, sort_keys=True),
         "config_hash": attrs.get(R.CONFIG_HASH),
+        "baseline_config_hash": _baseline_hash(attrs),
         "git_commit": attrs.get(R.GIT_COMMIT),
         "n_params": attrs.get(R.PARAMS),
         "macs": attrs.get(R.MACS),
@@ -131,6 +142,32 @@ def _trial_row(record: TrialRecord) -> dict[str, Any]:
     return row
 
 
+def _baseline_hash(attrs: Mapping[str, Any]) -> str | None:
+    """The config hash of the single-task trial the trial's stored Δm used (None: stored before baselines had one)."""
+    used = attrs.get(R.BASELINE_RUNS) or []
+    return used[0].get("config_hash") if used else None
+
+
+def at_epoch(record: TrialRecord, epoch: int | None) -> TrialRecord:
+    """The record as of evaluation epoch ``epoch``: its metrics, primary values and Δm from ``evaluations``.
+
+    A finished trial without that evaluation keeps its final metrics when ``epoch`` is its last epoch, else it loses
+    its metrics and says why (it is then a missing grid point). ``epoch`` None: the final metrics, unchanged.
+    """
+    if epoch is None:
+        return record
+    attrs = dict(record.attrs)
+    evaluation = (attrs.get(R.EVALUATIONS) or {}).get(str(epoch))
+    last = ((attrs.get(R.CONFIG) or {}).get("train") or {}).get("epochs")
+    if evaluation is not None:
+        attrs.update({R.METRICS: evaluation["metrics"], R.PRIMARY: evaluation["primary"],
+                      R.DELTA_M: evaluation.get("delta_m")})
+    elif record.state == "COMPLETE" and last != epoch:
+        attrs = {k: v for k, v in attrs.items() if k not in (R.METRICS, R.PRIMARY, R.DELTA_M)}
+        attrs[R.FAIL_REASON] = NOT_EVALUATED.format(epoch=epoch)
+    return replace(record, attrs=attrs, key=f"{record.key}|epoch={epoch}")
+
+
 def record_frames(record: TrialRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``metrics`` and ``history`` rows of one trial."""
     base = _trial_row(record)
@@ -146,16 +183,18 @@ def record_frames(record: TrialRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
                      "primary": None, "higher_is_better": None})
     history = []
     for epoch in record.history():
+        order = list(epoch.get("task_order") or [])
         for task, value in (epoch.get("metrics") or {}).items():
             history.append({**{c: base[c] for c in HISTORY_COLUMNS if c in base}, "epoch": epoch.get("epoch"),
-                            "task": task, "value": value, "delta_m_stored": epoch.get("delta_m")})
+                            "task": task, "value": value, "delta_m_stored": epoch.get("delta_m"),
+                            "position": order.index(task) if task in order else None})
     return _typed(pd.DataFrame(rows, columns=METRIC_COLUMNS)), _typed(pd.DataFrame(history, columns=HISTORY_COLUMNS))
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     """One dtype per column whatever the rows hold, so cached and fresh frames concatenate and round-trip."""
     floats = ("n_params", "macs", "wall_time_s", "delta_m_stored", "value")
-    ints = ("trial", "d", "seed", "epoch")
+    ints = ("trial", "d", "seed", "epoch", "position")
     for column in frame.columns:
         if column in floats:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
@@ -210,44 +249,90 @@ def optuna_study_names(storage: str) -> list[str]:
         raise AnalysisError(f"cannot read study storage {storage}: {str(err).splitlines()[0]}") from None
 
 
+def trial_records(study: str, trials: Iterable[Mapping[str, Any]]) -> tuple[list[TrialRecord], dict[str, list[Any]]]:
+    """Records of trials as ``sweeps.export.trial_dict`` gives them, and the grid their categorical distributions
+    declare: one conversion for the storage and for its export."""
+    import optuna
+
+    from sweeps.export import distribution
+
+    records, declared = [], {}
+    for t in trials:
+        for axis, data in t["distributions"].items():
+            dist = distribution(data)
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                declared.setdefault(axis, list(dist.choices))
+        attrs = dict(t["user_attrs"])
+        history = attrs.get(R.HISTORY) or []
+        key = f"{t['state']}|{t['datetime_complete']}|{len(attrs)}"
+        records.append(TrialRecord(study, t["number"], t["state"], dict(t["params"]), attrs, key,
+                                   lambda h=history: list(h)))
+    return records, _space(records, declared)
+
+
 def optuna_records(storage: str, study: str) -> tuple[list[TrialRecord], dict[str, list[Any]], list | None]:
     """The study's trials as records, the grid declared by their categorical distributions, the stored grid."""
     import optuna
+
+    from sweeps.export import trial_dict
 
     names = optuna_study_names(storage)
     if study not in names:
         raise AnalysisError(f"unknown study {study!r} in {storage}; valid: {', '.join(names) or '(none)'}")
     loaded = optuna.load_study(study_name=study, storage=_open(storage))
-    trials = loaded.get_trials(deepcopy=False)
-    records, declared = [], {}
-    for t in trials:
-        for axis, dist in t.distributions.items():
-            if isinstance(dist, optuna.distributions.CategoricalDistribution):
-                declared.setdefault(axis, list(dist.choices))
-        history = t.user_attrs.get(R.HISTORY) or []
-        key = f"{t.state.name}|{t.datetime_complete}|{len(t.user_attrs)}"
-        records.append(TrialRecord(study, t.number, t.state.name, dict(t.params), dict(t.user_attrs), key,
-                                   lambda h=history: list(h)))
-    return records, _space(records, declared), loaded.user_attrs.get(R.GRID)
+    records, space = trial_records(study, (trial_dict(t) for t in loaded.get_trials(deepcopy=False)))
+    return records, space, loaded.user_attrs.get(R.GRID)
 
 
-def baseline_study_of(name: str, storage: str | None) -> str:
+# ------------------------------------------------------------------------------------------------ export
+def export_study_names(export_dir: str | Path) -> list[str]:
+    from sweeps.export import study_names
+
+    try:
+        return study_names(export_dir)
+    except FileNotFoundError as err:
+        raise AnalysisError(str(err)) from None
+
+
+def export_attrs(export_dir: str | Path, study: str) -> dict[str, Any]:
+    """The study's stored user attrs (grid, experiment) from its exported file."""
+    from sweeps.export import read_study
+
+    return read_study(export_dir, study)["user_attrs"]
+
+
+def export_records(export_dir: str | Path, study: str) -> tuple[list[TrialRecord], dict[str, list[Any]], list | None]:
+    """As :func:`optuna_records`, from the files of ``python -m sweeps export``."""
+    from sweeps.export import read_study
+
+    names = export_study_names(export_dir)
+    if study not in names:
+        raise AnalysisError(f"unknown study {study!r} in {export_dir}; valid: {', '.join(names) or '(none)'}")
+    data = read_study(export_dir, study)
+    records, space = trial_records(study, data["trials"])
+    return records, space, data["user_attrs"].get(R.GRID)
+
+
+def baseline_study_of(name: str, storage: str | None, export_dir: str | Path | None = None) -> str:
     """The shared single-task baseline study for study ``name``.
 
     Storages written before the shared study got its reserved name hold it as ``baselines-{dataset}-{budget}``
     (the sweep driver renames it the next time it runs there); analysis only reads, so it reads the old name.
-    Without an Optuna ``storage`` (W&B), the current name.
+    Without an Optuna ``storage`` or an ``export_dir`` (W&B), the current name.
     """
-    import optuna
-
     _, dataset, budget = R.parse_study_name(name)
     current, legacy = R.baseline_study_name(dataset, budget), R.legacy_baseline_study_name(dataset, budget)
-    if storage is None:
+    if storage is None and export_dir is None:
         return current
-    names = optuna_study_names(storage)
+    names = optuna_study_names(storage) if storage is not None else export_study_names(export_dir)
     if current in names or legacy not in names:
         return current
-    attrs = optuna.load_study(study_name=legacy, storage=_open(storage)).user_attrs
+    if storage is not None:
+        import optuna
+
+        attrs = optuna.load_study(study_name=legacy, storage=_open(storage)).user_attrs
+    else:
+        attrs = export_attrs(export_dir, legacy)
     return legacy if R.is_legacy_baseline_study(legacy, attrs) else current
 
 
@@ -335,8 +420,11 @@ def build_study(
     if cache_dir is not None:
         metrics_path, history_path, keys_path = _cache_paths(Path(cache_dir), study)
         if metrics_path.exists() and history_path.exists() and keys_path.exists():
-            cached = json.loads(keys_path.read_text())["keys"]
             old_metrics, old_history = pd.read_parquet(metrics_path), pd.read_parquet(history_path)
+            if list(old_metrics.columns) == METRIC_COLUMNS and list(old_history.columns) == HISTORY_COLUMNS:
+                cached = json.loads(keys_path.read_text())["keys"]
+            else:  # written by an older version: convert everything again
+                old_metrics = old_history = None
     keys = {str(r.number): r.key for r in records}
     fresh = [r for r in records if cached.get(str(r.number)) != r.key]
     keep = {int(n) for n, k in keys.items() if cached.get(n) == k}
@@ -369,8 +457,11 @@ def load_study(
     cache_dir: str | Path | None = None,
     source: str = "optuna",
     wandb_path: str | None = None,
+    epoch: int | None = None,
+    export_dir: str | Path | None = None,
 ) -> StudyData:
-    """One study's frames from Optuna (``storage``) or W&B (``wandb_path``, runs grouped by study name)."""
+    """One study's frames from Optuna (``storage``), W&B (``wandb_path``, runs grouped by study name) or the files of
+    ``python -m sweeps export`` (``export_dir``); metrics as of evaluation ``epoch`` (None: each trial's last)."""
     grid = None
     if source == "optuna":
         records, space, grid = optuna_records(storage, study)
@@ -378,8 +469,13 @@ def load_study(
         if not wandb_path:
             raise AnalysisError("--source wandb needs --wandb-path ENTITY/PROJECT")
         records, space = wandb_study_records(wandb_path, study)
+    elif source == "export":
+        if export_dir is None:
+            raise AnalysisError("--source export needs --export-dir DIR")
+        records, space, grid = export_records(export_dir, study)
     else:
-        raise AnalysisError(f"unknown source {source!r}; valid: optuna, wandb")
+        raise AnalysisError(f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
+    records = [at_epoch(r, epoch) for r in records]
     data = build_study(study, records, space, None if cache_dir is None else Path(cache_dir) / source)
-    data.grid = grid
+    data.grid, data.epoch = grid, epoch
     return data

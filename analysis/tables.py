@@ -77,33 +77,63 @@ def per_trial(study: StudyData) -> pd.DataFrame:
         raise AnalysisError(f"study {study.name!r} has no finished trials")
     wide = done.pivot_table(index="trial", columns="task", values="value", aggfunc="first")
     first = done.drop_duplicates("trial").set_index("trial")
-    out = first[["seed", "architecture", "n_params", "macs", "delta_m_stored", "run_dir", "config"]].join(wide)
+    out = first[["seed", "architecture", "n_params", "macs", "delta_m_stored", "run_dir", "config", "config_hash",
+                 "baseline_config_hash"]].join(wide)
     grid = first["grid"].map(json.loads)
     for axis in study.space:
         out[axis] = grid.map(lambda g, a=axis: g.get(a))
-    out.attrs["tasks"] = list(dict.fromkeys(done["task"]))
+    out.attrs["tasks"] = task_order(list(dict.fromkeys(done["task"])), first["config"].dropna())
     out.attrs["higher_is_better"] = dict(zip(done["task"], done["higher_is_better"].astype(bool)))
     out.attrs["metric_names"] = dict(zip(done["task"], done["metric"]))
     return out.reset_index()
 
 
-def baseline_by_seed(baselines: StudyData) -> pd.DataFrame:
-    """Single-task primary metrics per seed (the latest COMPLETE single-task trial of each seed), with its trial."""
+def task_order(tasks: list[str], configs: pd.Series) -> list[str]:
+    """``tasks`` in their run's order (its ``data.tasks`` in the dataset's registry): the stored metrics' key order
+    is not kept by every store (an export's JSON has sorted keys)."""
+    if configs.empty:
+        return tasks
+    data = json.loads(configs.iloc[0])["data"]
+    names = list(dataset_tasks(data["dataset"], data.get("tasks") or None).names)
+    return sorted(tasks, key=lambda t: names.index(t) if t in names else len(names))
+
+
+def single_task_trials(baselines: StudyData) -> pd.DataFrame:
+    """The COMPLETE single-task trials, one per config hash (the latest when a config ran twice), by trial number."""
     trials = per_trial(baselines)
     single = trials[trials["architecture"] == BASELINE_ARCHITECTURE].sort_values("trial")
-    return single.drop_duplicates("seed", keep="last").set_index("seed")
+    out = single[single["config_hash"].isna() | ~single.duplicated("config_hash", keep="last")]
+    out.attrs.update(trials.attrs)
+    return out
+
+
+def baseline_by_seed(baselines: StudyData) -> pd.DataFrame:
+    """Single-task primary metrics per seed (the latest COMPLETE single-task trial of each seed), with its trial."""
+    return single_task_trials(baselines).drop_duplicates("seed", keep="last").set_index("seed")
+
+
+def matched_baseline(row: pd.Series, baselines: pd.DataFrame | None) -> pd.Series | None:
+    """The single-task trial (a row of :func:`single_task_trials`) that trial ``row`` compares with: the one its
+    stored Δm used (by config hash: one seed may have several, e.g. plateau and cosine learning-rate schedules),
+    else, for trials stored without it, the latest of its seed. None when there is none."""
+    if baselines is None:
+        return None
+    key = row["baseline_config_hash"]
+    same = baselines["seed"] == row["seed"] if pd.isna(key) else baselines["config_hash"] == key
+    hits = baselines[same.fillna(False)]
+    return hits.iloc[-1] if len(hits) else None
 
 
 def add_delta_m(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
-    """``delta_m`` (astmt, %) per trial against the single-task trial of the same seed (NaN when there is none)."""
+    """``delta_m`` (astmt, %) per trial against its single-task trial (:func:`matched_baseline`; NaN without one)."""
     tasks, higher = trials.attrs["tasks"], trials.attrs["higher_is_better"]
     values, refs = [], []
     for _, row in trials.iterrows():
-        if baselines is None or row["seed"] not in baselines.index:
+        base = matched_baseline(row, baselines)
+        if base is None:
             values.append(math.nan)
             refs.append(pd.NA)
             continue
-        base = baselines.loc[row["seed"]]
         values.append(delta_m({t: row[t] for t in tasks}, {t: base[t] for t in tasks},
                               {t: higher[t] for t in tasks}, convention="astmt"))
         refs.append(int(base["trial"]))
@@ -137,6 +167,14 @@ def metric_columns(trials: pd.DataFrame) -> list[Column]:
     return [*cols, Column("delta_m", "Δm %", False), Column("n_params", "params", None, 1e-6, 2, "M", show_std=False)]
 
 
+def epoch_note(study: StudyData, trials: pd.DataFrame) -> str:
+    """Which evaluation the table's numbers are: a chosen epoch, or each trial's last."""
+    if study.epoch is not None:
+        return f"metrics at epoch {study.epoch} (baselines at the same epoch)"
+    last = sorted({json.loads(c)["train"]["epochs"] for c in trials["config"].dropna()})
+    return f"metrics at the last epoch ({', '.join(map(str, last))})"
+
+
 def missing_notes(study: StudyData) -> list[str]:
     """Grid points without a finished trial, with a count, and each failed trial's reason."""
     missing = study.missing_points()
@@ -160,17 +198,19 @@ def missing_notes(study: StudyData) -> list[str]:
 def ablation_table(study: StudyData, baselines: StudyData | None) -> tuple[Table, pd.DataFrame]:
     """The study's table (rows = grid point without seed) and the per-trial frame it was computed from."""
     experiment, dataset, budget = parse_study_name(study.name)
-    base = baseline_by_seed(baselines) if baselines is not None else None
+    base = single_task_trials(baselines) if baselines is not None else None
     trials = add_delta_m(per_trial(study), base)
-    notes = missing_notes(study)
+    notes = [epoch_note(study, trials), *missing_notes(study)]
     if base is None:
         notes.append(f"Δm not computed: no baseline study {baseline_study_name(dataset, budget)}")
     disagree = trials.loc[(trials["delta_m"] - trials["delta_m_stored"]).abs() > 1e-6, "trial"].tolist()
     if disagree:
         notes.append(f"recomputed Δm differs from the stored one for trials {disagree} (baseline changed?)")
     if base is not None and trials["delta_m"].isna().any():
-        seeds = sorted(trials.loc[trials["delta_m"].isna(), "seed"].unique())
-        notes.append(f"Δm missing for seeds {seeds}: no finished single-task baseline of that seed")
+        unmatched = trials[trials["delta_m"].isna()]
+        seeds = sorted({int(s) for s in unmatched["seed"].dropna()})
+        notes.append(f"Δm missing for trials {unmatched['trial'].tolist()} (seeds {seeds}): "
+                     f"no finished single-task baseline of their config (or, stored without one, of their seed)")
     columns = metric_columns(trials)
     title = f"{experiment} ablation, {dataset}, {budget} budget: mean ± std over seeds (Δm per seed, astmt, ↓)"
     by = row_axes(study) or ["architecture"]

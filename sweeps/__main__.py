@@ -1,4 +1,5 @@
-"""``python -m sweeps {run,worker,trial}``: run an experiment as a study, join one, or train one W&B-tracked run."""
+"""``python -m sweeps {run,worker,trial,export}``: run an experiment as a study, join one, train one W&B-tracked run,
+or export finished studies to files that ``analysis/make_tables.py --source export`` reads."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tsn.train import Trainer
 
 from .driver import DiskFull, Interrupted, Sweep, one_line
 from .experiment import load_experiment
+from .export import export
 from .storage import DEFAULT_STORAGE, StorageError
 from .tracking import TrackingConfig, WandbRun
 
@@ -56,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="join a running study from any machine")
     worker.add_argument("--study", required=True)
     _add_common(worker)
+    out = sub.add_parser("export", help="write each study's trials as compact JSON (make tables SOURCE=export)")
+    out.add_argument("--storage", default=DEFAULT_STORAGE, help=f"study storage URL (default {DEFAULT_STORAGE})")
+    out.add_argument("--study", nargs="+", default=None, help="studies to export (default: every study)")
+    out.add_argument("--out", default="reports/trials", help="output folder (default reports/trials/)")
     return parser
 
 
@@ -106,6 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # A W&B service inherited from a parent process dies with it; this process's runs need their own.
     os.environ.pop("WANDB_SERVICE", None)
+    if args.command == "export":
+        try:
+            for path in export(args.storage, args.out, args.study):
+                print(path)
+        except (StorageError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "trial":
         try:
             return run_single_trial(args)

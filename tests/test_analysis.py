@@ -145,7 +145,7 @@ def test_wandb_source_queries_the_study_group_and_caches(storage: str, tmp_path:
 # ------------------------------------------------------------------------------------------------ tables
 def test_delta_m_per_seed_matches_a_hand_computation(storage: str) -> None:
     base = load_study(BASELINES, storage)
-    trials = tables.add_delta_m(tables.per_trial(base), tables.baseline_by_seed(base))
+    trials = tables.add_delta_m(tables.per_trial(base), tables.single_task_trials(base))
     tsn = trials[trials["architecture"] == "tsn"].set_index("seed")["delta_m"]
     # seed 0: semseg 50 vs 40 -> +25 %; normals 20 vs 19 (lower is better) -> -5.263 %; Δm = -(25 - 5.263)/2
     assert tsn[0] == pytest.approx(-(25.0 - 100 / 19) / 2)
@@ -158,7 +158,7 @@ def test_delta_m_per_seed_matches_a_hand_computation(storage: str) -> None:
 def test_recomputed_delta_m_agrees_with_the_stored_one(storage: str) -> None:
     base = load_study(BASELINES, storage)
     for study in (base, load_study(EMBEDDING, storage)):
-        trials = tables.add_delta_m(tables.per_trial(study), tables.baseline_by_seed(base))
+        trials = tables.add_delta_m(tables.per_trial(study), tables.single_task_trials(base))
         assert trials["delta_m"].tolist() == pytest.approx(trials["delta_m_stored"].tolist())
 
 
@@ -267,10 +267,13 @@ def test_a_report_of_chosen_studies_writes_no_claims(storage: str, tmp_path: Pat
 
 
 def test_cli_shows_the_papers_numbers_beside_ours_for_the_paper_budget(tmp_path: Path, capsys) -> None:
-    storage = build_storage(tmp_path, resolve("smoke").to_dict(), suffix="pascal_context-paper")
+    # trials of 129 epochs: the paper budget's report epoch is their last, so their final metrics are reported
+    storage = build_storage(tmp_path, resolve("smoke", overrides=["train.epochs=129"]).to_dict(),
+                            suffix="pascal_context-paper")
     studies = ["--study", "baselines-pascal_context-paper", "embedding-pascal_context-paper"]
     assert make_tables.main(["--storage", storage, "--out", str(tmp_path / "r"), "--no-figures", *studies]) == 0
     printed = capsys.readouterr().out
+    assert "metrics at epoch 129 (baselines at the same epoch)" in printed
     assert "| tsn | semseg miou | 47.00 | 64.20 | -17.20 |" in printed  # paper Table 1: TSN semseg 64.2
     assert "| tsn | Δm % | -4.93 | 0.30 | -5.23 |" in printed and "not comparable" not in printed
     assert not (tmp_path / "r" / "embedding-pascal_context-paper-vs-paper.md").exists()  # no published d = 10, 20

@@ -244,8 +244,8 @@ def resolve(
         budgets = load_budgets()
         if budget not in budgets:
             raise ConfigError(f"unknown budget {budget!r}; valid: {', '.join(budgets)}")
-        # A budget's "sweep" section (e.g. max_seeds) concerns the sweep driver, not the run.
-        cfg = merge(cfg, {k: v for k, v in budgets[budget].items() if k != "sweep"})
+        # A budget's "sweep" section (e.g. max_seeds) concerns the sweep driver, "report" (its epoch) the tables.
+        cfg = merge(cfg, {k: v for k, v in budgets[budget].items() if k not in ("sweep", "report")})
     if config_file:
         cfg = merge(cfg, _no_empty_tasks(load_yaml(config_file) or {}))
     if extra:

@@ -1,0 +1,107 @@
+"""A compact, storage-free copy of finished studies (``python -m sweeps export``), which ``analysis/`` reads as it
+reads the study storage (``make_tables.py --source export``), so results survive a machine without ``runs/``.
+
+One file per study, ``{study}.json`` (``{study}.json.gz`` when the JSON is over :data:`GZIP_ABOVE` bytes):
+``{"format", "study", "user_attrs", "trials"}``, each trial as :func:`trial_dict` turns a FrozenTrial into data
+(number, state, params, their distributions, datetime_complete and every user attr of ``sweeps.records``,
+history included). Sorted keys, no indentation, gzip without a timestamp: the same study gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import optuna
+
+from tsn.atomic import atomic_write
+
+from .storage import StorageError, open_storage
+
+FORMAT = 1
+GZIP_ABOVE = 1 << 20  # bytes of JSON
+SUFFIXES = (".json", ".json.gz")
+SQLITE_PREFIX = "sqlite:///"
+
+
+def trial_dict(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A trial as plain data: what ``analysis.runs`` needs of it, whichever store it came from."""
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "params": dict(trial.params),
+        "distributions": {k: json.loads(optuna.distributions.distribution_to_json(d))
+                          for k, d in trial.distributions.items()},
+        "datetime_complete": None if trial.datetime_complete is None else trial.datetime_complete.isoformat(),
+        "user_attrs": dict(trial.user_attrs),
+    }
+
+
+def distribution(data: Mapping[str, Any]) -> optuna.distributions.BaseDistribution:
+    """A distribution of :func:`trial_dict` back as Optuna's object."""
+    return optuna.distributions.json_to_distribution(json.dumps(data))
+
+
+def study_dict(storage: str, name: str) -> dict[str, Any]:
+    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    return {"format": FORMAT, "study": name, "user_attrs": dict(study.user_attrs),
+            "trials": [trial_dict(t) for t in trials]}
+
+
+def encode(data: Mapping[str, Any]) -> tuple[str, bytes]:
+    """(suffix, bytes) of one study's file: compact sorted JSON, gzipped (mtime 0) when large."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    if len(text) > GZIP_ABOVE:
+        return ".json.gz", gzip.compress(text, mtime=0)
+    return ".json", text
+
+
+def write_study(data: Mapping[str, Any], out_dir: str | Path) -> Path:
+    """Write one study's file atomically; the other suffix's stale file (the study grew or shrank) is removed."""
+    suffix, payload = encode(data)
+    path = Path(out_dir) / f"{data['study']}{suffix}"
+    atomic_write(path, lambda tmp: tmp.write_bytes(payload))
+    for other in SUFFIXES:
+        if other != suffix:
+            (Path(out_dir) / f"{data['study']}{other}").unlink(missing_ok=True)
+    return path
+
+
+def export(storage: str, out_dir: str | Path, studies: Iterable[str] | None = None) -> list[Path]:
+    """Export ``studies`` (default: every study in ``storage``); unknown names are a one-line StorageError."""
+    if storage.startswith(SQLITE_PREFIX) and not Path(storage[len(SQLITE_PREFIX):]).is_file():
+        raise StorageError(f"cannot read study storage {storage}: no such file")
+    names = sorted(optuna.get_all_study_names(open_storage(storage)))
+    chosen = list(studies) if studies else names
+    unknown = [s for s in chosen if s not in names]
+    if unknown:
+        raise StorageError(f"unknown study {unknown[0]!r} in {storage}; valid: {', '.join(names) or '(none)'}")
+    return [write_study(study_dict(storage, name), out_dir) for name in chosen]
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def study_names(export_dir: str | Path) -> list[str]:
+    """The studies exported to ``export_dir``."""
+    folder = Path(export_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"export folder {folder} does not exist (write it with `python -m sweeps export`)")
+    names = set()
+    for suffix in SUFFIXES:
+        names.update(p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}"))
+    return sorted(names)
+
+
+def read_study(export_dir: str | Path, name: str) -> dict[str, Any]:
+    """One exported study; exactly one of its two possible files must exist."""
+    paths = [p for p in (Path(export_dir) / f"{name}{s}" for s in SUFFIXES) if p.is_file()]
+    if len(paths) != 1:
+        found = " and ".join(str(p) for p in paths) or "no file"
+        raise FileNotFoundError(f"study {name!r} in {export_dir}: expected one of {name}.json(.gz), found {found}")
+    raw = paths[0].read_bytes()
+    data = json.loads(gzip.decompress(raw) if paths[0].name.endswith(".gz") else raw)
+    if data.get("format") != FORMAT or data.get("study") != name:
+        raise ValueError(f"{paths[0]}: not a format-{FORMAT} export of study {name!r}")
+    return data

@@ -1,0 +1,69 @@
+"""``python -m sweeps export`` -> files -> ``make_tables.py --source export``: the same tables as from the storage."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis import make_tables, published
+from sweeps import export as E
+from sweeps.__main__ import main as sweeps_main
+from test_analysis_fixtures import BASELINES, EMBEDDING, SHARED, build_storage
+from tsn.config import resolve
+
+
+@pytest.fixture()
+def storage(tmp_path: Path, monkeypatch) -> str:
+    monkeypatch.setattr(published, "SCALING_TASK_COUNTS", (1, 2))  # the scaling table for T = 1, 2 only
+    return build_storage(tmp_path, resolve("smoke").to_dict())
+
+
+def tables_of(tmp_path: Path, capsys, *source: str) -> tuple[str, dict[str, str]]:
+    """Printed Markdown and every written table/claims file (name -> text) of one full make_tables run."""
+    out = tmp_path / "-".join(source)
+    assert make_tables.main([*source, "--out", str(out), "--no-figures"]) == 0
+    files = {p.name: p.read_text() for p in sorted(out.glob("*.*"))}
+    return capsys.readouterr().out, files
+
+
+def test_tables_from_the_export_are_the_tables_from_the_storage(storage: str, tmp_path: Path, capsys) -> None:
+    exported = tmp_path / "trials"
+    assert sweeps_main(["export", "--storage", storage, "--out", str(exported)]) == 0
+    assert sorted(p.name for p in exported.iterdir()) == [f"{s}.json" for s in (SHARED, BASELINES, EMBEDDING)]
+    capsys.readouterr()
+    printed, files = tables_of(tmp_path, capsys, "--storage", storage)
+    from_export, export_files = tables_of(tmp_path, capsys, "--source", "export", "--export-dir", str(exported))
+    assert from_export == printed and "| orthogonal | 10 |" in printed and "trial 6 FAIL" in printed
+    assert export_files == files and f"{EMBEDDING}.md" in files and "claims-synthetic-smoke.md" in files
+
+
+def test_the_export_is_deterministic_compact_and_keeps_every_record(storage: str, tmp_path: Path) -> None:
+    first = E.export(storage, tmp_path / "a", [EMBEDDING])[0].read_bytes()
+    assert E.export(storage, tmp_path / "b", [EMBEDDING])[0].read_bytes() == first
+    assert b"\n" not in first and b": " not in first
+    data = json.loads(first)
+    assert data["study"] == EMBEDDING and [t["number"] for t in data["trials"]] == list(range(7))
+    done = data["trials"][0]
+    assert done["state"] == "COMPLETE" and done["params"]["model.encoding"] == "orthogonal"
+    assert {"metrics", "primary", "history", "config", "config_hash", "delta_m"} <= set(done["user_attrs"])
+    assert data["trials"][6]["user_attrs"]["fail_reason"] == "non-finite loss at epoch 1"
+
+
+def test_a_large_study_is_gzipped_and_the_stale_json_removed(storage: str, tmp_path: Path, monkeypatch) -> None:
+    E.export(storage, tmp_path / "t", [EMBEDDING])
+    monkeypatch.setattr(E, "GZIP_ABOVE", 100)
+    path = E.export(storage, tmp_path / "t", [EMBEDDING])[0]
+    assert path.name == f"{EMBEDDING}.json.gz" and not (tmp_path / "t" / f"{EMBEDDING}.json").exists()
+    assert gzip.decompress(path.read_bytes()) == json.dumps(E.read_study(tmp_path / "t", EMBEDDING), sort_keys=True,
+                                                            separators=(",", ":")).encode()
+    assert E.export(storage, tmp_path / "u", [EMBEDDING])[0].read_bytes() == path.read_bytes()  # no timestamp
+
+
+def test_export_errors_are_one_line(storage: str, tmp_path: Path, capsys) -> None:
+    assert sweeps_main(["export", "--storage", storage, "--study", "nope-synthetic-smoke", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: unknown study 'nope-synthetic-smoke'")
+    assert make_tables.main(["--source", "export", "--export-dir", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert "export folder" in capsys.readouterr().err
