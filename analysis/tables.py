@@ -302,8 +302,8 @@ def _arrow(col: Column, latex: bool) -> str:
 
 
 def _index_names(table: Table) -> list[str]:
-    """Row-label headers: an axis' short column name (``model.encoding`` -> ``encoding``)."""
-    return [AXIS_COLUMNS.get(n, n) for n in table.index_names]
+    """Row-label headers: an axis' short column name (``model.encoding`` -> ``encoding``, else the key's last part)."""
+    return [AXIS_COLUMNS.get(n, n.rpartition(".")[2]) for n in table.index_names]
 
 
 def _labels(table: Table, label: Any) -> list[str]:
