@@ -8,6 +8,7 @@ dict must give our imported model's outputs.
 
 from __future__ import annotations
 
+import datetime
 import argparse
 import math
 from pathlib import Path
@@ -214,12 +215,14 @@ def test_wrapped_or_data_parallel_checkpoints_import(wrap, tsn_state, tmp_path, 
     assert torch.equal(saved["model"]["head.conv.bias"], tsn_state["conv_last.0.bias"]) and saved["epoch"] is None
 
 
-def test_a_pickle_beyond_tensors_needs_trust_file(tsn_state, tmp_path, capsys) -> None:
+def test_saved_arguments_are_read_and_any_other_object_is_refused_unread(tsn_state, tmp_path, capsys) -> None:
     torch.save({"model_state": tsn_state, "args": argparse.Namespace(lr=1e-4)}, tmp_path / "tsn.pth")
     rc, err = _import(capsys, tmp_path / "tsn.pth", "--out", tmp_path / "run")
-    assert rc == 2 and "--trust-file" in err and len(err.strip().splitlines()) == 1
-    rc, err = _import(capsys, tmp_path / "tsn.pth", "--trust-file", "--out", tmp_path / "run")
     assert rc == 0, err
+    torch.save({"model_state": tsn_state, "started": datetime.timedelta(days=1)}, tmp_path / "other.pth")
+    rc, err = _import(capsys, tmp_path / "other.pth", "--out", tmp_path / "run2")
+    assert rc == 2 and "cannot read official checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run2").exists()
 
 
 def _broken(state: dict[str, torch.Tensor], kind: str) -> tuple[dict[str, torch.Tensor], str]:

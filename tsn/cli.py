@@ -93,7 +93,6 @@ def build_import_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     )
     parser.add_argument("--out", required=True, help="run folder: checkpoint.pt goes here (for `python -m tsn eval`)")
     parser.add_argument("--task", default=None, help="the task of ONE single-task file not named single_task_TASK.pth")
-    parser.add_argument("--trust-file", action="store_true", help="unpickle more than tensors (trusted files only)")
     return parser
 
 
@@ -104,7 +103,7 @@ def run_import(args: argparse.Namespace) -> int:
     files = [a for a in args.inputs if a not in overrides]
     if not files:
         raise ValueError("import-official: give at least one official checkpoint file")
-    target = import_official(files, args.out, args.task, overrides, args.trust_file)
+    target = import_official(files, args.out, args.task, overrides)
     print(f"wrote {target}")
     return 0
 

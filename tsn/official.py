@@ -36,6 +36,7 @@ What was checked in the official code (model.py, test.py, test-single-task.py of
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 from dataclasses import dataclass
@@ -145,17 +146,20 @@ class OfficialFile:
         return "tsn" if any(k.startswith("fcs.") for k in self.state) else "single_task"
 
 
-def read_official(path: str | Path, trust_file: bool = False) -> OfficialFile:
-    """Load an official checkpoint (``weights_only`` unless ``trust_file``) and unwrap its state dict."""
+def read_official(path: str | Path) -> OfficialFile:
+    """Load an official checkpoint with ``weights_only=True`` and unwrap its state dict.
+
+    Training scripts often save their argparse arguments beside the weights: ``argparse.Namespace`` is allowed
+    (a plain attribute bag); any other object is refused, never unpickled."""
     file = Path(path)
     if not file.is_file():
         raise OfficialCheckpointError(f"official checkpoint not found: {file}")
     try:
-        loaded = torch.load(file, map_location="cpu", weights_only=not trust_file)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            loaded = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - corrupt file, or a pickle with objects beyond tensors
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        hint = "" if trust_file else " (if it holds more than tensors and you trust its source: --trust-file)"
-        raise OfficialCheckpointError(f"cannot read official checkpoint {file}: {reason}{hint}") from None
+        raise OfficialCheckpointError(f"cannot read official checkpoint {file}: {reason}") from None
     outer = loaded if isinstance(loaded, Mapping) else {}
     state: Any = loaded
     for key in WRAPPER_KEYS:
@@ -283,10 +287,9 @@ def import_official(
     out_dir: str | Path,
     task: str | None = None,
     overrides: Sequence[str] = (),
-    trust_file: bool = False,
 ) -> Path:
     """Write ``out_dir/checkpoint.pt`` from official checkpoint file(s); return its path."""
-    files = [read_official(p, trust_file) for p in paths]
+    files = [read_official(p) for p in paths]
     architecture, by_task = _plan(files, task)
     cfg = official_config(architecture, list(by_task), overrides)
     tasks = dataset_tasks(cfg.data.dataset, cfg.data.tasks)
