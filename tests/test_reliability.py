@@ -219,8 +219,7 @@ def test_failures_in_user_code_are_missing_cells_with_reasons_and_a_full_disk_ke
         return write_text(self, data, *args, **kwargs)
 
     monkeypatch.setattr(Path, "write_text", full_disk)
-    with pytest.raises(OSError, match="No space left"):
-        tables_main(args)
+    assert tables_main(args) == 1  # a failed run (the boundary's one line), not bad input
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
