@@ -27,8 +27,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help=f"study storage URL (default {DEFAULT_STORAGE})")
-    parser.add_argument("--n-trials", type=cli_number(int, 1, 10**6), default=None, help="train at most this many trials in this process")
-    parser.add_argument("--timeout", type=cli_number(float, 0, 10**8, open_low=True), default=None, help="stop starting trials after this many seconds")
+    parser.add_argument("--n-trials", type=cli_number(int, 1, 10**6), default=None,
+                        help="train at most this many trials in this process")
+    parser.add_argument("--timeout", type=cli_number(float, 0, 10**8, open_low=True), default=None,
+                        help="stop starting trials after this many seconds")
     parser.add_argument("--runs-dir", default="runs", help="checkpoints and metrics per config hash")
     parser.add_argument("--no-wandb", action="store_true", help="do not mirror trials to W&B")
     parser.add_argument("--wandb-project", default="tsn-ablations")

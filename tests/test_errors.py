@@ -205,7 +205,8 @@ def test_tsn_debug_shows_the_traceback(capsys, monkeypatch) -> None:
     monkeypatch.setenv("TSN_DEBUG", "1")
     assert _raising(RuntimeError("boom"))([]) == 1
     err = capsys.readouterr().err
-    assert "Traceback (most recent call last)" in err and err.rstrip().splitlines()[-1].startswith("error: RuntimeError")
+    assert "Traceback (most recent call last)" in err
+    assert err.rstrip().splitlines()[-1].startswith("error: RuntimeError")
 
 
 @pytest.mark.parametrize(

@@ -253,7 +253,9 @@ class _YamlLimit(Exception):
     """A YAML document beyond the loader's limits (message completes "the file is ...")."""
 
 
-def _expanded_size(node: yaml.Node, depth: int, sizes: dict[int, tuple[int, int]], open_nodes: set[int]) -> tuple[int, int]:
+def _expanded_size(
+    node: yaml.Node, depth: int, sizes: dict[int, tuple[int, int]], open_nodes: set[int]
+) -> tuple[int, int]:
     """(nodes, height) of ``node`` with every alias expanded; raises _YamlLimit beyond the limits or on a cycle."""
     key = id(node)
     if key in sizes:
