@@ -48,6 +48,9 @@ venv: $(STAMP) ## create .venv and install requirements.txt
 test: $(STAMP) ## run the test suite (CPU only; PYTEST_ARGS="-m 'not slow'" for the quick part)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+fuzz: $(STAMP) ## the generative test of bad inputs, long profile (minutes; `make test` runs a few seconds of it)
+	TSN_FUZZ_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py --hypothesis-show-statistics $(PYTEST_ARGS)
+
 test-all: $(STAMP) ## run every test, GPU ones included (needs CUDA)
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 

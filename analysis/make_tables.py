@@ -43,6 +43,7 @@ from sweeps.experiment import load_experiment  # noqa: E402
 from sweeps.records import parse_study_name, study_name  # noqa: E402
 from tsn.checkpoint import CheckpointError  # noqa: E402
 from tsn.config import BUDGETS_FILE, load_budgets  # noqa: E402
+from tsn.errors import ArgumentParser, entry_point  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 SCALING_EXPERIMENT = "scaling"
@@ -202,7 +203,7 @@ def stored_studies(args: argparse.Namespace) -> list[str] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python analysis/make_tables.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python analysis/make_tables.py", description=__doc__.splitlines()[0])
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
     parser.add_argument("--study", nargs="*", default=None, help="studies to report (default: every study)")
     parser.add_argument("--out", default="reports", help="output folder (default reports/)")
@@ -216,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
-    """Write and print every requested table; 0 on success, 2 on bad input (one line on stderr)."""
+    """Write and print every requested table; 0 on success, 2 on bad input, 1 on a failure (one line on stderr)."""
     args = build_parser().parse_args(argv)
     reporter = Reporter(args)
     try:

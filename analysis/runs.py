@@ -420,11 +420,16 @@ def build_study(
     if cache_dir is not None:
         metrics_path, history_path, keys_path = _cache_paths(Path(cache_dir), study)
         if metrics_path.exists() and history_path.exists() and keys_path.exists():
-            old_metrics, old_history = pd.read_parquet(metrics_path), pd.read_parquet(history_path)
-            if list(old_metrics.columns) == METRIC_COLUMNS and list(old_history.columns) == HISTORY_COLUMNS:
-                cached = json.loads(keys_path.read_text())["keys"]
-            else:  # written by an older version: convert everything again
-                old_metrics = old_history = None
+            try:
+                cached = json.loads(keys_path.read_bytes())["keys"]
+                if not isinstance(cached, dict):
+                    raise ValueError(f"{keys_path}: 'keys' is not a mapping")
+                old_metrics, old_history = pd.read_parquet(metrics_path), pd.read_parquet(history_path)
+            except Exception:  # noqa: BLE001 - a damaged cache (any reader's error) is rebuilt from the storage
+                cached, old_metrics, old_history = {}, None, None
+            if old_metrics is not None and (list(old_metrics.columns) != METRIC_COLUMNS
+                                            or list(old_history.columns) != HISTORY_COLUMNS):
+                cached, old_metrics, old_history = {}, None, None  # written by an older version: convert again
     keys = {str(r.number): r.key for r in records}
     fresh = [r for r in records if cached.get(str(r.number)) != r.key]
     keep = {int(n) for n, k in keys.items() if cached.get(n) == k}

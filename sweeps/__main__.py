@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Sequence
 
 from tsn.config import ConfigError, config_hash, resolve
+from tsn.domains import cli_number
+from tsn.errors import ArgumentParser, entry_point
 from tsn.train import Trainer
 
 from .driver import DiskFull, Interrupted, Sweep, one_line
@@ -27,8 +29,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help=f"study storage URL (default {DEFAULT_STORAGE})")
-    parser.add_argument("--n-trials", type=int, default=None, help="train at most this many trials in this process")
-    parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    parser.add_argument("--n-trials", type=cli_number(int, 1, 10**6), default=None,
+                        help="train at most this many trials in this process")
+    parser.add_argument("--timeout", type=cli_number(float, 0, 10**8, open_low=True), default=None,
+                        help="stop starting trials after this many seconds")
     parser.add_argument("--runs-dir", default="runs", help="checkpoints and metrics per config hash")
     parser.add_argument("--reports-dir", default="reports", help="where the tables and figures go at the end")
     parser.add_argument("--no-wandb", action="store_true", help="do not mirror trials to W&B")
@@ -38,7 +42,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sweeps", description="TSN ablation sweeps (Optuna + W&B)")
+    parser = ArgumentParser(prog="python -m sweeps", description="TSN ablation sweeps (Optuna + W&B)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or continue) an experiment file as an Optuna study")
     run.add_argument("experiment", help="e.g. experiments/embedding.yaml")
@@ -108,6 +112,7 @@ def _sigterm_as_ctrl_c():
         signal.signal(signal.SIGTERM, previous)
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # A W&B service inherited from a parent process dies with it; this process's runs need their own.

@@ -22,6 +22,7 @@ The grid is the product of every axis. Each grid point is resolved into a full :
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,6 +32,7 @@ from tsn.config import (
     RunConfig,
     apply_overrides,
     check_data_root,
+    check_memory,
     load_budgets,
     load_yaml,
     merge,
@@ -43,6 +45,7 @@ EXPERIMENT_KEYS = ("name", "description", "reproduces", "fixed", "axes", "baseli
 AXIS_KINDS = ("scientific", "nuisance", "fixed")
 BASELINES = ("single_task", "none")
 SEED_KEY = "train.seed"
+MAX_GRID_POINTS = 10_000  # a grid beyond this is refused before any point is enumerated
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Experiment:
                 cfg = merge(cfg, {"data": {"dataset": dataset}})
             cfg = apply_overrides(merge(cfg, nested), overrides).validate()
             check_data_root(cfg)
+            check_memory(cfg)
             return cfg
         except ConfigError as err:
             where = f" (grid point {dict(params)})" if params else ""
@@ -139,6 +143,10 @@ def parse_experiment(data: Any, path: str) -> Experiment:
             axes[key] = values
             if kind == "scientific":
                 scientific.append(key)
+    size = math.prod(len(values) for values in axes.values())
+    if size > MAX_GRID_POINTS:
+        _fail(path, f"the grid has {size:,} points ({' x '.join(str(len(v)) for v in axes.values())}), more than "
+                    f"the maximum {MAX_GRID_POINTS:,}; split the experiment or shorten its axes")
     baseline = data.get("baseline", "single_task")
     if baseline not in BASELINES:
         _fail(path, f"baseline: {baseline!r} is not valid; valid: {', '.join(BASELINES)}")

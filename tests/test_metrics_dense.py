@@ -169,3 +169,25 @@ def test_depth_perfect_prediction():
     metric = DepthMetric()
     metric.update(target, target)
     assert metric.compute()["rmse"] == pytest.approx(0.0)
+
+
+def test_depth_log_rmse_clamps_non_positive_predictions_at_1e_minus_9_as_vandenhende():
+    """Hand computation in float64: Vandenhende's DepthMeter clamps predictions at 1e-9 before the log."""
+    target = torch.tensor([[[[2.0, 1.0, 4.0, 0.0]]]], dtype=torch.float64)  # the last pixel is invalid
+    pred = torch.tensor([[[[0.0, -3.0, 2.0**-23, 7.0]]]], dtype=torch.float64)  # 2^-23: exact in float32, < 1e-6
+    metric = DepthMetric()
+    metric.update(pred, target)
+    expected = math.sqrt(((math.log(2.0) - math.log(1e-9)) ** 2 + (math.log(1.0) - math.log(1e-9)) ** 2
+                          + (math.log(4.0) - math.log(2.0**-23)) ** 2) / 3)
+    assert metric.compute()["log_rmse"] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [3, 7, -1, 254])
+def test_segmentation_label_outside_the_classes_is_a_one_line_error_naming_it(bad):
+    metric = SegmentationMetric(3)
+    target = torch.tensor([[[0, 1, bad, 255]]])
+    with pytest.raises(ValueError) as err:
+        metric.update(torch.zeros(1, 3, 1, 4), target)
+    message = str(err.value)
+    assert f"ground-truth label {bad} is outside the 3 classes" in message and "0..2 and 255" in message
+    assert "\n" not in message

@@ -98,19 +98,19 @@ def _checkpoints(tmp_path: Path) -> list[Path]:
 BAD_RUN_CONFIGS = [
     ("model: {encodings: orthogonal}\n", "unknown key model.encodings; valid keys in model: architecture"),
     ("model: {embedding_dim: 7}\n", "divisible by the number of tasks (5); got 7, valid: 5, 10"),
-    ("model: {embedding_dim: 0}\n", "embedding_dim must be >= 1"),
-    ("model: {encoding: gaussian, embedding_dim: -5}\n", "embedding_dim must be >= 1"),
-    ("data: {image_size: 50}\n", "data.image_size must be a multiple of 32 and >= 64"),
+    ("model: {embedding_dim: 0}\n", "model.embedding_dim must be in [1, 4096]"),
+    ("model: {encoding: gaussian, embedding_dim: -5}\n", "model.embedding_dim must be in [1, 4096]"),
+    ("data: {image_size: 50}\n", "data.image_size must be in [64, 4096], got 50"),
     ("data: {dataset: nyud, root: /missing/NYUD}\n", "data.root: folder not found: /missing/NYUD"),
-    ("data: {train_samples: 0}\n", "data.train_samples must be > 0, got 0"),
+    ("data: {train_samples: 0}\n", "data.train_samples must be in [1, 1e+08], got 0"),
     ("data: {tasks: []}\n", "data.tasks is empty; name at least one task (or leave the key out for all); valid: semseg"),
     ("train: {batch_size: 2.5}\n", "train.batch_size: expected an integer, got 2.5"),
     ("train: {epochs: true}\n", "train.epochs: expected an integer, got True"),
-    ("train: {lr_decoder: -0.1}\n", "train.lr_decoder must be >= 0, got -0.1"),
+    ("train: {lr_decoder: -0.1}\n", "train.lr_decoder must be in [0, 10], got -0.1"),
     ("model: {architecture: [tsn]}\n", "model.architecture: expected a string, got ['tsn']"),
     ("just a string\n", "a configuration must be a mapping of sections ['model', 'data', 'train']"),
     ("model: {architecture: tsm}\n", "unknown architecture 'tsm'"),
-    ("train: {epochs: -3}\n", "train.epochs must be > 0, got -3"),
+    ("train: {epochs: -3}\n", "train.epochs must be in [1, 100000], got -3"),
     ("data: {dataset: pascal_context, root: /missing/PASCAL_MT}\n", "data.root: folder not found: /missing/PASCAL_MT"),
     ("train: [1, 2]\n", "section 'train' must be a mapping"),
     ("train: {epochs: 2\n", "YAML syntax error"),
@@ -219,8 +219,7 @@ def test_failures_in_user_code_are_missing_cells_with_reasons_and_a_full_disk_ke
         return write_text(self, data, *args, **kwargs)
 
     monkeypatch.setattr(Path, "write_text", full_disk)
-    with pytest.raises(OSError, match="No space left"):
-        tables_main(args)
+    assert tables_main(args) == 1  # a failed run (the boundary's one line), not bad input
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 

@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from analysis.runs import load_study
+from sweeps import driver
 from sweeps import records as R
 from sweeps.__main__ import main as sweeps_main
 from sweeps.driver import DUPLICATE_OF, STRAY, Sweep, WORKER
@@ -19,7 +20,9 @@ from sweeps.experiment import SEED_KEY, load_experiment
 from sweeps.storage import open_storage
 from sweeps.tracking import TrackingConfig
 from tsn.config import ConfigError, config_hash
+from tsn.engine import NonFiniteLossError
 from tsn.metrics.delta_m import delta_m
+from tsn.train import Trainer
 from wandb_offline import read_offline_run
 
 TINY = ["data.train_samples=16", "data.val_samples=8", "train.batch_size=8", "train.progress=false",
@@ -122,13 +125,21 @@ def test_single_task_baselines_are_shared_across_studies(tmp_path: Path) -> None
     assert len(other.baseline_study.get_trials()) == 1  # trained once, by the first study
 
 
-def test_failed_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    axes = "  scientific:\n    train.lr_decoder: [0.001, 1.0e+30]\n  nuisance:\n    train.seed: [1337]\n"
+def test_failed_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path: Path, monkeypatch) -> None:
+    # A learning rate that diverges is no longer a valid config (tsn.config domains): the divergence is injected.
+    class Diverging(Trainer):
+        def fit(self, *args, **kwargs):
+            if self.cfg.train.lr_decoder == 10.0 and self.cfg.model.architecture != "single_task":
+                raise NonFiniteLossError("non-finite loss (injected)")
+            return super().fit(*args, **kwargs)
+
+    monkeypatch.setattr(driver, "Trainer", Diverging)
+    axes = "  scientific:\n    train.lr_decoder: [10.0, 0.001]\n  nuisance:\n    train.seed: [1337]\n"
     experiment = write_experiment(tmp_path, axes, fixed="{model: {architecture: tsn}, train: {schedule: joint}}")
     sweep = make_sweep(tmp_path, experiment)
     assert sweep.run() == {"complete": 1, "failed": 1}
     (failed,) = sweep.study.get_trials(states=(TrialState.FAIL,))
-    assert failed.params["train.lr_decoder"] == 1e30
+    assert failed.params["train.lr_decoder"] == 10.0
     assert failed.user_attrs[R.FAIL_REASON].startswith("NonFiniteLossError: non-finite")
     assert make_sweep(tmp_path, experiment).run() == {"complete": 1, "failed": 1}  # kept, not retried
     assert len(sweep.study.get_trials()) == 2

@@ -7,9 +7,7 @@ import sys
 from typing import Callable, Sequence
 
 from . import params
-
-# Errors a user can cause with bad input: reported in one line, exit code 2, no traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
+from .errors import ArgumentParser, entry_point
 
 
 def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], argparse.ArgumentParser], Callable]]:
@@ -26,19 +24,16 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], argp
     }
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 done, 2 bad input, 1 a failed run, 130 interrupted (tsn.errors); one line on stderr."""
     commands = _commands()
-    parser = argparse.ArgumentParser(prog="python -m tsn", description="Task Switching Networks: single runs")
+    parser = ArgumentParser(prog="python -m tsn", description="Task Switching Networks: single runs")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, build, _) in commands.items():
         build(sub.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
-    try:
-        return commands[args.command][2](args)
-    except USER_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    return commands[args.command][2](args)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,29 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used (missing, truncated, not a checkpoint of this suite)."""
 
 
+def load_weights(model: torch.nn.Module, weights: Any, source: str | Path) -> None:
+    """``model.load_state_dict(weights)``; weights that do not fit are a CheckpointError naming ``source`` and
+    the first key that is missing, unexpected or of another shape."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{source}: its 'model' entry is not a state dict")
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in weights:
+            problem = f"key {key!r} is missing"
+            break
+        if not isinstance(weights[key], torch.Tensor) or weights[key].shape != tensor.shape:
+            got = tuple(weights[key].shape) if isinstance(weights[key], torch.Tensor) else type(weights[key]).__name__
+            problem = f"key {key!r} has shape {got}, the model's is {tuple(tensor.shape)}"
+            break
+    else:
+        extra = sorted(set(weights) - set(expected))
+        if not extra:
+            model.load_state_dict(weights)
+            return
+        problem = f"key {extra[0]!r} is not in the model"
+    raise CheckpointError(f"checkpoint {source}: its weights do not fit the model its config builds: {problem}")
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 

@@ -8,7 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from .config import EDGE_EVALUATORS, check_data_root, check_pretrained, from_dict, resolve
+from .atomic import check_output_file, check_output_folder
+from .config import EDGE_EVALUATORS, check_data_root, check_memory, check_pretrained, from_dict, resolve
+from .domains import SEED_MAX, cli_number
 
 
 def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -30,8 +32,15 @@ def _baseline(path: str | None):
         return None
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"baseline metrics not found: {file} (give the metrics.json of a single_task run)")
-    summary = json.loads(file.read_text())
+        raise FileNotFoundError(f"--baseline: metrics not found: {file} (give the metrics.json of a single_task run)")
+    try:
+        summary = json.loads(file.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--baseline {file}: not a metrics.json ({err}); give the metrics.json of a single_task "
+                         f"run") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("primary"), dict):
+        raise ValueError(f"--baseline {file}: no 'primary' metrics (a mapping of task to value); give the "
+                         f"metrics.json of a single_task run")
     return Baseline(summary["primary"], {"path": str(file), "config_hash": summary.get("config_hash")})
 
 
@@ -45,7 +54,9 @@ def run_train(args: argparse.Namespace) -> int:
         extra.setdefault("data", {})["dataset"] = args.dataset
     cfg = resolve(args.budget, args.config, args.overrides, extra)
     check_data_root(cfg)
+    check_memory(cfg)
     check_pretrained(cfg)
+    check_output_folder(args.out, "--out")
     summary = Trainer(cfg, args.out, baseline=_baseline(args.baseline)).fit(resume=args.resume)
     print(json.dumps({"primary": summary["primary"], "delta_m": summary["delta_m"], "out": args.out}, indent=2))
     return 0
@@ -62,21 +73,27 @@ def build_eval_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 
 def run_eval(args: argparse.Namespace) -> int:
     from .atomic import write_json
-    from .checkpoint import load_checkpoint
+    from .checkpoint import CheckpointError, load_checkpoint, load_weights
     from .train import Trainer
 
+    if args.json:
+        check_output_file(args.json, "--json")
     state = load_checkpoint(args.checkpoint)
-    cfg = from_dict(state["config"])
+    try:
+        cfg = from_dict(state["config"])
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint {args.checkpoint}: its config is not valid here: {err}") from None
     # every weight comes from the checkpoint: evaluating it needs no pretrained file (nor network)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained="none"))
     if args.workers is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_workers=args.workers)).validate()
+    check_data_root(cfg)
     trainer = Trainer(cfg, Path(args.checkpoint).parent)
-    trainer.model.load_state_dict(state["model"])
+    load_weights(trainer.model, state["model"], args.checkpoint)
     evaluation = trainer.run_validation(args.edge_evaluator)
     report = {
         "checkpoint": args.checkpoint,
-        "epoch": state["epoch"],
+        "epoch": state.get("epoch"),
         "metrics": {k: {"values": dict(r.values), "conventions": dict(r.conventions)} for k, r in evaluation.results.items()},
         "val_loss": evaluation.losses,
     }
@@ -103,6 +120,7 @@ def run_import(args: argparse.Namespace) -> int:
     files = [a for a in args.inputs if a not in overrides]
     if not files:
         raise ValueError("import-official: give at least one official checkpoint file")
+    check_output_folder(args.out, "--out")
     target = import_official(files, args.out, args.task, overrides)
     print(f"wrote {target}")
     return 0
@@ -113,16 +131,17 @@ def build_data_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     preview = sub.add_parser("preview", help="write a grid of samples with every task's ground truth")
     preview.add_argument("--dataset", default="synthetic")
     preview.add_argument("--out", required=True)
-    preview.add_argument("--n", type=int, default=6)
-    preview.add_argument("--image-size", type=int, default=128)
+    preview.add_argument("--n", type=cli_number(int, 1, 1000), default=6)
+    preview.add_argument("--image-size", type=cli_number(int, 32, 4096), default=128)
     preview.add_argument("--root", default=None)
-    preview.add_argument("--seed", type=int, default=0)
+    preview.add_argument("--seed", type=cli_number(int, 0, SEED_MAX), default=0)
     return parser
 
 
 def run_data(args: argparse.Namespace) -> int:
     from .data.preview import write_preview
 
+    check_output_file(args.out, "--out")
     write_preview(args.dataset, args.out, n=args.n, image_size=args.image_size, seed=args.seed, root=args.root)
     print(f"wrote {args.out}")
     return 0

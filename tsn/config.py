@@ -9,14 +9,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import torch
 import yaml
 
+from .decoder import DecoderWidths
+from .domains import SEED_MAX, check_fields, domain
 from .models import ModelConfig, validate_model_config
 from .pretrained import (IMAGENET, IMAGENET_WEIGHTS, NO_WEIGHTS, SYNTHETIC, WeightsUnavailableError,
                          ensure_imagenet_file)
@@ -28,6 +32,14 @@ LR_SCHEDULES = ("plateau", "cosine")
 EDGE_EVALUATORS = ("fast", "seism")
 DEVICES = ("auto", "cpu", "cuda")
 FROZEN_ENCODER_LR = 1e-5  # at or below this rate a ResNet encoder barely moves from its initialisation
+MAX_SAMPLES = 10**8
+MAX_EPOCHS = 100_000
+MAX_LR = 10.0
+MAX_LOSS_WEIGHT = 1e6
+# Limits of every YAML document the suite reads: nodes after expanding aliases, nesting depth, alias references.
+YAML_MAX_NODES = 100_000
+YAML_MAX_DEPTH = 32
+YAML_MAX_ALIASES = 1_000
 
 
 class ConfigError(ValueError):
@@ -39,38 +51,40 @@ class DataConfig:
     dataset: str = "synthetic"
     root: str | None = None  # folder of a real dataset
     tasks: tuple[str, ...] = ()  # empty = the dataset's default task set
-    image_size: int = 64
-    train_samples: int | None = None  # None = the whole split (synthetic: its default size)
-    val_samples: int | None = None
+    image_size: int = field(default=64, metadata=domain(64, 4096))  # and a multiple of 32
+    train_samples: int | None = field(default=None, metadata=domain(1, MAX_SAMPLES))  # None = the whole split
+    val_samples: int | None = field(default=None, metadata=domain(1, MAX_SAMPLES))
     augment: str | None = "flip"
-    data_seed: int = 0  # the synthetic scenes' seed (fixed across training seeds)
-    num_workers: int = 0
+    data_seed: int = field(default=0, metadata=domain(0, SEED_MAX))  # the synthetic scenes' seed (fixed across seeds)
+    num_workers: int = field(default=0, metadata=domain(0, 256))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     schedule: str = "epoch"  # the paper's: a full pass per task, tasks in shuffled order each epoch
-    epochs: int = 300
-    batch_size: int = 16
-    lr_encoder: float = 1e-6
-    lr_decoder: float = 1e-4
-    weight_decay: float = 0.0
+    epochs: int = field(default=300, metadata=domain(1, MAX_EPOCHS))
+    batch_size: int = field(default=16, metadata=domain(1, 65536))
+    lr_encoder: float = field(default=1e-6, metadata=domain(0, MAX_LR))
+    lr_decoder: float = field(default=1e-4, metadata=domain(0, MAX_LR))
+    weight_decay: float = field(default=0.0, metadata=domain(0, 1))
     lr_schedule: str = "plateau"  # the paper's; "cosine": annealed to zero over the run (tsn.engine)
-    plateau_factor: float = 0.5
-    plateau_patience: int = 10
-    eval_every: int = 1
+    plateau_factor: float = field(default=0.5, metadata=domain(0, 1, open_low=True, open_high=True))
+    plateau_patience: int = field(default=10, metadata=domain(0, MAX_EPOCHS))
+    eval_every: int = field(default=1, metadata=domain(1, MAX_EPOCHS))
     # Epochs at which the full evaluation (final_edge_evaluator) runs and is stored beside the last epoch's, with a
     # checkpoint of that epoch: the paper reports epoch 129 of its 300-epoch runs.
-    eval_epochs: tuple[int, ...] = ()
-    seed: int = 1337
-    loss_weights: dict[str, float] = field(default_factory=dict)  # per-task overrides of the registry's
+    eval_epochs: tuple[int, ...] = field(default=(), metadata=domain(1, MAX_EPOCHS))  # and <= epochs
+    seed: int = field(default=1337, metadata=domain(0, SEED_MAX))
+    # per-task overrides of the registry's; not all of a run's tasks may weigh 0
+    loss_weights: dict[str, float] = field(default_factory=dict, metadata=domain(0, MAX_LOSS_WEIGHT))
     edge_evaluator: str = "fast"  # during training; the final evaluation uses final_edge_evaluator
     final_edge_evaluator: str = "seism"
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     channels_last: bool = True  # on CUDA only
-    threads: int = 0  # CPU threads; 0 = all cores
-    eval_workers: int = 1  # processes for the SEISM-compatible odsF of a full evaluation (same result for any count)
+    threads: int = field(default=0, metadata=domain(0, 1024))  # CPU threads; 0 = all cores
+    # processes for the SEISM-compatible odsF of a full evaluation (the same result for any count)
+    eval_workers: int = field(default=1, metadata=domain(1, 1024))
     progress: bool = True
 
 
@@ -194,7 +208,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.epochs=5")
-    value = yaml.safe_load(raw) if raw else ""
+    value = parse_yaml(raw, f"override {key}") if raw else ""
     if "." in key:
         section, _, name = key.partition(".")
         return section, name, value
@@ -213,16 +227,94 @@ def apply_overrides(cfg: RunConfig, overrides: Sequence[str]) -> RunConfig:
     return merge(cfg, nested)
 
 
-def load_yaml(path: str | Path) -> Any:
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file not found: {file}")
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader with bounded nesting depth, alias references and expanded size ("billion laughs")."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > YAML_MAX_ALIASES:
+                raise _YamlLimit(f"more than {YAML_MAX_ALIASES} alias references (*name)")
+        self._depth += 1
+        if self._depth > YAML_MAX_DEPTH:
+            raise _YamlLimit(f"nested deeper than {YAML_MAX_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        _expanded_size(node, 1, {}, set())
+        return node
+
+
+class _YamlLimit(Exception):
+    """A YAML document beyond the loader's limits (message completes "the file is ...")."""
+
+
+def _expanded_size(
+    node: yaml.Node, depth: int, sizes: dict[int, tuple[int, int]], open_nodes: set[int]
+) -> tuple[int, int]:
+    """(nodes, height) of ``node`` with every alias expanded; raises _YamlLimit beyond the limits or on a cycle."""
+    key = id(node)
+    if key in sizes:
+        count, height = sizes[key]
+    else:
+        if key in open_nodes:
+            raise _YamlLimit("recursive (an alias inside its own anchor)")
+        open_nodes.add(key)
+        children = node.value if isinstance(node, yaml.SequenceNode) else (
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+        count, height = 1, 1
+        for child in children:
+            child_count, child_height = _expanded_size(child, depth + 1, sizes, open_nodes)
+            count, height = count + child_count, max(height, child_height + 1)
+            if count > YAML_MAX_NODES:
+                raise _YamlLimit(f"larger than {YAML_MAX_NODES} values once its aliases are expanded")
+        open_nodes.discard(key)
+        sizes[key] = count, height
+    if depth - 1 + height > YAML_MAX_DEPTH:
+        raise _YamlLimit(f"nested deeper than {YAML_MAX_DEPTH} levels once its aliases are expanded")
+    return count, height
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML ``text`` within the limits above; ``source`` (a file, or a flag) names it in any error."""
+    loader = _LimitedLoader(text)
     try:
-        return yaml.safe_load(file.read_text())
+        return loader.get_single_data()
+    except _YamlLimit as err:
+        raise ConfigError(f"{source}: refused, the YAML document is {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{file}: YAML syntax error{where}: {getattr(err, 'problem', err)}") from None
+        problem = str(getattr(err, "problem", None) or err).splitlines()[0]
+        raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+def load_yaml(path: str | Path) -> Any:
+    """The one reader of YAML files: UTF-8 only, within the limits of :func:`parse_yaml`."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {file}" + (" (it is a folder)" if file.is_dir() else ""))
+    try:
+        raw = file.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{file}: cannot be read ({err.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {err.start}: {raw[err.start:err.start + 1]!r}); "
+                          f"save it as UTF-8") from None
+    return parse_yaml(text, str(file))
 
 
 def load_budgets(path: Path = BUDGETS_FILE) -> dict[str, Mapping[str, Any]]:
@@ -304,11 +396,39 @@ def check_pretrained(cfg: RunConfig) -> None:
                           "local .pth file")
 
 
-def _positive(key: str, value: float | int | None, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or value <= 0:
-        raise ConfigError(f"{key} must be > 0, got {value}")
+# A lower bound of the encoder's activations: one float per channel of each ResNet stage's output, per input pixel
+# (64/2^2 + 64/4^2 + 128/8^2 + 256/16^2 + 512/32^2 for ResNet-18, rounded up).
+ENCODER_FLOATS_PER_PIXEL = 24
+
+
+def activation_bytes(cfg: RunConfig) -> int:
+    """A rough LOWER bound of the memory one training step needs: the input batch and one copy of each encoder
+    stage's and decoder block's output (backward, optimiser state and workspaces come on top)."""
+    widths = DecoderWidths.scaled(cfg.model.decoder_width)
+    decoder = widths.out + sum((s + u) / 4 ** (j + 1) for j, (s, u) in enumerate(zip(widths.skip, (*widths.up, 0))))
+    per_pixel = 3 + ENCODER_FLOATS_PER_PIXEL + decoder
+    return int(cfg.train.batch_size * cfg.data.image_size ** 2 * per_pixel * 4)
+
+
+def available_memory(device: str) -> tuple[str, int]:
+    """(name, bytes) of the memory a run on ``device`` (train.device) allocates from: the GPU's or the RAM."""
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        if torch.cuda.is_available():
+            return "GPU", torch.cuda.get_device_properties(0).total_memory
+    return "RAM", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(cfg: RunConfig) -> None:
+    """Refuse, in one line and before allocating anything, a run whose activations cannot fit this machine."""
+    need = activation_bytes(cfg)
+    where, total = available_memory(cfg.train.device)
+    if need > total:
+        gib = 2**30
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} at data.image_size={cfg.data.image_size} (model.decoder_width="
+            f"{cfg.model.decoder_width:g}) needs more than {need / gib:.1f} GiB, this machine's {where} has "
+            f"{total / gib:.1f} GiB; lower train.batch_size or data.image_size"
+        )
 
 
 def _one_of(key: str, value: Any, valid: Sequence[Any]) -> None:
@@ -318,33 +438,27 @@ def _one_of(key: str, value: Any, valid: Sequence[Any]) -> None:
 
 def _validate(cfg: RunConfig) -> None:
     data, train, model = cfg.data, cfg.train, cfg.model
+    try:
+        for section in SECTIONS:
+            check_fields(getattr(cfg, section), section)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     _one_of("data.dataset", data.dataset, sorted(DATASETS))
     try:
         tasks = dataset_tasks(data.dataset, data.tasks)
         validate_model_config(model, len(tasks.tasks))
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if data.image_size < 64 or data.image_size % 32:
-        raise ConfigError(f"data.image_size must be a multiple of 32 and >= 64 (stride-32 encoder), got {data.image_size}")
-    _positive("data.train_samples", data.train_samples, allow_none=True)
-    _positive("data.val_samples", data.val_samples, allow_none=True)
-    if data.num_workers < 0:
-        raise ConfigError(f"data.num_workers must be >= 0, got {data.num_workers}")
+    if data.image_size % 32:
+        raise ConfigError(f"data.image_size must be a multiple of 32 (stride-32 encoder), got {data.image_size}")
     _one_of("train.schedule", train.schedule, SCHEDULES)
     _one_of("train.lr_schedule", train.lr_schedule, LR_SCHEDULES)
     _one_of("train.edge_evaluator", train.edge_evaluator, EDGE_EVALUATORS)
     _one_of("train.final_edge_evaluator", train.final_edge_evaluator, EDGE_EVALUATORS)
     _one_of("train.device", train.device, DEVICES)
-    for key in ("epochs", "batch_size", "eval_every", "plateau_factor", "eval_workers"):
-        _positive(f"train.{key}", getattr(train, key))
-    for key in ("lr_encoder", "lr_decoder"):
-        if getattr(train, key) < 0:
-            raise ConfigError(f"train.{key} must be >= 0, got {getattr(train, key)}")
-    beyond = [e for e in train.eval_epochs if not 1 <= e <= train.epochs]
+    beyond = [e for e in train.eval_epochs if e > train.epochs]
     if beyond:
         raise ConfigError(f"train.eval_epochs: epoch {beyond[0]} is outside 1..train.epochs ({train.epochs})")
-    if train.plateau_factor >= 1:
-        raise ConfigError(f"train.plateau_factor must be in (0, 1), got {train.plateau_factor}")
     if model.backbone in IMAGENET_WEIGHTS and model.pretrained is None and train.lr_encoder <= FROZEN_ENCODER_LR:
         raise ConfigError(
             f"model.pretrained is not set and train.lr_encoder={train.lr_encoder:g} <= {FROZEN_ENCODER_LR:g}: the "
@@ -354,4 +468,6 @@ def _validate(cfg: RunConfig) -> None:
     unknown = sorted(set(train.loss_weights) - set(tasks.names))
     if unknown:
         raise ConfigError(f"train.loss_weights: unknown task {unknown[0]!r}; valid: {', '.join(tasks.names)}")
-    _positive("model.decoder_width", model.decoder_width)
+    if not any(train.loss_weights.get(t.name, t.loss_weight) > 0 for t in tasks.tasks):
+        raise ConfigError(f"train.loss_weights: every task ({', '.join(tasks.names)}) weighs 0, nothing would "
+                          f"be trained; give at least one task a weight > 0")

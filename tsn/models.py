@@ -10,7 +10,7 @@ and the decoder for many tasks:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -18,6 +18,7 @@ from torch import nn
 
 from .backbones import BACKBONES, build_backbone
 from .decoder import Decoder, DecoderWidths
+from .domains import SEED_MAX, check_fields, domain
 from .encodings import ENCODINGS, codes_from_file, task_codes
 from .heads import HEADS, build_head
 from .layers import TaskContext, TaskEmbeddingNet
@@ -34,11 +35,11 @@ class ModelConfig:
     architecture: str = "tsn"
     backbone: str = "resnet18"
     pretrained: str | None = None  # "none" | "imagenet" | "synthetic" | a local .pth file; None = not set
-    decoder_width: float = 1.0
+    decoder_width: float = field(default=1.0, metadata=domain(0, 16, open_low=True))
     encoding: str = "orthogonal"
-    embedding_dim: int = 100
-    n_fc: int = 8
-    code_seed: int = 0  # seed of the Gaussian task codes
+    embedding_dim: int = field(default=100, metadata=domain(1, 4096))
+    n_fc: int = field(default=8, metadata=domain(0, 64))
+    code_seed: int = field(default=0, metadata=domain(0, SEED_MAX))  # seed of the Gaussian task codes
     codes_file: str | None = None  # a T x d .npy array of task codes; replaces the encoding's draw
     head: str | None = None  # "shared" | "per_task"; None = the architecture's default
 
@@ -211,6 +212,7 @@ def condition_codes(cfg: ModelConfig, num_tasks: int) -> torch.Tensor:
 
 def validate_model_config(cfg: ModelConfig, num_tasks: int) -> None:
     """Raise a one-line ValueError for a configuration that cannot be built, before any compute."""
+    check_fields(cfg, "model")
     if cfg.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {cfg.architecture!r}; valid: {list(ARCHITECTURES)}")
     if cfg.backbone not in BACKBONES:
@@ -229,8 +231,6 @@ def validate_model_config(cfg: ModelConfig, num_tasks: int) -> None:
         return
     if cfg.encoding not in ENCODINGS:
         raise ValueError(f"unknown task encoding {cfg.encoding!r}; valid: {list(ENCODINGS)}")
-    if cfg.embedding_dim < 1 or cfg.n_fc < 0:
-        raise ValueError(f"embedding_dim must be >= 1 and n_fc >= 0, got {cfg.embedding_dim}, {cfg.n_fc}")
     condition_codes(cfg, num_tasks)  # raises for a bad orthogonal d or a codes file that does not fit
 
 

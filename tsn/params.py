@@ -10,8 +10,12 @@ from typing import Sequence
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .domains import cli_number
+from .errors import ArgumentParser
 from .models import ARCHITECTURES, ModelConfig, MultiTaskModel, build_model
 from .tasks import DatasetTasks, TaskSpec, dataset_tasks
+
+MAX_TASKS = 64  # scaling studies: the paper's figure stops at 9
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -58,16 +62,17 @@ def scaling_table(
 def _parse_range(text: str) -> list[int]:
     try:
         lo, _, hi = text.partition("-")
-        values = list(range(int(lo), int(hi or lo) + 1))
+        low, high = int(lo), int(hi or lo)
     except ValueError:
-        values = []
-    if not values or values[0] < 1:
-        raise argparse.ArgumentTypeError(f"--tasks-range must look like 1-9 with 1 <= low <= high, got {text!r}")
-    return values
+        low, high = 0, 0
+    if not 1 <= low <= high <= MAX_TASKS:
+        raise argparse.ArgumentTypeError(
+            f"--tasks-range must look like 1-9 with 1 <= low <= high <= {MAX_TASKS}, got {text!r}")
+    return list(range(low, high + 1))
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="python -m tsn params")
+    parser = parser or ArgumentParser(prog="python -m tsn params")
     parser.add_argument("--dataset", default="pascal_context")
     parser.add_argument("--tasks", nargs="*", default=None, help="task subset (default: the dataset's)")
     parser.add_argument("--backbone", default="resnet18")
@@ -76,7 +81,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--embedding-dim", type=int, default=100)
     parser.add_argument("--n-fc", type=int, default=8)
     parser.add_argument("--architectures", nargs="*", default=list(ARCHITECTURES))
-    parser.add_argument("--image-size", type=int, default=0, help="also count MACs per forward at this size")
+    parser.add_argument("--image-size", type=cli_number(int, 0, 4096), default=0, help="also count MACs per forward at this size")
     parser.add_argument("--tasks-range", type=_parse_range, default=None, help="scaling with T, e.g. 1-9")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser

@@ -7,7 +7,9 @@ import torch
 
 from tsn.metrics.base import Metric, MetricResult, to_numpy
 
-LOG_EPS = 1e-6  # predictions are clamped to this before the log, as ASTMT's RMSE_log does for non-positive ones
+# Predictions are clamped to this before the log, as Vandenhende's DepthMeter does (``torch.clamp(pred, min=1e-9)``,
+# evaluation/eval_depth.py of Multi-Task-Learning-PyTorch), the convention ``log_rmse`` is labelled with.
+LOG_EPS = 1e-9
 
 
 class DepthMetric(Metric):

@@ -1,0 +1,90 @@
+"""Domains of numeric configuration values, declared once with each dataclass field and checked in one place.
+
+A field declares its domain as ``field(default=..., metadata=domain(low, high, ...))``; :func:`check_fields`
+checks every declared field of a dataclass instance (each entry of a tuple, each value of a mapping). Every
+number must be finite; integers and floats are told apart by the field's annotation, not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+
+SEED_MAX = 2**31 - 1  # fits every generator the suite seeds (torch, numpy, Python)
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The interval ``low .. high``; ``open_low`` / ``open_high`` exclude the end point."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def describe(self) -> str:
+        left = "(" if self.open_low or self.low is None else "["
+        right = ")" if self.open_high or self.high is None else "]"
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"in {left}{low}, {high}{right}"
+
+    def contains(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
+            return False
+        return self.high is None or (value < self.high or (not self.open_high and value == self.high))
+
+    def check(self, key: str, value: Any) -> None:
+        """Raise a one-line ValueError naming ``key`` when ``value`` (a number, or None) is outside."""
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return  # None = "not set" where a field allows it; types are the loader's concern
+        if not self.contains(value):
+            raise ValueError(f"{key} must be {'finite and ' if not math.isfinite(value) else ''}"
+                             f"{self.describe()}, got {value!r}")
+
+
+def domain(low: float | None = None, high: float | None = None, *, open_low: bool = False,
+           open_high: bool = False) -> dict[str, Domain]:
+    """The ``metadata`` of a dataclass field whose values lie in ``low .. high``."""
+    return {"domain": Domain(low, high, open_low, open_high)}
+
+
+def check_fields(obj: Any, section: str) -> None:
+    """Check every field of the dataclass ``obj`` that declares a domain; keys are reported as ``section.name``."""
+    for item in fields(obj):
+        bounds = item.metadata.get("domain")
+        if bounds is None:
+            continue
+        value = getattr(obj, item.name)
+        key = f"{section}.{item.name}"
+        if isinstance(value, Mapping):
+            for name, entry in value.items():
+                bounds.check(f"{key}.{name}", entry)
+        elif isinstance(value, (tuple, list)):
+            for entry in value:
+                bounds.check(f"{key} entry", entry)
+        else:
+            bounds.check(key, value)
+
+
+def cli_number(kind: type, low: float | None = None, high: float | None = None, *,
+               open_low: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type`` for a count or duration flag: ``kind`` (int or float) in ``low .. high``, finite."""
+    bounds = Domain(low, high, open_low)
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if not bounds.contains(value):
+            raise argparse.ArgumentTypeError(f"must be {bounds.describe()}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse

@@ -1,0 +1,97 @@
+"""The one error boundary of every entry point (``python -m tsn``, ``python -m sweeps``, ``analysis/make_tables.py``).
+
+:func:`entry_point` wraps a ``main(argv) -> int``: any exception becomes ONE line on stderr and an exit code:
+
+- 2, bad input: a value, key, flag or file the user gave (ValueError and its subclasses such as ConfigError,
+  missing files, and OS errors about a path: a file where a folder is expected, a read-only folder or database);
+- 1, a failed run: any other exception, reported with its type; ``TSN_DEBUG=1`` prints the traceback;
+- 130, an interrupt (Ctrl-C).
+
+``TSN_DEBUG=1`` prints the traceback for every class. Command-line mistakes go through :class:`ArgumentParser`,
+which reports them the same way (one line, exit 2) instead of argparse's usage block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import functools
+import os
+import sqlite3
+import sys
+import traceback
+from typing import Callable, NoReturn, Sequence
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+DEBUG_VARIABLE = "TSN_DEBUG"
+
+# OS errors about a path the user gave: what is wrong with it and what would be valid.
+PATH_ERRORS = {
+    errno.ENOTDIR: "a file is in the way where a folder is expected; give a folder path",
+    errno.EISDIR: "is a folder where a file is expected; give a file path",
+    errno.EACCES: "permission denied; give a path this user can write (and read)",
+    errno.EPERM: "operation not permitted; give a path this user can write",
+    errno.EROFS: "is on a read-only file system; give a writable path",
+    errno.EEXIST: "already exists as a file where a folder is expected; give a folder path",
+    errno.ENAMETOOLONG: "the name is too long; give a shorter path",
+    errno.ENOENT: "not found",
+}
+
+
+class UsageError(ValueError):
+    """A command-line mistake (unknown flag, missing argument, value of the wrong type)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, reporting a mistake as a UsageError (one line through the boundary) instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}; see {self.prog} --help")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(err).__name__
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while err is not None and err not in seen:
+        seen.append(err)
+        err = err.__cause__ or err.__context__
+    return seen
+
+
+def describe(err: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message) for an exception that reached the boundary."""
+    if isinstance(err, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "stopped: interrupted"
+    for cause in _chain(err):
+        if isinstance(cause, sqlite3.OperationalError) and "readonly database" in str(cause):
+            return EXIT_BAD_INPUT, ("error: the study storage is a read-only SQLite database (attempt to write a "
+                                    "readonly database); give a writable --storage")
+    if isinstance(err, OSError) and err.errno in PATH_ERRORS and (err.filename or isinstance(err, FileNotFoundError)):
+        where = err.filename if err.filename is not None else ""
+        return EXIT_BAD_INPUT, f"error: {where}: {PATH_ERRORS[err.errno]} ({err.strerror})"
+    if isinstance(err, (ValueError, FileNotFoundError)):
+        return EXIT_BAD_INPUT, f"error: {_first_line(err)}"
+    return EXIT_FAILED, (f"error: {type(err).__name__}: {_first_line(err)} (the run failed; "
+                         f"{DEBUG_VARIABLE}=1 shows the traceback)")
+
+
+def entry_point(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """Run ``main`` inside the boundary: its return value, or the exit code of the exception it raised."""
+
+    @functools.wraps(main)
+    def guarded(argv: Sequence[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - the boundary: every failure becomes one line
+            if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+                traceback.print_exc(file=sys.stderr)
+            code, message = describe(err)
+            print(message, file=sys.stderr)
+            return code
+
+    return guarded
