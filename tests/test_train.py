@@ -145,7 +145,7 @@ def test_eval_epochs_store_the_full_evaluation_and_a_checkpoint_of_each(tmp_path
     assert evaluated.run_validation("seism").primary(evaluated.tasks) == first["primary"]
 
 
-@pytest.mark.parametrize("value, message", [("[0]", "epoch 0 is outside 1..train.epochs (2)"),
+@pytest.mark.parametrize("value, message", [("[0]", "train.eval_epochs entry must be in [1, 100000], got 0"),
                                             ("[5]", "epoch 5 is outside 1..train.epochs (2)"),
                                             ("[a]", "train.eval_epochs: expected a list of integers")])
 def test_eval_epochs_outside_the_run_are_one_line_errors(value: str, message: str) -> None:
@@ -234,9 +234,17 @@ def test_truncated_checkpoint_is_explained(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-def test_non_finite_loss_stops_with_task_and_epoch(tmp_path: Path) -> None:
-    with pytest.raises(NonFiniteLossError, match=r"non-finite \w+ loss .* at epoch 1, step \d+;"):
-        Trainer(tiny("train.epochs=1", "train.lr_decoder=1e30", "train.lr_encoder=1e30", "train.schedule=joint"), tmp_path).fit()
+def test_non_finite_loss_stops_with_task_and_epoch_before_any_update(tmp_path: Path, monkeypatch) -> None:
+    import tsn.engine
+
+    real_loss = tsn.engine.task_loss
+    monkeypatch.setattr(tsn.engine, "task_loss", lambda task, pred, target: real_loss(task, pred, target)
+                        * (float("nan") if task.name == "edge" else 1.0))
+    trainer = Trainer(tiny("train.epochs=1", "train.schedule=joint"), tmp_path)
+    before = {k: v.clone() for k, v in trainer.model.named_parameters()}
+    with pytest.raises(NonFiniteLossError, match=r"non-finite edge loss \(nan\) at epoch 1, step 0;"):
+        trainer.fit()
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.named_parameters())  # no optimiser step
 
 
 def test_callbacks_see_every_epoch_evaluation_and_the_finish(tmp_path: Path) -> None:
@@ -274,7 +282,7 @@ def test_train_cli_writes_metrics_and_eval_cli_reads_the_checkpoint(tmp_path: Pa
     "args, message",
     [
         (["--model", "tsm"], "unknown architecture 'tsm'"),
-        (["train.epochs=-1"], "train.epochs must be > 0"),
+        (["train.epochs=-1"], "train.epochs must be in [1, 100000], got -1"),
         (["--budget", "huge"], "unknown budget 'huge'"),
     ],
 )
