@@ -166,7 +166,7 @@ def _workers_complete_grid_once(tmp_path: Path, storage: str, name: str) -> None
     assert not study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING))
     shared = R.baseline_study_name("synthetic", "smoke")
     baselines = optuna.load_study(study_name=shared, storage=open_storage(storage))
-    base_key = config_hash(sweep.baselines[1337])
+    (base_key,) = sweep.baseline_by_hash  # one seed, one single-task configuration
     assert [t.user_attrs[R.CONFIG_HASH] for t in complete(baselines)].count(base_key) == 1  # trained by one worker
 
 
