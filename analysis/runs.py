@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 import pandas as pd
 
 from sweeps import records as R
+from tsn.errors import redact
 
 WANDB_STATES = {"finished": "COMPLETE", "failed": "FAIL", "crashed": "FAIL", "killed": "FAIL", "running": "RUNNING"}
 
@@ -227,26 +228,23 @@ def _space(records: list[TrialRecord], declared: Mapping[str, Iterable[Any]]) ->
 
 
 # ------------------------------------------------------------------------------------------------ optuna
-SQLITE_PREFIX = "sqlite:///"
 
 
 def _open(storage: str):
     """The storage as the sweep driver opens it (PostgreSQL driver, journal files)."""
     from sweeps.storage import open_storage
 
-    return open_storage(storage)
+    return open_storage(storage, create=False)
 
 
 def optuna_study_names(storage: str) -> list[str]:
     """Every study in ``storage``; a missing SQLite file is an error here (Optuna would create an empty one)."""
     import optuna
 
-    if storage.startswith(SQLITE_PREFIX) and not Path(storage[len(SQLITE_PREFIX):]).is_file():
-        raise AnalysisError(f"cannot read study storage {storage}: no such file")
     try:
         return sorted(optuna.get_all_study_names(_open(storage)))
     except Exception as err:  # noqa: BLE001 - any driver/URL error means the same thing to the user
-        raise AnalysisError(f"cannot read study storage {storage}: {str(err).splitlines()[0]}") from None
+        raise AnalysisError(f"cannot read study storage {redact(storage)}: {str(err).splitlines()[0]}") from None
 
 
 def trial_records(study: str, trials: Iterable[Mapping[str, Any]]) -> tuple[list[TrialRecord], dict[str, list[Any]]]:

@@ -36,6 +36,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import TrialState
 
 from tsn.config import RunConfig, config_hash
+from tsn.errors import redact
 from tsn.models import ModelConfig
 from tsn.runtime import git_commit
 from tsn.train import Baseline, Trainer
@@ -138,7 +139,7 @@ class Sweep:
         self.storage = open_storage(storage)
         self.runs_dir = Path(runs_dir)
         self.tracking = tracking
-        self.log = log
+        self.log = lambda line: log(redact(line))
         self.study_name = experiment.study_name(self.dataset, budget)
         self._migrate_legacy_baselines(self.dataset, budget)
         self.study = self._open_study(self.study_name)
@@ -159,12 +160,12 @@ class Sweep:
     @classmethod
     def from_storage(cls, study_name: str, storage: str, **kwargs: Any) -> "Sweep":
         """Rebuild a running sweep from what its study stored (``python -m sweeps worker``)."""
-        backend = open_storage(storage)
+        backend = open_storage(storage, create=False)
         try:
             attrs = optuna.load_study(study_name=study_name, storage=backend).user_attrs
         except KeyError:
             names = sorted(optuna.get_all_study_names(backend))
-            raise ValueError(f"no study {study_name!r} in {storage}; valid: {', '.join(names) or 'none yet'}") from None
+            raise ValueError(f"no study {study_name!r} in {redact(storage)}; valid: {', '.join(names) or 'none yet'}") from None
         experiment = parse_experiment(attrs[R.STUDY_EXPERIMENT_ATTR], attrs.get("experiment_path", study_name))
         return cls(experiment, attrs["budget"], storage, dataset=attrs["dataset"], overrides=attrs["overrides"], **kwargs)
 
@@ -193,9 +194,9 @@ class Sweep:
             return
         if current in names:
             if self.study_name == legacy:
-                raise ValueError(f"study {legacy} in {self.storage_url} is an old shared baseline study and "
+                raise ValueError(f"study {legacy} in {redact(self.storage_url)} is an old shared baseline study and "
                                  f"{current} exists too; compare them, then `optuna delete-study --study-name "
-                                 f"{legacy} --storage {self.storage_url}`")
+                                 f"{legacy} --storage {redact(self.storage_url)}`")
             return
         try:
             optuna.copy_study(from_study_name=legacy, from_storage=self.storage, to_storage=self.storage,

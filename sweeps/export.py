@@ -17,13 +17,13 @@ from typing import Any, Iterable, Mapping
 import optuna
 
 from tsn.atomic import atomic_write
+from tsn.errors import redact
 
 from .storage import StorageError, open_storage
 
 FORMAT = 1
 GZIP_ABOVE = 1 << 20  # bytes of JSON
 SUFFIXES = (".json", ".json.gz")
-SQLITE_PREFIX = "sqlite:///"
 
 
 def trial_dict(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -72,13 +72,11 @@ def write_study(data: Mapping[str, Any], out_dir: str | Path) -> Path:
 
 def export(storage: str, out_dir: str | Path, studies: Iterable[str] | None = None) -> list[Path]:
     """Export ``studies`` (default: every study in ``storage``); unknown names are a one-line StorageError."""
-    if storage.startswith(SQLITE_PREFIX) and not Path(storage[len(SQLITE_PREFIX):]).is_file():
-        raise StorageError(f"cannot read study storage {storage}: no such file")
-    names = sorted(optuna.get_all_study_names(open_storage(storage)))
+    names = sorted(optuna.get_all_study_names(open_storage(storage, create=False)))
     chosen = list(studies) if studies else names
     unknown = [s for s in chosen if s not in names]
     if unknown:
-        raise StorageError(f"unknown study {unknown[0]!r} in {storage}; valid: {', '.join(names) or '(none)'}")
+        raise StorageError(f"unknown study {unknown[0]!r} in {redact(storage)}; valid: {', '.join(names) or '(none)'}")
     return [write_study(study_dict(storage, name), out_dir) for name in chosen]
 
 

@@ -7,8 +7,11 @@ from pathlib import Path
 import warnings
 
 import optuna
+import sqlalchemy
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+
+from tsn.errors import redact
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 HEARTBEAT_SECONDS = 30
@@ -20,46 +23,96 @@ class StorageError(ValueError):
     """The study storage cannot be reached or opened; the message says which URL and why."""
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+IN_MEMORY = ("sqlite://", "sqlite:///:memory:")
+
+
+def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
     """Open ``url``: ``sqlite:///path.db``, ``postgresql://…``, ``mysql://…`` or ``journal:/shared/path.log``.
 
     RDB storages get a heartbeat, so a trial whose worker died (kill -9, a vanished node) is detected as stale
-    and retried by the next worker that looks.
+    and retried by the next worker that looks. ``create=False`` (workers, exports, tables) opens only a storage
+    that already holds Optuna's tables and writes nothing otherwise: pointed at an unrelated database by mistake,
+    it refuses instead of creating Optuna's tables in it. An in-memory SQLite storage is refused: nothing in it
+    would outlive the process. Every message names the URL without its password.
     """
+    if url.split("?")[0] in IN_MEMORY:
+        raise StorageError(f"study storage {url} keeps everything in memory and loses it when the process ends; "
+                           "give a file, e.g. sqlite:///runs/studies.db")
+    if not create:
+        _require_optuna_tables(url)
     if url.startswith(JOURNAL_PREFIX):
         path = Path(url[len(JOURNAL_PREFIX) :])
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as err:
-            raise StorageError(f"cannot open study storage {url}: {err.strerror or err}") from None
+            raise StorageError(f"cannot open study storage {redact(url)}: {err.strerror or err}") from None
     if url.startswith("sqlite:///"):
-        folder = Path(url[len("sqlite:///") :]).parent
+        folder = _sqlite_path(url).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:  # a missing, read-only or non-folder parent: say which URL, not only the path
-            raise StorageError(f"cannot open study storage {url}: cannot create folder {folder}: "
+            raise StorageError(f"cannot open study storage {redact(url)}: cannot create folder {folder}: "
                                f"{err.strerror or err}") from None
     elif "://" not in url:
         raise StorageError(
-            f"storage {url!r} is not a URL; valid: sqlite:///runs/studies.db, postgresql://user@host/db, "
+            f"storage {redact(url)!r} is not a URL; valid: sqlite:///runs/studies.db, postgresql://user@host/db, "
             "journal:/shared/path/journal.log"
         )
-    given = url
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; requirements.txt ships psycopg2.
-        url = "postgresql+psycopg2://" + url.partition("://")[2]
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    if url.startswith("postgresql"):
-        engine_kwargs["connect_args"] = {"connect_timeout": 10}
     warnings.filterwarnings("ignore", message="Argument ``heartbeat_interval`` is an experimental feature")
     try:
         return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
+            _driver_url(url),
+            engine_kwargs=_engine_kwargs(url),
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=GRACE_SECONDS,
         )
     except Exception as err:  # noqa: BLE001 - driver errors vary by backend; all mean "cannot open"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"cannot open study storage {given}: {reason}") from None
+        raise StorageError(f"cannot open study storage {redact(url)}: {_reason(err)}") from None
+
+
+def _reason(err: BaseException) -> str:
+    return redact(str(err).strip().splitlines()[0]) if str(err).strip() else type(err).__name__
+
+
+def _sqlite_path(url: str) -> Path:
+    return Path(url[len("sqlite:///") :].split("?")[0])
+
+
+def _driver_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; requirements.txt ships psycopg2.
+        return "postgresql+psycopg2://" + url.partition("://")[2]
+    return url
+
+
+def _engine_kwargs(url: str) -> dict:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    if url.startswith("postgres"):
+        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    return {"pool_pre_ping": True}
+
+
+def _require_optuna_tables(url: str) -> None:
+    """Raise StorageError unless ``url`` already holds an Optuna storage; reads only."""
+    shown = redact(url)
+    if url.startswith(JOURNAL_PREFIX):
+        if not Path(url[len(JOURNAL_PREFIX) :]).is_file():
+            raise StorageError(f"no study storage at {shown}: the journal file does not exist")
+        return
+    if url.startswith("sqlite:///") and not _sqlite_path(url).is_file():
+        raise StorageError(f"no study storage at {shown}: the file does not exist")
+    if "://" not in url:
+        return  # open_storage reports a value that is not a URL
+    try:
+        engine = sqlalchemy.create_engine(_driver_url(url), **_engine_kwargs(url))
+        try:
+            has_tables = sqlalchemy.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+    except Exception as err:  # noqa: BLE001 - driver errors vary by backend; all mean "cannot open"
+        raise StorageError(f"cannot open study storage {shown}: {_reason(err)}") from None
+    if not has_tables:
+        raise StorageError(f"no study storage at {shown}: it holds no Optuna tables (nothing was written to it); "
+                           "start a sweep with `python -m sweeps run` first, or check --storage")

@@ -17,6 +17,7 @@ import argparse
 import errno
 import functools
 import os
+import re
 import sqlite3
 import sys
 import traceback
@@ -80,6 +81,17 @@ def describe(err: BaseException) -> tuple[int, str]:
                          f"{DEBUG_VARIABLE}=1 shows the traceback)")
 
 
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*:)[^@\s]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it replaced: ``postgresql://user:***@host/db``.
+
+    The one redaction helper: every message the boundary prints, every sweep log line and every stored command line
+    goes through it, so a storage password never reaches a terminal, a log or a tracking record."""
+    return _CREDENTIALS.sub(lambda m: f"{m['head']}***@", text)
+
+
 def entry_point(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
     """Run ``main`` inside the boundary: its return value, or the exit code of the exception it raised."""
 
@@ -91,7 +103,7 @@ def entry_point(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequen
             if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
                 traceback.print_exc(file=sys.stderr)
             code, message = describe(err)
-            print(message, file=sys.stderr)
+            print(redact(message), file=sys.stderr)
             return code
 
     return guarded
