@@ -119,15 +119,20 @@ def test_a_shared_network_is_scheduled_on_the_mean_validation_loss_of_every_task
     assert opt.learning_rates()["decoder"] == trainer.cfg.train.lr_decoder * trainer.cfg.train.plateau_factor
 
 
-def test_single_task_resume_restores_every_network_and_schedule(tmp_path: Path) -> None:
-    cfg = tiny("train.epochs=3", "model.architecture=single_task", "data.tasks=semseg,edge")
+@pytest.mark.parametrize("overrides, lr_keys", [
+    (("model.architecture=single_task", "data.tasks=semseg,edge"),
+     {"semseg/encoder", "semseg/decoder", "edge/encoder", "edge/decoder"}),
+    (("train.lr_schedule=cosine", "data.tasks=semseg,normals"), {"encoder", "decoder"}),
+], ids=["single_task-plateau", "tsn-cosine"])
+def test_resume_restores_every_network_and_lr_schedule_exactly(tmp_path: Path, overrides, lr_keys) -> None:
+    cfg = tiny("train.epochs=3", *overrides)
     straight = Trainer(cfg, tmp_path / "straight").fit()
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, tmp_path / "resumed", callbacks=[StopAfter(1)]).fit()
     resumed = Trainer(cfg, tmp_path / "resumed").fit(resume=True)
     assert resumed["metrics"] == straight["metrics"]
     assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in straight["history"]]
-    assert set(straight["history"][0]["lr"]) == {"semseg/encoder", "semseg/decoder", "edge/encoder", "edge/decoder"}
+    assert set(straight["history"][0]["lr"]) == lr_keys
 
 
 def test_eval_epochs_store_the_full_evaluation_and_a_checkpoint_of_each(tmp_path: Path) -> None:
@@ -310,14 +315,6 @@ def test_cosine_schedule_of_a_shared_network_counts_every_step(tmp_path: Path) -
     assert schedule.scheduler.lr_lambdas[0](8) == pytest.approx(0.5)
 
 
-def test_cosine_resume_continues_the_annealing_exactly(tmp_path: Path) -> None:
-    cfg = tiny("train.epochs=3", "train.lr_schedule=cosine", "data.tasks=semseg,normals")
-    straight = Trainer(cfg, tmp_path / "straight").fit()
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, tmp_path / "resumed", callbacks=[StopAfter(1)]).fit()
-    resumed = Trainer(cfg, tmp_path / "resumed").fit(resume=True)
-    assert resumed["metrics"] == straight["metrics"]
-    assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in straight["history"]]
 
 
 def test_history_records_the_order_in_which_tasks_were_last_trained(tmp_path: Path) -> None:
