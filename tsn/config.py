@@ -21,14 +21,16 @@ import yaml
 
 from .decoder import DecoderWidths
 from .domains import SEED_MAX, check_fields, domain
+from .lr_schedules import LR_SCHEDULES as LR_SCHEDULE_TYPES
 from .models import ModelConfig, validate_model_config
 from .pretrained import (IMAGENET, IMAGENET_WEIGHTS, NO_WEIGHTS, SYNTHETIC, WeightsUnavailableError,
                          ensure_imagenet_file)
+from .schedules import SCHEDULES as TASK_SCHEDULES
 from .tasks import DATASETS, dataset_tasks
 
 BUDGETS_FILE = Path(__file__).resolve().parent.parent / "experiments" / "budgets.yaml"
-SCHEDULES = ("epoch", "batch", "joint")
-LR_SCHEDULES = ("plateau", "cosine")
+SCHEDULES = tuple(TASK_SCHEDULES)
+LR_SCHEDULES = tuple(LR_SCHEDULE_TYPES)
 EDGE_EVALUATORS = ("fast", "seism")
 DEVICES = ("auto", "cpu", "cuda")
 FROZEN_ENCODER_LR = 1e-5  # at or below this rate a ResNet encoder barely moves from its initialisation

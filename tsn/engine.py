@@ -16,13 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import math
-
 import torch
 
 from .config import RunConfig, TrainConfig
 from .evaluate import Evaluation, autocast, move_batch
 from .losses import task_loss
+from .lr_schedules import LR_SCHEDULES, CosineSchedule, PlateauSchedule
 from .models import MultiTaskModel, build_model
 from .runtime import seed_everything
 from .tasks import DatasetTasks
@@ -43,37 +42,6 @@ def build_run_model(cfg: RunConfig, tasks: DatasetTasks, device: torch.device) -
 
 def channels_last(train: TrainConfig, device: torch.device) -> bool:
     return train.channels_last and device.type == "cuda"
-
-
-class PlateauSchedule:
-    """ReduceLROnPlateau on the validation loss of the network's tasks."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int) -> None:
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=train.plateau_factor, patience=train.plateau_patience
-        )
-
-    def after_step(self) -> None: ...
-
-    def after_validation(self, loss: float) -> None:
-        self.scheduler.step(loss)
-
-
-class CosineSchedule:
-    """lr · (1 + cos(π k / K)) / 2 after the network's k-th of K optimiser steps: zero after the last one."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int) -> None:
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, total_steps) / max(total_steps, 1)))
-        )
-
-    def after_step(self) -> None:
-        self.scheduler.step()
-
-    def after_validation(self, loss: float) -> None: ...
-
-
-LR_SCHEDULES = {"plateau": PlateauSchedule, "cosine": CosineSchedule}
 
 
 @dataclass
