@@ -43,7 +43,7 @@ from sweeps.experiment import load_experiment  # noqa: E402
 from sweeps.records import parse_study_name, study_name  # noqa: E402
 from tsn.checkpoint import CheckpointError  # noqa: E402
 from tsn.config import BUDGETS_FILE, load_budgets  # noqa: E402
-from tsn.errors import ArgumentParser, entry_point  # noqa: E402
+from tsn.errors import ArgumentParser, entry_point, first_line  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 SCALING_EXPERIMENT = "scaling"
@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.study is None:
             reporter.report_claims()
     except (AnalysisError, ValueError) as err:  # ValueError: e.g. a stored config or Δm the suite rejects
-        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+        print(f"error: {first_line(err)}", file=sys.stderr)
         return 2
     finally:
         if reporter.markdown:

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 import pandas as pd
 
 from sweeps import records as R
-from tsn.errors import redact
+from tsn.errors import first_line, redact
 
 WANDB_STATES = {"finished": "COMPLETE", "failed": "FAIL", "crashed": "FAIL", "killed": "FAIL", "running": "RUNNING"}
 
@@ -244,7 +244,7 @@ def optuna_study_names(storage: str) -> list[str]:
     try:
         return sorted(optuna.get_all_study_names(_open(storage)))
     except Exception as err:  # noqa: BLE001 - any driver/URL error means the same thing to the user
-        raise AnalysisError(f"cannot read study storage {redact(storage)}: {str(err).splitlines()[0]}") from None
+        raise AnalysisError(f"cannot read study storage {redact(storage)}: {first_line(err)}") from None
 
 
 def trial_records(study: str, trials: Iterable[Mapping[str, Any]]) -> tuple[list[TrialRecord], dict[str, list[Any]]]:
@@ -397,7 +397,7 @@ def wandb_study_records(path: str, study: str) -> tuple[list[TrialRecord], dict[
     try:
         runs = list(wandb.Api().runs(path, filters={"group": study}))
     except Exception as err:  # noqa: BLE001 - network, auth and path errors all end the same way
-        raise AnalysisError(f"cannot read W&B runs of {path} group {study}: {str(err).splitlines()[0]}") from None
+        raise AnalysisError(f"cannot read W&B runs of {path} group {study}: {first_line(err)}") from None
     return wandb_records(runs)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write
+from .errors import first_line
 
 
 class CheckpointError(ValueError):
@@ -49,8 +50,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - truncation, corruption or a pickle that is not weights-only
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {file} is unreadable (truncated or corrupt?): {reason}") from None
+        raise CheckpointError(f"checkpoint {file} is unreadable (truncated or corrupt?): {first_line(err)}") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{file} is not a checkpoint of this suite (no model/config entries)")
     return state

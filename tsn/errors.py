@@ -50,7 +50,9 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}; see {self.prog} --help")
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type's name when it has none): every one-line error
+    that quotes an underlying exception (a YAML parser, torch.load, a database driver) goes through it."""
     text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[0].strip() if lines else type(err).__name__
@@ -76,8 +78,8 @@ def describe(err: BaseException) -> tuple[int, str]:
         where = err.filename if err.filename is not None else ""
         return EXIT_BAD_INPUT, f"error: {where}: {PATH_ERRORS[err.errno]} ({err.strerror})"
     if isinstance(err, (ValueError, FileNotFoundError)):
-        return EXIT_BAD_INPUT, f"error: {_first_line(err)}"
-    return EXIT_FAILED, (f"error: {type(err).__name__}: {_first_line(err)} (the run failed; "
+        return EXIT_BAD_INPUT, f"error: {first_line(err)}"
+    return EXIT_FAILED, (f"error: {type(err).__name__}: {first_line(err)} (the run failed; "
                          f"{DEBUG_VARIABLE}=1 shows the traceback)")
 
 

@@ -48,6 +48,7 @@ import torch
 from .checkpoint import save_checkpoint
 from .config import RunConfig, config_hash, resolve
 from .encodings import orthogonal_codes
+from .errors import first_line
 from .models import build_model
 from .tasks import dataset_tasks
 
@@ -158,8 +159,7 @@ def read_official(path: str | Path) -> OfficialFile:
         with torch.serialization.safe_globals([argparse.Namespace]):
             loaded = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - corrupt file, or a pickle with objects beyond tensors
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise OfficialCheckpointError(f"cannot read official checkpoint {file}: {reason}") from None
+        raise OfficialCheckpointError(f"cannot read official checkpoint {file}: {first_line(err)}") from None
     outer = loaded if isinstance(loaded, Mapping) else {}
     state: Any = loaded
     for key in WRAPPER_KEYS:
