@@ -178,8 +178,8 @@ def test_register_rejects_a_duplicate_or_incomplete_kind():
         replace(HEATMAP, draw="magma")
     with pytest.raises(ValueError, match="at least one metric"):
         replace(HEATMAP, metrics={})
-    with pytest.raises(ValueError, match=r"fields \['geometry'\] are not set"):
-        replace(HEATMAP, geometry=None)
+    with pytest.raises(ValueError, match=r"fields \['geometry', 'metrics'\] are not set"):
+        replace(HEATMAP, geometry=None, metrics=None)
     assert "heatmap" not in KINDS
 
 

@@ -74,10 +74,10 @@ class TargetKind:
     metrics: Mapping[str, MetricBuilder]  # a task's primary metric name (TaskSpec.metric) -> its builder
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
         missing = [f.name for f in fields(self) if getattr(self, f.name) is None and f.name != "channels"]
         if missing:
             raise ValueError(f"target kind {self.name!r}: fields {missing} are not set")
+        object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
         uncallable = [name for name in ("from_cache", "random", "decode", "draw") if not callable(getattr(self, name))]
         uncallable += [f"metrics[{m!r}]" for m, build in self.metrics.items() if not callable(build)]
         if uncallable:
