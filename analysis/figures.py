@@ -18,6 +18,7 @@ import torch  # noqa: E402
 
 from analysis.tables import Table, sort_key  # noqa: E402
 from tsn.metrics.delta_m import delta_m  # noqa: E402
+from tsn.target_kinds import target_kind  # noqa: E402
 
 CONVERGENCE_ARCHITECTURES = ("tsn", "task_in", "task_bn")
 QUALITATIVE_ARCHITECTURES = ("tsn", "task_in")
@@ -151,21 +152,10 @@ def embedding_similarity_figure(run_dir: str | Path, out_dir: str | Path, name: 
     return save(grid.figure, out_dir, f"{name}-embedding-similarity", caption)
 
 
-def _prediction(output: torch.Tensor, target_kind: str) -> torch.Tensor:
-    """A raw output of one image as a target of the same kind, for the preview renderers."""
-    if target_kind == "label":
-        return output.argmax(0)
-    if target_kind == "binary":
-        return torch.sigmoid(output)
-    if target_kind == "normals":
-        return torch.nn.functional.normalize(output, dim=0)
-    return output
-
-
 def qualitative_figure(run_dirs: Mapping[str, str | Path], out_dir: str | Path, name: str, n: int = 3) -> list[Path]:
     """Per sample and task: input, ground truth and each model's prediction on the first ``n`` validation images."""
     from tsn.data import build_dataset
-    from tsn.data.preview import RENDERERS
+    from tsn.data.preview import show
     from tsn.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     set_style()
@@ -189,9 +179,8 @@ def qualitative_figure(run_dirs: Mapping[str, str | Path], out_dir: str | Path, 
             axes[row, 0].set_ylabel(label, fontsize=7)
             for col, spec in enumerate(tasks.tasks, start=1):
                 target = (sample["targets"][spec.name] if label == "ground truth"
-                          else _prediction(outputs[label][spec.name][0], spec.target))
-                array, style = RENDERERS[spec.target](target)
-                axes[row, col].imshow(array, interpolation="nearest", **style)
+                          else target_kind(spec.target).decode(outputs[label][spec.name][0]))
+                show(axes[row, col], spec.target, target)
     for col, title in enumerate(["input", *tasks.names]):
         axes[0, col].set_title(title, fontsize=8)
     for ax in axes.flat:

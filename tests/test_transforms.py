@@ -8,9 +8,10 @@ import math
 from tsn.data import photometric
 from tsn.data.transforms import (
     MultiTaskDataset,
-    IMAGENET_MEAN, IMAGENET_STD, KIND_RULES, build_transform, hflip, paper_steps, photometric_step, resize, similarity,
+    IMAGENET_MEAN, IMAGENET_STD, build_transform, hflip, paper_steps, photometric_step, resize, similarity,
     warp,
 )
+from tsn.target_kinds import target_kind
 
 KINDS = {"semseg": "label", "edge": "binary", "normals": "normals", "depth": "depth"}
 
@@ -190,7 +191,7 @@ def test_padding_is_background_for_labels_and_invalid_for_normals():
         assert (out[task].reshape(-1, 16, 16)[:, ~border] != 0).all(), task
     assert (out["normals"][:, border] == 0).all() and (out["normals"].norm(dim=0)[~border] > 0.99).all()
     assert (out_image[:, border] == 0).all()
-    assert KIND_RULES["label"].pad == 0 != KIND_RULES["label"].invalid  # trained background, not the ignore value
+    assert target_kind("label").pad == 0 != target_kind("label").invalid  # trained background, not the ignore value
 
 
 def test_padding_keeps_an_unlabelled_target_all_ignored():

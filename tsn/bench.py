@@ -42,6 +42,7 @@ from .cpu_kernels import reference_ops
 from .config import RunConfig, resolve
 from .models import ARCHITECTURES, MultiTaskModel, build_model
 from .runtime import configure_threads, seed_everything
+from .target_kinds import target_kind
 from .tasks import DatasetTasks, dataset_tasks
 from .engine import build_optimisation, build_run_model, channels_last, train_step
 from .train import Trainer
@@ -94,14 +95,7 @@ def random_batch(tasks: DatasetTasks, batch: int, size: int, seed: int = 0) -> d
     g = torch.Generator().manual_seed(seed)
     targets = {}
     for t in tasks.tasks:
-        if t.target == "label":
-            targets[t.name] = torch.randint(t.channels, (batch, size, size), generator=g)
-        elif t.target == "binary":
-            targets[t.name] = torch.randint(2, (batch, 1, size, size), generator=g).float()
-        elif t.target == "normals":
-            targets[t.name] = F.normalize(torch.randn(batch, 3, size, size, generator=g), dim=1)
-        else:
-            targets[t.name] = torch.rand(batch, 1, size, size, generator=g) + 0.5
+        targets[t.name] = target_kind(t.target).random(t.channels, batch, size, g)
     return {"image": torch.randn(batch, 3, size, size, generator=g), "targets": targets}
 
 

@@ -23,7 +23,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from tsn.tasks import IGNORE_INDEX, TaskSpec
+from tsn.target_kinds import IGNORE_INDEX
+from tsn.tasks import TaskSpec
 
 LossFn = Callable[..., torch.Tensor]
 

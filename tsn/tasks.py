@@ -4,12 +4,8 @@ Models, losses, metrics and the trainer loop over a dataset's ``TaskSpec`` tuple
 on a task's name. The tuple's order is the task index used by the task-condition vectors (the paper's order on
 PASCAL-Context: semseg 0, parts 1, edge 2, normals 3, saliency 4).
 
-Target formats (one per ``target`` kind), shared by every dataset:
-
-- ``label``:   int64 ``[H, W]``, class ids, 255 = ignore.
-- ``binary``:  float32 ``[1, H, W]``, values 0 or 1, 255 = ignore.
-- ``normals``: float32 ``[3, H, W]``, unit vectors, all-zero = invalid.
-- ``depth``:   float32 ``[1, H, W]``, metric depth, 0 = invalid.
+A task's ``target`` names its target kind in ``tsn.target_kinds`` (label, binary, normals, depth), which fixes the
+target's format, augmentation, drawing and the metrics that can evaluate it.
 """
 
 from __future__ import annotations
@@ -18,8 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-IGNORE_INDEX = 255
-TARGET_KINDS = ("label", "binary", "normals", "depth")
+from tsn.target_kinds import target_kind
 
 
 @dataclass(frozen=True)
@@ -28,7 +23,7 @@ class TaskSpec:
 
     name: str
     channels: int
-    target: str  # one of TARGET_KINDS
+    target: str  # a registered target kind (tsn.target_kinds)
     loss: str  # key of tsn.losses.LOSSES
     loss_weight: float
     metric: str  # the primary (Delta-m) metric key produced by tsn.metrics
@@ -37,10 +32,15 @@ class TaskSpec:
     metric_kwargs: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
-        if self.target not in TARGET_KINDS:
-            raise ValueError(f"task {self.name!r}: target {self.target!r} is not one of {list(TARGET_KINDS)}")
+        try:
+            kind = target_kind(self.target)
+        except ValueError as error:
+            raise ValueError(f"task {self.name!r}: {error}") from None
         if self.channels < 1:
             raise ValueError(f"task {self.name!r}: channels must be >= 1, got {self.channels}")
+        if kind.channels is not None and self.channels != kind.channels:
+            raise ValueError(f"task {self.name!r}: a {kind.name!r} target has {kind.channels} channel(s), "
+                             f"got channels={self.channels}")
         object.__setattr__(self, "loss_kwargs", MappingProxyType(dict(self.loss_kwargs)))
         object.__setattr__(self, "metric_kwargs", MappingProxyType(dict(self.metric_kwargs)))
 

@@ -11,17 +11,11 @@ from tsn.data import cache, synthetic
 from tsn.data.nyud import NYUD
 from tsn.data.pascal import PascalContext
 from tsn.data.transforms import AUGMENTATIONS, MultiTaskDataset
+from tsn.target_kinds import target_kind
 from tsn.tasks import dataset_tasks
 
 DATASET_NAMES = ("synthetic", "pascal_context", "nyud")
 SPLITS = ("train", "val")
-# Conversion of the cached uint8 / float arrays to tsn.tasks' target formats, per target kind.
-TO_TARGET = {
-    "label": lambda a: a.long(),
-    "binary": lambda a: a.float()[None],
-    "normals": lambda a: a.float(),
-    "depth": lambda a: a.float()[None],
-}
 
 
 class SyntheticDataset(MultiTaskDataset):
@@ -35,12 +29,13 @@ class SyntheticDataset(MultiTaskDataset):
         arrays = cache.cached_arrays(name, lambda: synthetic.render_split(seed, split, image_size, n), cache_dir)
         self.images = torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2)
         self.arrays = {task: torch.from_numpy(np.ascontiguousarray(arrays[task])) for task in kinds}
+        self.to_target = {task: target_kind(kind).from_cache for task, kind in kinds.items()}
 
     def __len__(self) -> int:
         return len(self.images)
 
     def load(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], str]:
-        targets = {task: TO_TARGET[kind](self.arrays[task][index]) for task, kind in self.kinds.items()}
+        targets = {task: to_target(self.arrays[task][index]) for task, to_target in self.to_target.items()}
         return self.images[index].float().div_(255), targets, f"{self.split}_{index:06d}"
 
 

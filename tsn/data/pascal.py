@@ -17,7 +17,7 @@ from PIL import Image
 
 from tsn.data.folder import FolderDataset, read_mat, read_png, unit_normals
 from tsn.data.synthetic import label_edges
-from tsn.tasks import IGNORE_INDEX
+from tsn.target_kinds import IGNORE_INDEX
 
 HINT = "get PASCAL_MT.tgz (https://data.vision.ee.ethz.ch/kmaninis/share/MTL/PASCAL_MT.tgz), see the README"
 PERSON = 15

@@ -4,40 +4,25 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 import torch  # noqa: E402
 
 from tsn.data import build_dataset  # noqa: E402
 from tsn.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from tsn.tasks import IGNORE_INDEX, dataset_tasks  # noqa: E402
+from tsn.target_kinds import target_kind  # noqa: E402
+from tsn.tasks import dataset_tasks  # noqa: E402
 
 
-def _label(t: torch.Tensor) -> tuple[np.ndarray, dict]:
-    return np.ma.masked_equal(t.numpy(), IGNORE_INDEX), dict(cmap="tab20", vmin=0, vmax=20)
-
-
-def _binary(t: torch.Tensor) -> tuple[np.ndarray, dict]:
-    return np.ma.masked_equal(t[0].numpy(), IGNORE_INDEX), dict(cmap="gray", vmin=0, vmax=1)
-
-
-def _normals(t: torch.Tensor) -> tuple[np.ndarray, dict]:
-    return ((t.permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1), {}
-
-
-def _depth(t: torch.Tensor) -> tuple[np.ndarray, dict]:
-    return np.ma.masked_equal(t[0].numpy(), 0), dict(cmap="viridis")
-
-
-# How each target kind is drawn (masked pixels, i.e. ignore / invalid, show as the axes' white).
-RENDERERS: dict[str, Callable[[torch.Tensor], tuple[np.ndarray, dict]]] = {
-    "label": _label, "binary": _binary, "normals": _normals, "depth": _depth,
-}
+def show(ax: Axes, kind: str, target: torch.Tensor) -> None:
+    """Draw one target of ``kind`` on ``ax`` as its kind does (ignore / invalid pixels show as the axes' white)."""
+    array, style = target_kind(kind).draw(target)
+    ax.imshow(array, interpolation="nearest", **style)
 
 
 def write_preview(dataset_name: str, out_path: str | Path, n: int = 6, image_size: int = 128,
@@ -54,8 +39,7 @@ def write_preview(dataset_name: str, out_path: str | Path, n: int = 6, image_siz
         sample = ds[row]
         axes[row, 0].imshow((sample["image"] * std + mean).permute(1, 2, 0).clamp(0, 1).numpy())
         for col, spec in enumerate(specs, start=1):
-            array, style = RENDERERS[spec.target](sample["targets"][spec.name])
-            axes[row, col].imshow(array, interpolation="nearest", **style)
+            show(axes[row, col], spec.target, sample["targets"][spec.name])
     for col, title in enumerate(["image", *(t.name for t in specs)]):
         axes[0, col].set_title(title, fontsize=8)
     for ax in axes.flat:

@@ -15,19 +15,19 @@ A sample carries every task's target, but the pipeline follows the tasks it is t
 sample drawn without tasks, takes the widest range of their kinds' profiles and the photometric set when any of them
 takes it.
 
-Per-kind behaviour is data (``KIND_RULES``): the pad value, the invalid value, whether channels 0-1 are an image-plane
-vector. Targets are always sampled nearest, so labels keep their label set and invalid depth / normals are never
-blended into valid pixels (official normals are bicubic, then renormalised). Normals are in the image's axes (x right,
-y down, the OpenCV camera frame, as ASTMT's rotation assumes): a vector maps with the orthogonal part of the map that
-moves the pixels (a flip negates x, a rotation turns (x, y) by the image's angle), so it stays unit length. A target
-with no valid pixel (parts on an image without people) is padded with its invalid value, so padding never invents
-labels for it. All draws use torch's global generator, which the trainer seeds per epoch and DataLoader per worker.
+Per-kind behaviour is data (``tsn.target_kinds``): the pad value, the invalid value, whether channels 0-1 are an
+image-plane vector, the geometric profile and whether the photometric set applies. Targets are always sampled
+nearest, so labels keep their label set and invalid depth / normals are never blended into valid pixels (official
+normals are bicubic, then renormalised). Normals are in the image's axes (x right, y down, the OpenCV camera frame,
+as ASTMT's rotation assumes): a vector maps with the orthogonal part of the map that moves the pixels (a flip
+negates x, a rotation turns (x, y) by the image's angle), so it stays unit length. A target with no valid pixel
+(parts on an image without people) is padded with its invalid value, so padding never invents labels for it. All
+draws use torch's global generator, which the trainer seeds per epoch and DataLoader per worker.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 import torch
@@ -36,44 +36,11 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from tsn.data import photometric
-from tsn.tasks import IGNORE_INDEX
+from tsn.target_kinds import Geometry, target_kind
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-
-@dataclass(frozen=True)
-class Geometry:
-    """A random similarity about the image centre: flip p 0.5, then scale, rotation and shift."""
-
-    scale: tuple[float, float]
-    shift: float  # maximum |shift| as a fraction of the image's width / height
-    rotation: float  # maximum |angle| in degrees, counter-clockwise on screen
-
-    def union(self, other: "Geometry") -> "Geometry":
-        return Geometry((min(self.scale[0], other.scale[0]), max(self.scale[1], other.scale[1])),
-                        max(self.shift, other.shift), max(self.rotation, other.rotation))
-
-
-@dataclass(frozen=True)
-class KindRule:
-    """How one target kind (``tsn.tasks.TARGET_KINDS``) goes through the ``paper`` pipeline."""
-
-    pad: float  # value of the pixels the geometry brings in from outside the image
-    invalid: float  # the kind's ignore value; a target holding nothing else stays all-invalid
-    vector: bool  # channels 0, 1 are an image-plane (x, y) vector that turns with the image
-    geometry: Geometry  # the official geometric profile of the tasks of this kind
-    photometric: bool  # the official pipeline of this kind perturbs the image's colours
-
-
-SHIFT_SCALE = Geometry(scale=(0.5, 1.5), shift=0.1, rotation=0.0)  # albumentations' ShiftScaleRotate
-SCALE_ROTATE = Geometry(scale=(0.75, 1.25), shift=0.0, rotation=20.0)  # ASTMT's ScaleNRotate
-KIND_RULES: dict[str, KindRule] = {
-    "label": KindRule(pad=0, invalid=IGNORE_INDEX, vector=False, geometry=SHIFT_SCALE, photometric=True),
-    "binary": KindRule(pad=0, invalid=IGNORE_INDEX, vector=False, geometry=SHIFT_SCALE, photometric=True),
-    "normals": KindRule(pad=0, invalid=0, vector=True, geometry=SCALE_ROTATE, photometric=False),
-    "depth": KindRule(pad=0, invalid=0, vector=False, geometry=SCALE_ROTATE, photometric=False),
-}
 
 Sample = tuple[torch.Tensor, dict[str, torch.Tensor]]
 Transform = Callable[[torch.Tensor, dict[str, torch.Tensor]], Sample]
@@ -97,7 +64,7 @@ def resize(image: torch.Tensor, targets: dict[str, torch.Tensor], size: int) -> 
 def hflip(image: torch.Tensor, targets: dict[str, torch.Tensor], kinds: Mapping[str, str]) -> Sample:
     out = {k: t.flip(-1) for k, t in targets.items()}  # flip copies, so negating in place below is safe
     for k in out:
-        if KIND_RULES[kinds[k]].vector:
+        if target_kind(kinds[k]).vector:
             out[k][0].neg_()
     return image.flip(-1), out
 
@@ -129,10 +96,10 @@ def warp(image: torch.Tensor, targets: dict[str, torch.Tensor], kinds: Mapping[s
     (a, b), (c, d) = (matrix / matrix.det().abs().sqrt()).tolist()  # the orthogonal part: turn and mirror
     out = {}
     for k, t in targets.items():
-        rule = KIND_RULES[kinds[k]]
-        fill = rule.pad if bool((t != rule.invalid).any()) else rule.invalid
+        kind = target_kind(kinds[k])
+        fill = kind.pad if bool((t != kind.invalid).any()) else kind.invalid
         moved = sample(t.reshape(-1, h, w).float() - fill, "nearest") + fill  # exact: fill is 0 or an integer
-        if rule.vector:
+        if kind.vector:
             x, y = moved[0].clone(), moved[1]
             moved[0] = a * x + b * y
             moved[1] = c * x + d * y
@@ -167,11 +134,11 @@ def photometric_step(image: torch.Tensor, targets: dict[str, torch.Tensor]) -> S
 
 def paper_steps(kinds: Mapping[str, str], trained: Iterable[str]) -> list[Step]:
     """The official pipeline for a sample carrying targets of ``kinds``, trained on the tasks ``trained``."""
-    rules = [KIND_RULES[kinds[task]] for task in trained]
-    geometry = rules[0].geometry
-    for rule in rules[1:]:
-        geometry = geometry.union(rule.geometry)
-    return [random_warp(geometry, kinds)] + ([photometric_step] if any(r.photometric for r in rules) else [])
+    trained_kinds = [target_kind(kinds[task]) for task in trained]
+    geometry = trained_kinds[0].geometry
+    for kind in trained_kinds[1:]:
+        geometry = geometry.union(kind.geometry)
+    return [random_warp(geometry, kinds)] + ([photometric_step] if any(k.photometric for k in trained_kinds) else [])
 
 
 PIPELINES: dict[str, Callable[[Mapping[str, str], Iterable[str]], list[Step]]] = {

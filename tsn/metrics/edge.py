@@ -37,7 +37,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, maximum_flow
 
 from tsn.metrics.base import Metric, MetricResult, to_numpy
-from tsn.tasks import IGNORE_INDEX
+from tsn.target_kinds import IGNORE_INDEX
 
 HED_THRESHOLDS = (0.001, *(k / 100 for k in range(1, 100)), 0.999)
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from tsn.metrics.base import Metric, MetricResult, to_numpy
-from tsn.tasks import IGNORE_INDEX
+from tsn.target_kinds import IGNORE_INDEX
 
 ASTMT_THRESHOLDS = tuple(np.linspace(0.2, 0.9, 15))
 POOLED_THRESHOLDS = tuple(np.linspace(0.05, 0.95, 19))

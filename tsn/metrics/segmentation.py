@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from tsn.metrics.base import Metric, MetricResult, to_numpy
-from tsn.tasks import IGNORE_INDEX
+from tsn.target_kinds import IGNORE_INDEX
 
 ABSENT_POLICIES = ("astmt", "nan_absent")
 
