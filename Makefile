@@ -77,7 +77,7 @@ dashboard: $(STAMP) ## optuna-dashboard on the study storage (http://127.0.0.1:8
 	$(VENV)/bin/optuna-dashboard $(STORAGE)
 
 bench: $(STAMP) ## measure training speed on this machine and write BENCHMARKS.md
-	$(PY) -m tsn.bench --out BENCHMARKS.md
+	$(PY) -m bench --out BENCHMARKS.md
 
 clean: ## remove caches (keeps RUNS and the venv)
 	rm -rf .cache .pytest_cache

@@ -29,7 +29,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
@@ -103,6 +103,18 @@ def baseline_config(cfg: RunConfig) -> RunConfig:
     return replace(cfg, model=model, train=replace(cfg.train, schedule="epoch"))
 
 
+@dataclass(frozen=True)
+class TrialTiming:
+    """What ``Sweep(on_trial_complete=...)`` is told after each trial it trained to completion (``make bench``
+    times the driver's own work with it: a sweep's wall time less its trials' training)."""
+
+    study: str
+    number: int
+    config: RunConfig
+    fit_seconds: float  # wall time of building the Trainer and its fit, W&B's trainer callbacks included
+    tracking_seconds: float  # of which in W&B's trainer callbacks (WandbRun.callback_seconds)
+
+
 @dataclass
 class Progress:
     total: int
@@ -129,6 +141,7 @@ class Sweep:
         runs_dir: str | Path = "runs",
         tracking: TrackingConfig = TrackingConfig(),
         log=print,
+        on_trial_complete: Callable[[TrialTiming], None] | None = None,
     ) -> None:
         self.experiment = experiment
         self.budget = budget
@@ -140,6 +153,7 @@ class Sweep:
         self.runs_dir = Path(runs_dir)
         self.tracking = tracking
         self.log = lambda line: log(redact(line))
+        self.on_trial_complete = on_trial_complete
         self.study_name = experiment.study_name(self.dataset, budget)
         self._migrate_legacy_baselines(self.dataset, budget)
         self.study = self._open_study(self.study_name)
@@ -333,7 +347,9 @@ class Sweep:
             trial.set_user_attr(name, value)
         try:
             with _heartbeat(self.storage, trial), _signals_raise_interrupted():
+                started = time.perf_counter()
                 summary = Trainer(cfg, run_dir, callbacks=[wandb_run], baseline=baseline).fit(resume=True)
+                fit_seconds = time.perf_counter() - started
         except (Interrupted, KeyboardInterrupt):
             trial.set_user_attr(INTERRUPTED, True)
             study.tell(trial, state=TrialState.FAIL)
@@ -371,6 +387,9 @@ class Sweep:
         value = summary["delta_m"]["value"] if summary.get("delta_m") else sum(summary["val_loss"].values()) / len(summary["val_loss"])
         study.tell(trial, value)
         wandb_run.finish()
+        if self.on_trial_complete is not None:
+            self.on_trial_complete(TrialTiming(study.study_name, trial.number, cfg, fit_seconds,
+                                               wandb_run.callback_seconds))
         return summary
 
     def _fail(self, study: optuna.Study, trial: optuna.Trial, wandb_run: WandbRun, err: BaseException) -> None:
@@ -487,4 +506,4 @@ def _signals_raise_interrupted() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-__all__ = ["Sweep", "Interrupted", "DiskFull", "baseline_config", "GridPoint"]
+__all__ = ["Sweep", "TrialTiming", "Interrupted", "DiskFull", "baseline_config", "GridPoint"]

@@ -10,9 +10,11 @@ import hashlib
 import netrc
 import os
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from tsn.train import Callback
 
@@ -70,6 +72,7 @@ class WandbRun(Callback):
                  tags: list[str], config: Mapping[str, Any]) -> None:
         self.mode = resolve_mode(cfg)
         self.run = None
+        self.callback_seconds = 0.0  # wall time spent in the trainer callbacks below (the sweep's, not training's)
         # Under a W&B sweep agent the agent names the run; otherwise the id derives from the config hash.
         self.id = None if os.environ.get("WANDB_SWEEP_ID") else run_id(study, config_hash)
         if self.mode == "disabled":
@@ -108,16 +111,26 @@ class WandbRun(Callback):
         print(f"warning: W&B {what} failed ({type(err).__name__}: {err}); the sweep goes on", file=sys.stderr)
         self.run = None
 
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.callback_seconds += time.perf_counter() - start
+
     def on_epoch_end(self, trainer, record) -> None:
         if self.run is None:
             return
-        try:
-            self.run.log(flatten_record(record), step=int(record["epoch"]))
-        except Exception as err:  # noqa: BLE001
-            self._warn("log", err)
+        with self._timed():
+            try:
+                self.run.log(flatten_record(record), step=int(record["epoch"]))
+            except Exception as err:  # noqa: BLE001
+                self._warn("log", err)
 
     def on_finish(self, trainer, summary) -> None:
-        self.log_summary(summary)
+        with self._timed():
+            self.log_summary(summary)
 
     def log_summary(self, summary: Mapping[str, Any]) -> None:
         if self.run is None:

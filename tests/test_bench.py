@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tsn import bench
+from bench import measure, report
+from bench.__main__ import main
 from tsn.config import resolve
 from tsn.cpu_kernels import (
     MAX_MATMUL_RESIZE_SIDE,
@@ -127,36 +128,62 @@ def test_build_optimizer_has_the_named_encoder_and_decoder_groups() -> None:
 
 
 def test_encoder_once_step_equals_the_per_task_loop() -> None:
-    r = bench.encoder_once_comparison(bench.sizes(quick=True)[0], repeats=1, dtype=torch.float64)
+    r = measure.encoder_once_comparison(measure.sizes(quick=True)[0], repeats=1, dtype=torch.float64)
     assert r["max_out"] < 1e-10 and r["max_grad"] < 1e-10
     assert r["theory"] > 1
 
 
 def test_throughput_section_reports_every_schedule() -> None:
-    results: dict = {}
-    lines = bench.section_throughput(bench.sizes(quick=True), results)
+    lines = report.section_throughput(measure.throughput(measure.sizes(quick=True)))
     assert sum("| tsn | epoch / batch |" in line for line in lines) == 1
     assert sum("| tsn | joint |" in line for line in lines) == 1
 
 
 def test_edge_section_times_the_seism_metric_on_thin_synthetic_edges() -> None:
-    logits, gt = bench.synthetic_edge_maps(2, 64, seed=1)
+    logits, gt = measure.synthetic_edge_maps(2, 64, seed=1)
     assert logits.shape == gt.shape == (2, 1, 64, 64)
     assert 0.005 < gt.mean() < 0.2 and set(gt.unique().tolist()) == {0.0, 1.0}
     assert (torch.sigmoid(logits)[gt == 1] > 0.5).float().mean() > (torch.sigmoid(logits)[gt == 0] > 0.5).float().mean()
-    results: dict = {}
-    lines = bench.section_edge_eval(quick=True, results=results)
-    assert 0 < results["seism_s"] < 5 and f"**{bench.fmt(results['seism_s'])} s**" in "\n".join(lines)
+    results = measure.edge_eval(quick=True)
+    lines = report.section_edge_eval(results)
+    assert 0 < results["seism_s"] < 5 and f"**{report.fmt(results['seism_s'])} s**" in "\n".join(lines)
 
 
 @pytest.mark.slow
-def test_quick_benchmark_writes_a_table_with_every_section(tmp_path) -> None:
+def test_quick_benchmark_writes_a_table_with_every_section(tmp_path, capsys) -> None:
     out = tmp_path / "BENCHMARKS.md"
-    text = bench.run(quick=True, out=out)
-    assert out.read_text() == text
+    hand = "## Measured by hand\n\nkept as it is\n"
+    out.write_text(f"{report.BEGIN}\n# Benchmarks\n\nold numbers\n{report.END}\n\n{hand}")
+    assert main(["--quick", "--out", str(out), "--threads", str(torch.get_num_threads())]) == 0
+    text = out.read_text()
+    assert capsys.readouterr().out.strip() == text.strip()
     for heading in SECTIONS:
         assert heading in text
     assert "- date: " in text and "- machine: " in text
+    assert text.startswith(report.BEGIN) and text.endswith(f"{report.END}\n\n{hand}") and "old numbers" not in text
+
+
+def test_report_replaces_only_the_generated_part_between_the_markers() -> None:
+    assert report.merge(None, "# Benchmarks\n") == f"{report.BEGIN}\n# Benchmarks\n{report.END}\n"
+    existing = f"intro\n{report.BEGIN}\nold\n{report.END}\n\n## By hand\n\nkept\n"
+    assert report.merge(existing, "new\n") == f"intro\n{report.BEGIN}\nnew\n{report.END}\n\n## By hand\n\nkept\n"
+
+
+@pytest.mark.parametrize("text", ["# Benchmarks, no markers\n", f"{report.END}\nx\n{report.BEGIN}\n",
+                                  f"{report.BEGIN}\n{report.BEGIN}\n{report.END}\n"])
+def test_report_refuses_a_file_without_one_pair_of_markers_before_measuring(tmp_path, capsys, text: str) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text(text)
+    assert main(["--quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out) in err and "<!-- bench:begin" in err and "valid:" in err
+    assert out.read_text() == text
+
+
+def test_the_repository_benchmarks_file_has_its_markers_and_keeps_the_seism_section() -> None:
+    text = (Path(__file__).resolve().parents[1] / "BENCHMARKS.md").read_text()
+    merged = report.merge(text, "# Benchmarks\n")
+    assert merged.startswith(report.BEGIN) and "## SEISM-compatible edge evaluation, before and after" in merged
 
 
 def test_peak_rss_of_a_child_is_its_own_not_its_large_parents() -> None:
@@ -164,7 +191,7 @@ def test_peak_rss_of_a_child_is_its_own_not_its_large_parents() -> None:
     import sys
 
     ballast = torch.ones(3 * 2**28 // 2)  # 1.5 GiB held (and touched) by this process while the child runs
-    code = "from tsn.bench import peak_rss_kib; print(peak_rss_kib())"
+    code = "from bench.measure import peak_rss_kib; print(peak_rss_kib())"
     child_kib = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                    cwd=Path(__file__).resolve().parents[1]).stdout.split()[-1])
     assert ballast.sum() > 0 and 0 < child_kib < 2**20  # under 1 GiB: the child's own interpreter and torch

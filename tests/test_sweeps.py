@@ -145,6 +145,31 @@ def test_failed_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path
     assert len(sweep.study.get_trials()) == 2
 
 
+def test_on_trial_complete_is_told_every_completed_trial_and_its_training_time(tmp_path: Path, monkeypatch) -> None:
+    class Diverging(Trainer):
+        def fit(self, *args, **kwargs):
+            if self.cfg.train.lr_decoder == 10.0 and self.cfg.model.architecture != "single_task":
+                raise NonFiniteLossError("non-finite loss (injected)")
+            return super().fit(*args, **kwargs)
+
+    monkeypatch.setattr(driver, "Trainer", Diverging)
+    axes = "  scientific:\n    train.lr_decoder: [10.0, 0.001]\n  nuisance:\n    train.seed: [1337]\n"
+    experiment = write_experiment(tmp_path, axes, fixed="{model: {architecture: tsn}, train: {schedule: joint}}")
+    told: list[driver.TrialTiming] = []
+    sweep = Sweep(load_experiment(experiment), "smoke", f"sqlite:///{tmp_path / 'studies.db'}", overrides=TINY,
+                  runs_dir=tmp_path / "runs", log=lambda line: None, on_trial_complete=told.append,
+                  tracking=TrackingConfig(mode="offline", dir=str(tmp_path / "runs")))
+    assert sweep.run() == {"complete": 1, "failed": 1}
+    (trial,), baselines = complete(sweep.study), complete(sweep.baseline_study)  # one baseline per lr_decoder
+    stored = {(SHARED, b.number): b for b in baselines} | {(sweep.study_name, trial.number): trial}
+    assert len(told) == 3 and {(t.study, t.number) for t in told} == set(stored)  # the failed trial is not told
+    for timing in told:
+        trial = stored[timing.study, timing.number]
+        assert config_hash(timing.config) == trial.user_attrs[R.CONFIG_HASH]
+        # fit's own wall time is inside the reported one; W&B's callbacks (offline) took part of it
+        assert 0 < timing.tracking_seconds < timing.fit_seconds and timing.fit_seconds >= trial.user_attrs[R.WALL_TIME]
+
+
 def test_a_second_claim_of_the_same_point_is_pruned_as_duplicate(tmp_path: Path) -> None:
     sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
     key, point = next(iter(sweep.by_hash.items()))
