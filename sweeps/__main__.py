@@ -1,5 +1,6 @@
-"""``python -m sweeps {run,worker,trial,export}``: run an experiment as a study, join one, train one W&B-tracked run,
-or export finished studies to files that ``analysis/make_tables.py --source export`` reads."""
+"""``python -m sweeps {run,launch,worker,trial,export}``: run an experiment as a study, run it with N workers (this
+machine or Slurm), join one, train one W&B-tracked run, or export finished studies to files that
+``analysis/make_tables.py --source export`` reads."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from tsn.train import Trainer
 from .driver import DiskFull, Interrupted, Sweep, one_line
 from .experiment import load_experiment
 from .export import export
+from .launch import add_arguments as add_launch_arguments
+from .launch import launch
 from .storage import DEFAULT_STORAGE, StorageError
 from .tracking import TrackingConfig, WandbRun
 
@@ -41,16 +44,24 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tables", action="store_true", help="do not print the tables at the end")
 
 
+def _add_experiment(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("experiment", help="e.g. experiments/embedding.yaml")
+    parser.add_argument("--budget", default="cpu", help="smoke, cpu or paper (experiments/budgets.yaml)")
+    parser.add_argument("--dataset", default=None, help="synthetic, pascal_context or nyud (default: the budget's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every trial, e.g. --set data.root=/data/PASCAL_MT")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m sweeps", description="TSN ablation sweeps (Optuna + W&B)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or continue) an experiment file as an Optuna study")
-    run.add_argument("experiment", help="e.g. experiments/embedding.yaml")
-    run.add_argument("--budget", default="cpu", help="smoke, cpu or paper (experiments/budgets.yaml)")
-    run.add_argument("--dataset", default=None, help="synthetic, pascal_context or nyud (default: the budget's)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="config override for every trial, e.g. --set data.root=/data/PASCAL_MT")
+    _add_experiment(run)
     _add_common(run)
+    many = sub.add_parser("launch", help="run an experiment with N workers on this machine or on Slurm (submitit)")
+    _add_experiment(many)
+    _add_common(many)
+    add_launch_arguments(many)
     trial = sub.add_parser("trial", help="train one configuration as a W&B run (the program of sweeps/wandb/*.yaml)")
     trial.add_argument("--budget", default="cpu")
     trial.add_argument("--dataset", default=None)
@@ -125,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         return 0
+    if args.command == "launch":
+        return launch(args, _tables)
     if args.command == "trial":
         try:
             return run_single_trial(args)
