@@ -16,6 +16,7 @@ EPOCH   ?=# make tables: the evaluation epoch to report (empty = the budget's re
 SOURCE  ?= optuna# make tables: optuna (STORAGE) or export (the files of `python -m sweeps export` under EXPORT)
 EXPORT  ?= $(REPORTS)/trials
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2# pytest-xdist processes for make test (0 = one process); each gets cores / workers threads
 
 .DEFAULT_GOAL := help
 SWEEP      := $(PY) -m sweeps run --budget $(BUDGET) $(if $(DATASET),--dataset $(DATASET)) --storage $(STORAGE) \
@@ -46,7 +47,7 @@ $(STAMP): requirements.txt
 venv: $(STAMP) ## create .venv and install requirements.txt
 
 test: $(STAMP) ## run the test suite (CPU only; PYTEST_ARGS="-m 'not slow'" for the quick part)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## the generative test of bad inputs, long profile (minutes; `make test` runs a few seconds of it)
 	TSN_FUZZ_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py --hypothesis-show-statistics $(PYTEST_ARGS)

@@ -10,8 +10,10 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-# TSN_TEST_THREADS=1 lets two test runs share a 2-core machine without oversubscribing it.
-torch.set_num_threads(int(os.environ.get("TSN_TEST_THREADS", min(2, os.cpu_count() or 1))))
+# The cores are shared out among pytest-xdist's workers (`make test` runs two), so that they never oversubscribe
+# the machine; TSN_TEST_THREADS overrides it (TSN_TEST_THREADS=1 lets two test runs share a 2-core machine).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(int(os.environ.get("TSN_TEST_THREADS", max(1, min(2, os.cpu_count() or 1) // _WORKERS))))
 # A suite started in the background (`make test &`) inherits SIGINT ignored, and so would every process it starts;
 # the Ctrl-C tests need it delivered as KeyboardInterrupt, as in an interactive shell.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:

@@ -30,8 +30,10 @@ from sweeps.__main__ import main as sweeps_main
 from tsn.__main__ import main as tsn_main
 from tsn.config import SECTIONS
 
-settings.register_profile("quick", max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-settings.register_profile("fuzz", max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+settings.register_profile("quick", max_examples=30, deadline=None, database=None,
+                          suppress_health_check=list(HealthCheck))
+settings.register_profile("fuzz", max_examples=1500, deadline=None, database=None,
+                          suppress_health_check=list(HealthCheck))
 PROFILE = settings.get_profile(os.environ.get("TSN_FUZZ_PROFILE", "quick"))
 
 TASKS = ("semseg", "parts", "edge", "normals", "saliency", "depth")
