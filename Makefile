@@ -74,7 +74,7 @@ tables: $(STAMP) ## regenerate every table and figure under REPORTS (reports/) f
 	$(PY) analysis/make_tables.py --storage $(STORAGE) --out $(REPORTS) --source $(SOURCE) --export-dir $(EXPORT) \
 	  $(if $(EPOCH),--epoch $(EPOCH))
 
-dashboard: $(STAMP) ## optuna-dashboard on the study storage (http://127.0.0.1:8080)
+dashboard: $(STAMP) ## optuna-dashboard on the study storage (http://127.0.0.1:8080); each study's note says what it is
 	$(VENV)/bin/optuna-dashboard $(STORAGE)
 
 bench: $(STAMP) ## measure training speed on this machine and write BENCHMARKS.md

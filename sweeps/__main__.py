@@ -1,6 +1,6 @@
-"""``python -m sweeps {run,launch,worker,trial,export}``: run an experiment as a study, run it with N workers (this
-machine or Slurm), join one, train one W&B-tracked run, or export finished studies to files that
-``analysis/make_tables.py --source export`` reads."""
+"""``python -m sweeps {run,launch,worker,trial,export,wandb-workspace}``: run an experiment as a study, run it with N
+workers (this machine or Slurm), join one, train one W&B-tracked run, export finished studies to files that
+``analysis/make_tables.py --source export`` reads, or build each experiment's W&B workspace."""
 
 from __future__ import annotations
 
@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--storage", default=DEFAULT_STORAGE, help=f"study storage URL (default {DEFAULT_STORAGE})")
     out.add_argument("--study", nargs="+", default=None, help="studies to export (default: every study)")
     out.add_argument("--out", default="reports/trials", help="output folder (default reports/trials/)")
+    view = sub.add_parser("wandb-workspace", help="save a W&B workspace per experiment (after `wandb sync`)")
+    view.add_argument("project_path", metavar="ENTITY/PROJECT", help="the W&B project the runs were synced to")
+    view.add_argument("--experiment", action="append", default=None, metavar="NAME",
+                      help="an experiment's name, repeatable (default: every experiment that trains)")
+    view.add_argument("--budget", default="cpu", help="the studies' budget (default cpu)")
+    view.add_argument("--dataset", default=None, help="the studies' dataset (default: the budget's)")
+    view.add_argument("--dry-run", action="store_true",
+                      help="print each workspace's panels, one a line, and save nothing (offline, no credentials)")
     return parser
 
 
@@ -110,6 +118,18 @@ def run_single_trial(args: argparse.Namespace) -> int:
     return 0
 
 
+def wandb_workspaces(args: argparse.Namespace) -> int:
+    """Build every workspace (each checked) before saving any; a bad name or path is one line, exit 2."""
+    from .workspace import build_workspace, describe, parse_project_path, save, select_experiments  # loads wandb
+
+    entity, project = parse_project_path(args.project_path)
+    workspaces = [build_workspace(experiment, entity, project, args.dataset, args.budget)
+                  for experiment in select_experiments(args.experiment)]
+    for workspace in workspaces:
+        print("\n".join(describe(workspace)) if args.dry_run else f"{workspace.name}: {save(workspace)}")
+    return 0
+
+
 @contextmanager
 def _sigterm_as_ctrl_c():
     """SIGTERM (a cluster's scheduler) between trials stops the sweep as cleanly as Ctrl-C does."""
@@ -138,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "launch":
         return launch(args, _tables)
+    if args.command == "wandb-workspace":
+        return wandb_workspaces(args)
     if args.command == "trial":
         try:
             return run_single_trial(args)

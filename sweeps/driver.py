@@ -43,6 +43,7 @@ from tsn.train import Baseline, Trainer
 
 from . import records as R
 from .experiment import SEED_KEY, Experiment, GridPoint, budget_max_seeds, parse_experiment
+from .notes import write_study_note
 from .storage import HEARTBEAT_SECONDS, open_storage
 from .tracking import TrackingConfig, WandbRun
 
@@ -163,6 +164,7 @@ class Sweep:
         self.study.set_user_attr("dataset", self.dataset)
         self.study.set_user_attr("overrides", self.overrides)
         self.study.set_user_attr(R.GRID, [p.params for p in self.points])  # after the budget's seed cap
+        write_study_note(self.study, experiment, self.dataset, budget)  # what optuna-dashboard shows of the study
         self.by_hash = {config_hash(p.config): p for p in self.points}
         self.baseline_study = None
         self.baseline_by_hash: dict[str, RunConfig] = {}  # every single-task run this sweep's points compare with

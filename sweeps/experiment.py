@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from tsn.config import (
+    BUDGETS_FILE,
     ConfigError,
     RunConfig,
     apply_overrides,
@@ -184,3 +185,11 @@ def budget_max_seeds(budget: str) -> int | None:
     """A budget may cap the seeds of every sweep (``sweep: {max_seeds: 1}`` for smoke)."""
     profile = load_budgets().get(budget) or {}
     return (profile.get("sweep") or {}).get("max_seeds")
+
+
+EXPERIMENTS_DIR = BUDGETS_FILE.parent
+
+
+def experiment_files(root: Path = EXPERIMENTS_DIR) -> list[Path]:
+    """Every experiment file: ``experiments/*.yaml`` and ``experiments/diagnosis/*.yaml`` (budgets.yaml is none)."""
+    return sorted(p for p in [*root.glob("*.yaml"), *root.glob("diagnosis/*.yaml")] if p != root / BUDGETS_FILE.name)
