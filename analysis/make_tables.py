@@ -41,9 +41,11 @@ from analysis.tables import (  # noqa: E402
 )
 from sweeps.experiment import load_experiment  # noqa: E402
 from sweeps.records import parse_study_name, study_name  # noqa: E402
+from sweeps.storage import hide_password  # noqa: E402
+from tsn.atomic import check_output_folder  # noqa: E402
 from tsn.checkpoint import CheckpointError  # noqa: E402
 from tsn.config import BUDGETS_FILE, load_budgets  # noqa: E402
-from tsn.errors import ArgumentParser, entry_point, first_line  # noqa: E402
+from tsn.errors import ArgumentParser, entry_point  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 SCALING_EXPERIMENT = "scaling"
@@ -221,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write and print every requested table; 0 on success, 2 on bad input, 1 on a failure (one line on stderr)."""
     args = build_parser().parse_args(argv)
+    args.storage = hide_password(args.storage)
+    check_output_folder(args.out, "--out")
     reporter = Reporter(args)
     try:
         valid = stored_studies(args)
@@ -236,10 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reporter.report(name)
         if args.study is None:
             reporter.report_claims()
-    except (AnalysisError, ValueError) as err:  # ValueError: e.g. a stored config or Δm the suite rejects
-        print(f"error: {first_line(err)}", file=sys.stderr)
-        return 2
-    finally:
+    finally:  # what was reported before a failure (which the boundary reports last, in one line)
         if reporter.markdown:
             print("\n".join(reporter.markdown))
         for warning in reporter.warnings:

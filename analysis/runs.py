@@ -276,7 +276,7 @@ def optuna_records(storage: str, study: str) -> tuple[list[TrialRecord], dict[st
 
     names = optuna_study_names(storage)
     if study not in names:
-        raise AnalysisError(f"unknown study {study!r} in {storage}; valid: {', '.join(names) or '(none)'}")
+        raise AnalysisError(f"unknown study {study!r} in {redact(storage)}; valid: {', '.join(names) or '(none)'}")
     loaded = optuna.load_study(study_name=study, storage=_open(storage))
     records, space = trial_records(study, (trial_dict(t) for t in loaded.get_trials(deepcopy=False)))
     return records, space, loaded.user_attrs.get(R.GRID)

@@ -1,6 +1,7 @@
-"""``python -m sweeps {run,launch,worker,trial,export,wandb-workspace}``: run an experiment as a study, run it with N
-workers (this machine or Slurm), join one, train one W&B-tracked run, export finished studies to files that
-``analysis/make_tables.py --source export`` reads, or build each experiment's W&B workspace."""
+"""``python -m sweeps {run,launch,worker,retry,trial,export,wandb-workspace}``: run an experiment as a study, run
+it with N workers (this machine or Slurm), join one, requeue its failed points, train one W&B-tracked run, export
+finished studies to files that ``analysis/make_tables.py --source export`` reads, or build each experiment's W&B
+workspace. Every output folder and the study storage are checked before anything is written."""
 
 from __future__ import annotations
 
@@ -14,24 +15,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
-from tsn.config import ConfigError, config_hash, resolve
+from tsn.atomic import check_output_folder
+from tsn.config import config_hash, resolve
 from tsn.domains import cli_number
-from tsn.errors import ArgumentParser, entry_point
+from tsn.errors import ArgumentParser, entry_point, redact
 from tsn.train import Trainer
 
-from .driver import DiskFull, Interrupted, Sweep, one_line
+from .driver import EnvironmentFault, Interrupted, Sweep, one_line
 from .experiment import load_experiment
 from .export import export
 from .launch import add_arguments as add_launch_arguments
 from .launch import launch
-from .storage import DEFAULT_STORAGE, StorageError
+from .storage import DEFAULT_STORAGE, PASSWORD_VARIABLE, hide_password
 from .tracking import TrackingConfig, WandbRun
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _add_storage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", default=DEFAULT_STORAGE,
+                        help=f"study storage URL (default {DEFAULT_STORAGE}); give a database password in "
+                             f"{PASSWORD_VARIABLE} or PGPASSWORD rather than in the URL")
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, help=f"study storage URL (default {DEFAULT_STORAGE})")
+    _add_storage(parser)
     parser.add_argument("--n-trials", type=cli_number(int, 1, 10**6), default=None,
                         help="train at most this many trials in this process")
     parser.add_argument("--timeout", type=cli_number(float, 0, 10**8, open_low=True), default=None,
@@ -73,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="join a running study from any machine")
     worker.add_argument("--study", required=True)
     _add_common(worker)
+    retry = sub.add_parser("retry", help="requeue the failed points of a study; the next run or worker trains them")
+    retry.add_argument("--failed", required=True, metavar="STUDY",
+                       help="the experiment's study (its failed single-task baselines are requeued too)")
+    _add_storage(retry)
     out = sub.add_parser("export", help="write each study's trials as compact JSON (make tables SOURCE=export)")
-    out.add_argument("--storage", default=DEFAULT_STORAGE, help=f"study storage URL (default {DEFAULT_STORAGE})")
+    _add_storage(out)
     out.add_argument("--study", nargs="+", default=None, help="studies to export (default: every study)")
     out.add_argument("--out", default="reports/trials", help="output folder (default reports/trials/)")
     view = sub.add_parser("wandb-workspace", help="save a W&B workspace per experiment (after `wandb sync`)")
@@ -143,29 +155,40 @@ def _sigterm_as_ctrl_c():
         signal.signal(signal.SIGTERM, previous)
 
 
+OUTPUT_FOLDERS = {"runs_dir": "--runs-dir", "reports_dir": "--reports-dir", "out": "--out"}  # what a command writes
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Each folder the command will write must be a writable folder: refused in one line before anything is written."""
+    for name, flag in OUTPUT_FOLDERS.items():
+        if hasattr(args, name) and not (name == "reports_dir" and args.no_tables):
+            check_output_folder(getattr(args, name), flag)
+
+
 @entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "storage"):  # children and W&B get the URL without the password (it moves to the environment)
+        args.storage = hide_password(args.storage)
+    _check_outputs(args)
     # A W&B service inherited from a parent process dies with it; this process's runs need their own.
     os.environ.pop("WANDB_SERVICE", None)
     if args.command == "export":
-        try:
-            for path in export(args.storage, args.out, args.study):
-                print(path)
-        except (StorageError, OSError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        for path in export(args.storage, args.out, args.study):
+            print(path)
         return 0
     if args.command == "launch":
         return launch(args, _tables)
     if args.command == "wandb-workspace":
         return wandb_workspaces(args)
     if args.command == "trial":
-        try:
-            return run_single_trial(args)
-        except (ConfigError, ValueError, FileNotFoundError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        return run_single_trial(args)
+    if args.command == "retry":
+        sweep = Sweep.from_storage(args.failed, args.storage)
+        count = sweep.requeue_failed()
+        print(f"requeued {count} failed point(s) of {sweep.study_name}; the next `python -m sweeps run` or "
+              f"`python -m sweeps worker --study {sweep.study_name}` trains them")
+        return 0
     tracking = TrackingConfig(enabled=not args.no_wandb, project=args.wandb_project, entity=args.wandb_entity,
                               dir=args.runs_dir)
     try:
@@ -180,12 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{sweep.experiment.name}: nothing to train; see analysis/make_tables.py")
                 return 0
             counts = sweep.run(n_trials=args.n_trials, timeout=args.timeout)
-    except (ConfigError, StorageError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except Interrupted as err:
-        print(f"stopped: {err}; run the same command again to resume", file=sys.stderr)
-        return 1 if isinstance(err, DiskFull) else 130
+    except Interrupted as err:  # a BaseException, which the boundary leaves alone
+        print(redact(f"stopped: {err}; run the same command again to resume"), file=sys.stderr)
+        return 1 if isinstance(err, EnvironmentFault) else 130
     except KeyboardInterrupt:  # Ctrl-C between trials: nothing was running, nothing to record
         print("stopped: interrupted between trials; run the same command again to resume", file=sys.stderr)
         return 130

@@ -10,16 +10,17 @@ How exactly-once works (Optuna's grid sampler alone can hand one point to two wo
    baseline in the shared baseline study) is enqueued again for its owner and closed the same way.
 3. If another live trial of the same hash has a lower number, this one is a duplicate: it is closed as PRUNED
    (``duplicate_of``) and never trains.
-4. A point is pending while it has no COMPLETE trial, no FAIL trial with a recorded reason (a real failure,
-   kept, not retried), and no RUNNING trial. A RUNNING trial whose worker died is failed (without a reason)
-   and so becomes pending again: a dead process on this host is detected at once, one on another host by
-   its stale heartbeat. Its retry resumes the checkpoint in the run folder (named by the config hash) and the
-   W&B run (its id derives from the hash).
+4. A point is pending while it has no COMPLETE trial, no final failure (a FAIL trial with a recorded reason:
+   kept, not retried, unless ``python -m sweeps retry --failed`` enqueued the point again since), and no RUNNING
+   trial. A RUNNING trial whose worker died is failed (without a reason) and so becomes pending again: a dead
+   process on this host is detected at once, one on another host by its stale heartbeat. So is a trial stopped by
+   a fault of the environment (:func:`tsn.errors.environment_fault`: a full disk, an unwritable runs folder, a lost
+   storage), which also stops the sweep. A retry resumes the checkpoint in the run folder (named by the config
+   hash) and the W&B run (its id derives from the hash).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import socket
@@ -29,14 +30,14 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NoReturn, Sequence
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from tsn.config import RunConfig, config_hash
-from tsn.errors import redact
+from tsn.errors import environment_fault, redact
 from tsn.models import ModelConfig
 from tsn.runtime import git_commit
 from tsn.train import Baseline, Trainer
@@ -67,11 +68,9 @@ class Interrupted(BaseException):
     """
 
 
-class DiskFull(Interrupted):
-    """The disk filled up during a trial: not the trial's fault, so it is retried (from its checkpoint) next time."""
-
-
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+class EnvironmentFault(Interrupted):
+    """A fault of the environment during a trial (a full disk, an unwritable runs folder, a lost storage): not the
+    trial's, so the sweep stops (every next trial would hit it too) and the trial is retried next time."""
 
 
 def worker_id() -> str:
@@ -91,6 +90,19 @@ def _pid_alive(pid: int) -> bool:
 def one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
+
+
+def final_failures(trials: Iterable[optuna.trial.FrozenTrial]) -> set[int]:
+    """Numbers of the trials that failed for good: FAIL with a recorded reason, and no later trial of their point
+    enqueued by ``retry --failed`` (a trial stopped by an interrupt or the environment has no reason)."""
+    trials = list(trials)
+    retried: dict[str, int] = {}  # config hash -> the number of its latest retry
+    for trial in trials:
+        if R.RETRY_OF in trial.user_attrs:
+            key = trial.user_attrs[R.CONFIG_HASH]
+            retried[key] = max(retried.get(key, -1), trial.number)
+    return {t.number for t in trials if t.state == TrialState.FAIL and R.FAIL_REASON in t.user_attrs
+            and t.number >= retried.get(t.user_attrs.get(R.CONFIG_HASH), -1)}
 
 
 def baseline_config(cfg: RunConfig) -> RunConfig:
@@ -180,8 +192,11 @@ class Sweep:
         try:
             attrs = optuna.load_study(study_name=study_name, storage=backend).user_attrs
         except KeyError:
-            names = sorted(optuna.get_all_study_names(backend))
-            raise ValueError(f"no study {study_name!r} in {redact(storage)}; valid: {', '.join(names) or 'none yet'}") from None
+            attrs = None
+        if attrs is None or R.STUDY_EXPERIMENT_ATTR not in attrs:  # missing, or the shared single-task baselines
+            names = sorted(n for n in optuna.get_all_study_names(backend) if not R.is_baseline_study(n))
+            raise ValueError(f"no experiment study {study_name!r} in {redact(storage)}; valid: "
+                             f"{', '.join(names) or 'none yet'}") from None
         experiment = parse_experiment(attrs[R.STUDY_EXPERIMENT_ATTR], attrs.get("experiment_path", study_name))
         return cls(experiment, attrs["budget"], storage, dataset=attrs["dataset"], overrides=attrs["overrides"], **kwargs)
 
@@ -241,7 +256,9 @@ class Sweep:
         """config hash -> "complete" | "failed" | "running" | "waiting" (absent: pending)."""
         rank = {"complete": 4, "failed": 3, "running": 2, "waiting": 1}
         status: dict[str, str] = {}
-        for trial in study.get_trials(deepcopy=False):
+        trials = study.get_trials(deepcopy=False)
+        failed = final_failures(trials)
+        for trial in trials:
             key = trial.user_attrs.get(R.CONFIG_HASH)
             if key is None or DUPLICATE_OF in trial.user_attrs:
                 continue
@@ -249,7 +266,7 @@ class Sweep:
                 TrialState.COMPLETE: "complete",
                 TrialState.RUNNING: "running",
                 TrialState.WAITING: "waiting",
-                TrialState.FAIL: "failed" if R.FAIL_REASON in trial.user_attrs else None,
+                TrialState.FAIL: "failed" if trial.number in failed else None,
             }.get(trial.state)
             if state and rank[state] > rank.get(status.get(key, ""), 0):
                 status[key] = state
@@ -280,10 +297,13 @@ class Sweep:
             study.tell(trial, state=TrialState.PRUNED)
             return None
         trial.set_user_attr(WORKER, worker_id())
-        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL)):
+        others = study.get_trials(deepcopy=False)
+        failed = final_failures(others)
+        for other in others:
             if other.number >= trial.number or other.user_attrs.get(R.CONFIG_HASH) != mine:
                 continue
-            if DUPLICATE_OF in other.user_attrs or (other.state == TrialState.FAIL and R.FAIL_REASON not in other.user_attrs):
+            live = other.state in (TrialState.COMPLETE, TrialState.RUNNING) or other.number in failed
+            if DUPLICATE_OF in other.user_attrs or not live:
                 continue
             trial.set_user_attr(DUPLICATE_OF, other.number)
             study.tell(trial, state=TrialState.PRUNED)
@@ -347,33 +367,34 @@ class Sweep:
         }
         for name, value in attrs.items():
             trial.set_user_attr(name, value)
+        where = f"{study.study_name} trial {trial.number} ({point_params})"
         try:
+            run_dir.mkdir(parents=True, exist_ok=True)  # an unwritable runs folder shows before any training
             with _heartbeat(self.storage, trial), _signals_raise_interrupted():
                 started = time.perf_counter()
                 summary = Trainer(cfg, run_dir, callbacks=[wandb_run], baseline=baseline).fit(resume=True)
                 fit_seconds = time.perf_counter() - started
+            wandb_run.log_summary(summary)  # also when fit() returned a finished run without training
+            self._record(study, trial, summary)
         except (Interrupted, KeyboardInterrupt):
-            trial.set_user_attr(INTERRUPTED, True)
-            study.tell(trial, state=TrialState.FAIL)
-            wandb_run.finish(exit_code=1, reason="interrupted")
-            raise Interrupted(f"interrupted during {study.study_name} trial {trial.number} ({point_params})") from None
-        except OSError as err:
-            if err.errno not in DISK_FULL:
+            self._stop(study, trial, wandb_run, "interrupted", Interrupted(f"interrupted during {where}"))
+        except Exception as err:  # noqa: BLE001 - every failure of user code is recorded and the sweep goes on
+            fault = environment_fault(err)
+            if fault is None:
                 self._fail(study, trial, wandb_run, err)
                 return None
-            # Stop the sweep (every next trial would fail the same way); the atomic writes kept the last checkpoint.
-            try:
-                trial.set_user_attr(INTERRUPTED, True)
-                study.tell(trial, state=TrialState.FAIL)
-            except Exception:  # noqa: BLE001 - storage on the same full disk: the trial is reaped as dead instead
-                pass
-            wandb_run.finish(exit_code=1, reason=one_line(err))
-            raise DiskFull(f"disk full during {study.study_name} trial {trial.number} ({point_params}): "
-                           f"{one_line(err)}; free some space") from None
-        except Exception as err:  # noqa: BLE001 - every failure of user code is recorded and the sweep goes on
-            self._fail(study, trial, wandb_run, err)
-            return None
-        wandb_run.log_summary(summary)  # also when fit() returned a finished run without training
+            # The atomic writes kept the last checkpoint, from which the retry resumes.
+            what, remedy = fault
+            self._stop(study, trial, wandb_run, one_line(err),
+                       EnvironmentFault(f"{what} during {where}: {one_line(err)}; {remedy}"))
+        wandb_run.finish()
+        if self.on_trial_complete is not None:
+            self.on_trial_complete(TrialTiming(study.study_name, trial.number, cfg, fit_seconds,
+                                               wandb_run.callback_seconds))
+        return summary
+
+    @staticmethod
+    def _record(study: optuna.Study, trial: optuna.Trial, summary: Mapping[str, Any]) -> None:
         results = {
             R.METRICS: summary["metrics"], R.PRIMARY: summary["primary"], R.PARAMS: summary["params"],
             R.MACS: summary["macs"], R.WALL_TIME: summary["wall_time_s"], R.HISTORY: summary["history"],
@@ -388,11 +409,19 @@ class Sweep:
             trial.set_user_attr(name, value)
         value = summary["delta_m"]["value"] if summary.get("delta_m") else sum(summary["val_loss"].values()) / len(summary["val_loss"])
         study.tell(trial, value)
-        wandb_run.finish()
-        if self.on_trial_complete is not None:
-            self.on_trial_complete(TrialTiming(study.study_name, trial.number, cfg, fit_seconds,
-                                               wandb_run.callback_seconds))
-        return summary
+
+    @staticmethod
+    def _stop(
+        study: optuna.Study, trial: optuna.Trial, wandb_run: WandbRun, reason: str, stop: Interrupted
+    ) -> NoReturn:
+        """Close the trial as interrupted, without a fail reason, so that the next run retries it; raise ``stop``."""
+        try:
+            trial.set_user_attr(INTERRUPTED, True)
+            study.tell(trial, state=TrialState.FAIL)
+        except Exception:  # noqa: BLE001 - the storage may be the fault: then the trial is reaped as dead instead
+            pass
+        wandb_run.finish(exit_code=1, reason=reason)
+        raise stop from None
 
     def _fail(self, study: optuna.Study, trial: optuna.Trial, wandb_run: WandbRun, err: BaseException) -> None:
         reason = one_line(err)
@@ -449,6 +478,24 @@ class Sweep:
             if ready:
                 return key, baseline
         return None
+
+    def requeue_failed(self) -> int:
+        """Enqueue again every point of this sweep that failed for good, its single-task baselines included, so
+        that the next run or worker trains it; the failed trials stay in the study for the record. How many."""
+        requeued = 0
+        for study, runnable in ((self.study, self.by_hash), (self.baseline_study, self.baseline_by_hash)):
+            if study is None:
+                continue
+            trials = study.get_trials(deepcopy=False)
+            failed = final_failures(trials)
+            status = self._status(study)
+            for trial in trials:
+                key = trial.user_attrs.get(R.CONFIG_HASH)
+                if trial.number in failed and key in runnable and status.get(key) == "failed":
+                    study.enqueue_trial(trial.params, user_attrs={R.CONFIG_HASH: key, R.RETRY_OF: trial.number})
+                    status[key] = "waiting"  # once per point
+                    requeued += 1
+        return requeued
 
     def counts(self) -> dict[str, int]:
         status = self._status(self.study)
@@ -508,4 +555,4 @@ def _signals_raise_interrupted() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-__all__ = ["Sweep", "TrialTiming", "Interrupted", "DiskFull", "baseline_config", "GridPoint"]
+__all__ = ["Sweep", "TrialTiming", "Interrupted", "EnvironmentFault", "baseline_config", "GridPoint"]

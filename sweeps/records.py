@@ -52,6 +52,9 @@ EVALUATIONS = "evaluations"
 
 # Failures
 FAIL_REASON = "fail_reason"  # str, one line: why the trial failed (non-finite loss, OOM, exception)
+# int, on a trial that `python -m sweeps retry --failed` enqueued: the number of the failed trial of the same point it
+# retries (that trial stays in the study for the record, no longer counted as the point's final state)
+RETRY_OF = "retry_of"
 
 
 # Study names

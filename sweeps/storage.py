@@ -1,22 +1,30 @@
-"""Study storage: SQLite (one machine), PostgreSQL/MySQL (a cluster), Optuna's journal file (shared file system)."""
+"""Study storage: SQLite (one machine), PostgreSQL/MySQL (a cluster), Optuna's journal file (shared file system).
+
+A database password never travels in a URL beyond the command line that gave it: :func:`hide_password` moves it
+to the environment (:data:`PASSWORD_VARIABLE`), where :func:`open_storage` (in this process and its children) reads
+it back. PostgreSQL's own ``PGPASSWORD`` and ``~/.pgpass`` work as well, with a URL that names no password.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import os
+import sys
 import warnings
+from pathlib import Path
+from urllib.parse import unquote
 
 import optuna
 import sqlalchemy
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
-from tsn.errors import redact
+from tsn.errors import URL_PASSWORD, redact
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
 JOURNAL_PREFIX = "journal:"
+PASSWORD_VARIABLE = "TSN_STORAGE_PASSWORD"
 
 
 class StorageError(ValueError):
@@ -71,6 +79,21 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         raise StorageError(f"cannot open study storage {redact(url)}: {_reason(err)}") from None
 
 
+def hide_password(url: str) -> str:
+    """``url`` without its password, which moves to the environment variable :data:`PASSWORD_VARIABLE`.
+
+    Called by each entry point on the ``--storage`` it was given: child processes get the URL without the password
+    and inherit it through the environment, and the process's own ``sys.argv``, which W&B records with every run
+    (and ``wandb sync`` uploads), is redacted too.
+    """
+    match = URL_PASSWORD.match(url)
+    if match is None:
+        return url
+    os.environ[PASSWORD_VARIABLE] = unquote(match["password"])
+    sys.argv[:] = [redact(arg) for arg in sys.argv]
+    return match["head"] + "@" + url[match.end() :]
+
+
 def _reason(err: BaseException) -> str:
     return redact(str(err).strip().splitlines()[0]) if str(err).strip() else type(err).__name__
 
@@ -80,10 +103,17 @@ def _sqlite_path(url: str) -> Path:
 
 
 def _driver_url(url: str) -> str:
+    """The URL SQLAlchemy connects with: psycopg2 for PostgreSQL, the password from the environment if it has none."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; requirements.txt ships psycopg2.
-        return "postgresql+psycopg2://" + url.partition("://")[2]
-    return url
+        url = "postgresql+psycopg2://" + url.partition("://")[2]
+    password = os.environ.get(PASSWORD_VARIABLE)
+    if not password or url.startswith("sqlite"):
+        return url
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.username is None or parsed.password is not None:
+        return url
+    return parsed.set(password=password).render_as_string(hide_password=False)
 
 
 def _engine_kwargs(url: str) -> dict:

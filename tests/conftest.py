@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import pytest
 import torch
@@ -24,3 +25,11 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test session renders the synthetic data into its own cache, never the user's."""
     monkeypatch.setenv("TSN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "tsn-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry point given a storage URL with a password moves it to the environment and redacts ``sys.argv``;
+    neither may leak into the next test."""
+    monkeypatch.delenv("TSN_STORAGE_PASSWORD", raising=False)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))

@@ -24,7 +24,7 @@ from test_analysis import EMBEDDING, build_storage
 from tsn.__main__ import main as tsn_main
 from tsn.checkpoint import save_checkpoint
 from tsn.config import ConfigError, YAML_MAX_DEPTH, load_yaml, parse_yaml, resolve
-from tsn.errors import entry_point
+from tsn.errors import entry_point, environment_fault
 from tsn.models import build_model
 from tsn.tasks import dataset_tasks
 
@@ -188,6 +188,46 @@ def test_boundary_maps_each_class_to_its_exit_code_and_one_line(err, code, messa
     assert _raising(err)([]) == code
     out = capsys.readouterr().err
     assert out.startswith(message) and out.count("\n") == 1
+
+
+def _lost_connection() -> BaseException:
+    """What Optuna raises when PostgreSQL goes away mid-sweep: its own error, caused by SQLAlchemy's, caused by the
+    driver's."""
+    import optuna
+    import sqlalchemy.exc
+
+    driver = OSError("server closed the connection unexpectedly")  # stands for psycopg2.OperationalError
+    try:
+        try:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, driver)
+        except sqlalchemy.exc.OperationalError as err:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from err
+    except optuna.exceptions.StorageInternalError as err:
+        return err
+
+
+@pytest.mark.parametrize(
+    "err, fault",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "disk full"),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), "disk quota exceeded"),
+        (PermissionError(errno.EACCES, "Permission denied", "runs/x"), "permission denied"),
+        (OSError(errno.EROFS, "Read-only file system", "runs/x"), "read-only file system"),
+        (NotADirectoryError(errno.ENOTDIR, "Not a directory", "runs/x/y"), "a file is in the way of a folder"),
+        (_lost_connection(), "study storage lost"),
+        (sqlite3.OperationalError("database is locked"), "study storage lost"),
+        (RuntimeError("DataLoader worker died"), None),
+        (KeyError("semseg_logits"), None),
+        (ValueError("non-finite loss"), None),
+        (torch.OutOfMemoryError("CUDA out of memory"), None),  # the configuration's, kept as its failure
+        (FileNotFoundError(errno.ENOENT, "No such file or directory", "data/x.png"), None),
+    ],
+    ids=lambda v: v if isinstance(v, str) or v is None else type(v).__name__,
+)
+def test_environment_faults_are_told_from_failures_of_the_work(err, fault) -> None:
+    found = environment_fault(err)
+    assert (found and found[0]) == fault
+    assert found is None or found[1]  # always says what to do
 
 
 def test_a_read_only_study_database_is_bad_input(capsys) -> None:

@@ -1,5 +1,6 @@
-"""Reliability (issue 8), beyond tests/test_failures.py and tests/test_sweeps.py: nothing finished is lost, every
-failure is explained in one line, and W&B never holds two runs for one grid point.
+"""Reliability (issues 8 and 16), beyond tests/test_failures.py and tests/test_sweeps.py: nothing finished is lost,
+every failure is explained in one line, a fault of the environment never fails a grid point for good, a failed
+point can be requeued on purpose, and W&B never holds two runs for one grid point.
 
 Covered elsewhere and reused here: kill -9 + rerun, SIGTERM/SIGINT resume, 35 malformed files, OOM, full disk,
 dead PostgreSQL, damaged NYUD labels and 4 SQLite/PostgreSQL workers (test_failures.py); truncated checkpoints and
@@ -30,7 +31,7 @@ from sweeps.__main__ import main as sweeps_main
 from sweeps.driver import INTERRUPTED, Interrupted
 from sweeps.tracking import WandbRun
 from test_data_real import pascal_root  # noqa: F401 - fixture
-from test_sweeps import ENCODINGS, REPO, TINY, complete, make_sweep, write_experiment
+from test_sweeps import ENCODINGS, REPO, SHARED, TINY, complete, make_sweep, write_experiment
 from tsn.__main__ import main as tsn_main
 from tsn.checkpoint import load_checkpoint
 from tsn.data import build_dataset
@@ -261,6 +262,86 @@ def test_disk_full_during_a_trial_stops_the_sweep_keeps_the_checkpoint_and_the_r
     assert len(keys) == len(set(keys)) == 2
     (resumed,) = [t for t in complete(study) if t.user_attrs[R.CONFIG_HASH] == stopped.user_attrs[R.CONFIG_HASH]]
     assert resumed.user_attrs[R.HISTORY][:1] == saved["history"]
+
+
+# ------------------------------------------------------------------------------------ environment faults
+def _cli_args(tmp_path: Path, experiment: Path, storage: str) -> list[str]:
+    sets = [a for o in TINY for a in ("--set", o)]
+    return ["run", str(experiment), "--budget", "smoke", *sets, "--storage", storage, "--runs-dir",
+            str(tmp_path / "runs"), "--no-wandb", "--no-tables"]
+
+
+@pytest.mark.parametrize("fault", ["file_in_the_way", "read_only"])
+def test_an_unwritable_runs_folder_stops_the_sweep_and_the_rerun_completes_every_point(tmp_path, capsys, fault) -> None:
+    if fault == "read_only" and os.geteuid() == 0:
+        pytest.skip("root writes into a read-only folder anyway; file_in_the_way hits the same write boundary")
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = _cli_args(tmp_path, write_experiment(tmp_path, ENCODINGS), storage)
+    blocked = tmp_path / "runs" / "synthetic-smoke"  # where every run folder of the sweep goes
+    blocked.parent.mkdir()
+    if fault == "file_in_the_way":
+        blocked.write_text("not a folder")
+    else:
+        blocked.mkdir()
+        blocked.chmod(0o555)
+    try:
+        assert sweeps_main(args) == 1
+    finally:
+        blocked.chmod(0o755)
+    err = capsys.readouterr().err
+    what = {"file_in_the_way": "a file is in the way of a folder", "read_only": "permission denied"}[fault]
+    assert err.count("\n") == 1 and err.startswith(f"stopped: {what} during {SHARED} trial 0 "), err
+    assert str(blocked) in err and err.endswith("; run the same command again to resume\n"), err
+    baselines = optuna.load_study(study_name=SHARED, storage=storage)
+    (stopped,) = baselines.get_trials()  # the first trial stopped the sweep; the grid trained nothing
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs[INTERRUPTED]
+    assert R.FAIL_REASON not in stopped.user_attrs  # so it is retried
+    assert not optuna.load_study(study_name="mini-synthetic-smoke", storage=storage).get_trials()
+
+    blocked.unlink() if blocked.is_file() else blocked.rmdir()  # the fault fixed: the same command finishes
+    assert sweeps_main(args) == 0
+    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
+    assert sorted(t.params["model.encoding"] for t in complete(study)) == ["gaussian", "orthogonal"]
+    assert [t.user_attrs[R.CONFIG_HASH] for t in complete(baselines)] == [stopped.user_attrs[R.CONFIG_HASH]]
+    assert all(t.user_attrs.get(R.DELTA_M) is not None for t in complete(study))
+
+
+def test_retry_failed_requeues_failed_points_once_and_the_next_worker_trains_them(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = _cli_args(tmp_path, write_experiment(tmp_path, ENCODINGS), storage)
+    original = Trainer.train_step
+
+    def step(self, tasks, batch, where=""):
+        if self.cfg.model.architecture == "tsn" and self.cfg.model.encoding == "gaussian":
+            raise KeyError("semseg_logits")  # a bug in user code
+        return original(self, tasks, batch, where)
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    assert sweeps_main(args) == 1
+    assert sweeps_main(args) == 1  # a failure is kept, not retried by a rerun
+    monkeypatch.setattr(Trainer, "train_step", original)  # the bug fixed
+    capsys.readouterr()
+    retry = ["retry", "--failed", "mini-synthetic-smoke", "--storage", storage]
+    assert sweeps_main(retry) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("requeued 1 failed point(s) of mini-synthetic-smoke; "), out
+    assert sweeps_main(retry) == 0 and capsys.readouterr().out.startswith("requeued 0 failed point(s)")
+
+    worker = ["worker", "--study", "mini-synthetic-smoke", *args[args.index("--storage"):]]
+    assert sweeps_main(worker) == 0
+    study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
+    (failed,) = study.get_trials(states=(TrialState.FAIL,))  # kept for the record
+    assert failed.params["model.encoding"] == "gaussian"
+    assert failed.user_attrs[R.FAIL_REASON] == "KeyError: 'semseg_logits'"
+    keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
+    assert len(keys) == len(set(keys)) == 2
+    (retried,) = [t for t in complete(study) if t.params["model.encoding"] == "gaussian"]
+    assert retried.user_attrs[R.RETRY_OF] == failed.number and retried.user_attrs[R.DELTA_M] is not None
+    trials = len(study.get_trials())
+    assert sweeps_main(args) == 0  # nothing failed any more: the rerun trains nothing and succeeds
+    assert len(study.get_trials()) == trials
 
 
 # --------------------------------------------------------------------------------------- damaged files

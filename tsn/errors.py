@@ -7,6 +7,9 @@
 - 1, a failed run: any other exception, reported with its type; ``TSN_DEBUG=1`` prints the traceback;
 - 130, an interrupt (Ctrl-C).
 
+:func:`environment_fault` tells a fault of the machine (a full disk, a folder that cannot be written, a lost
+storage connection) from a failure of the work itself: a sweep stops on the first and retries the work next time.
+
 ``TSN_DEBUG=1`` prints the traceback for every class. Command-line mistakes go through :class:`ArgumentParser`,
 which reports them the same way (one line, exit 2) instead of argparse's usage block.
 """
@@ -37,6 +40,19 @@ PATH_ERRORS = {
     errno.ENAMETOOLONG: "the name is too long; give a shorter path",
     errno.ENOENT: "not found",
 }
+
+
+# Faults of the environment a run works in, not of the run: errno -> (what happened, what to do about it).
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: ("disk full", "free some space"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or raise the quota"),
+    errno.EACCES: ("permission denied", "make the folder writable for this user"),
+    errno.EPERM: ("operation not permitted", "make the folder writable for this user"),
+    errno.EROFS: ("read-only file system", "make the file system writable or give another --runs-dir"),
+    errno.ENOTDIR: ("a file is in the way of a folder", "move the file away"),
+    errno.EIO: ("input/output error", "check the disk"),
+}
+STORAGE_LOST = ("study storage lost", "check that the study storage answers")
 
 
 class UsageError(ValueError):
@@ -79,11 +95,34 @@ def describe(err: BaseException) -> tuple[int, str]:
         return EXIT_BAD_INPUT, f"error: {where}: {PATH_ERRORS[err.errno]} ({err.strerror})"
     if isinstance(err, (ValueError, FileNotFoundError)):
         return EXIT_BAD_INPUT, f"error: {first_line(err)}"
-    return EXIT_FAILED, (f"error: {type(err).__name__}: {first_line(err)} (the run failed; "
+    fault = environment_fault(err)
+    why = f"{fault[0]}: {fault[1]}, then run the same command again" if fault else "the run failed"
+    return EXIT_FAILED, (f"error: {type(err).__name__}: {first_line(err)} ({why}; "
                          f"{DEBUG_VARIABLE}=1 shows the traceback)")
 
 
-_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*:)[^@\s]*@")
+def _storage_lost(err: BaseException) -> bool:
+    """A database error of the study storage: a lost connection, a locked or read-only file (not the work's fault)."""
+    exc = sys.modules.get("sqlalchemy.exc")  # loaded only in a process that opened a study storage
+    database_errors = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError) if exc else ()
+    return isinstance(err, (sqlite3.OperationalError, *database_errors))
+
+
+def environment_fault(err: BaseException) -> tuple[str, str] | None:
+    """(what happened, what to do) if ``err`` or one of its causes is a fault of the environment rather than of the
+    work that raised it: a full disk or quota, a folder that cannot be written, a lost study storage. None otherwise.
+
+    The one classification: the sweep driver stops on such a fault and leaves the trial to be retried, where any
+    other exception is recorded as the trial's failure."""
+    for cause in _chain(err):
+        if isinstance(cause, OSError) and cause.errno in ENVIRONMENT_ERRNOS:
+            return ENVIRONMENT_ERRNOS[cause.errno]
+        if _storage_lost(cause):
+            return STORAGE_LOST
+    return None
+
+
+URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*):(?P<password>[^@\s]*)@")
 
 
 def redact(text: str) -> str:
@@ -91,7 +130,7 @@ def redact(text: str) -> str:
 
     The one redaction helper: every message the boundary prints, every sweep log line and every stored command line
     goes through it, so a storage password never reaches a terminal, a log or a tracking record."""
-    return _CREDENTIALS.sub(lambda m: f"{m['head']}***@", text)
+    return URL_PASSWORD.sub(lambda m: f"{m['head']}:***@", text)
 
 
 def entry_point(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
