@@ -18,7 +18,7 @@ from typing import Sequence
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis import claims, figures, recency  # noqa: E402
+from analysis import claims, contrasts, figures, recency  # noqa: E402
 from analysis.runs import (  # noqa: E402
     SOURCES,
     AnalysisError,
@@ -49,8 +49,10 @@ from tsn.errors import ArgumentParser, entry_point  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 SCALING_EXPERIMENT = "scaling"
-# experiment -> its report beside the ablation table: (study, per-trial frame, single-task trials, out dir) -> Table
-EXTRA_REPORTS = {recency.EXPERIMENT: recency.recency_report}
+# Reports beside a study's ablation table: (study, per-trial frame, single-task trials, out dir) -> its Markdown, or
+# None when the study holds nothing it can report. Every study gets EVERY_STUDY's; an experiment also its own.
+EVERY_STUDY = (contrasts.contrast_report,)
+EXTRA_REPORTS = {recency.EXPERIMENT: (recency.recency_report,)}
 
 
 class Reporter:
@@ -120,14 +122,17 @@ class Reporter:
             self.checkpoint_figures(trials, figure_dir, name)
 
     def extra_report(self, name: str, study: StudyData, trials, baselines: StudyData | None) -> None:
-        report = EXTRA_REPORTS.get(parse_study_name(name)[0])
-        if report is None:
-            return
-        table = report(study, trials, single_task_trials(baselines) if baselines is not None else None, self.out)
-        if table is None:
-            self.warnings.append(f"{name}: no {report.__name__} (no trial with a baseline and a training order)")
-        else:
-            self.markdown.append(to_markdown(table))
+        base = single_task_trials(baselines) if baselines is not None else None
+        for report in EXTRA_REPORTS.get(parse_study_name(name)[0], ()):
+            markdown = report(study, trials, base, self.out)
+            if markdown is None:
+                self.warnings.append(f"{name}: no {report.__name__} (no trial with a baseline and a training order)")
+            else:
+                self.markdown.append(markdown)
+        for report in EVERY_STUDY:
+            markdown = report(study, trials, base, self.out)
+            if markdown is not None:
+                self.markdown.append(markdown)
 
     def checkpoint_figures(self, trials, figure_dir: Path, name: str) -> None:
         """Task-embedding similarity and the qualitative grid, from the first seed with TSN and task_in runs."""

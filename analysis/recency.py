@@ -103,8 +103,9 @@ def recency_table(name: str, stats_frame: pd.DataFrame, by: list[str], notes: Se
 
 
 def recency_report(study: StudyData, trials: pd.DataFrame, baselines: pd.DataFrame | None,
-                   out_dir: str | Path) -> Table | None:
-    """Write ``{study}-recency.md`` and ``.csv`` (tidy: estimate, low, high, n); None when nothing can be related."""
+                   out_dir: str | Path) -> str | None:
+    """Write ``{study}-recency.md`` and ``.csv`` (tidy: estimate, low, high, n) and return the Markdown; None when
+    nothing can be related."""
     frame = deficits(trials, baselines, study.history, study.epoch)
     if frame.empty:
         return None
@@ -118,4 +119,4 @@ def recency_report(study: StudyData, trials: pd.DataFrame, baselines: pd.DataFra
     markdown, csv = to_markdown(table), tidy.to_csv(index=False)
     atomic_write(out / f"{table.name}.md", lambda tmp: tmp.write_text(markdown))
     atomic_write(out / f"{table.name}.csv", lambda tmp: tmp.write_text(csv))
-    return table
+    return markdown

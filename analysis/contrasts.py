@@ -1,0 +1,99 @@
+"""What each axis of a study does to Δm, paired by seed: ``{study}-contrasts.md`` and ``.csv``.
+
+For an axis with levels a (its first value in the experiment file), b, …: every other level's effect is the
+difference Δm(level) − Δm(a) between two trials that agree on everything else (the seed and every other axis), so
+seed-to-seed variation shared by both trials cancels. One row per (axis, level) pools those pairs over the other
+axes' values (the main effect); one row per value of the other axes follows where there are any. Each row: the mean
+difference, its 95 % Student-t interval over the pairs and the verdict the interval allows: ``lower`` or ``higher``
+Δm (the interval excludes 0; lower Δm is better) or ``inconclusive``. A pooled row assumes the effect does not
+depend on the other axes; the rows below it show whether it does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from analysis.claims import INCONCLUSIVE, t_interval
+from analysis.runs import StudyData
+from analysis.tables import row_axes
+from tsn.atomic import atomic_write
+
+LOWER, HIGHER = "lower", "higher"
+ALL = "all"
+COLUMNS = ["axis", "level", "reference", "within", "mean", "low", "high", "n", "verdict"]
+
+
+def verdict(low: float, high: float, n: int) -> str:
+    """``lower``/``higher`` when the interval excludes 0, else ``inconclusive`` (also with fewer than 2 pairs)."""
+    if n < 2 or pd.isna(low) or pd.isna(high):
+        return INCONCLUSIVE
+    return LOWER if high < 0 else HIGHER if low > 0 else INCONCLUSIVE
+
+
+def pairs(trials: pd.DataFrame, axis: str, level, reference, others: Sequence[str]) -> pd.DataFrame:
+    """One row per (seed, other axes) with both levels: the other axes' values and ``diff`` = Δm(level) − Δm(ref)."""
+    keys = ["seed", *others]
+    latest = trials.dropna(subset=["delta_m"]).sort_values("trial")
+    at = {value: latest[latest[axis] == value].drop_duplicates(keys, keep="last").set_index(keys)["delta_m"]
+          for value in (level, reference)}
+    both = at[level].index.intersection(at[reference].index)
+    diff = (at[level][both] - at[reference][both]).rename("diff")
+    return diff.reset_index()
+
+
+def contrasts(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list]) -> pd.DataFrame:
+    """Tidy contrasts (columns ``COLUMNS``) of every axis in ``axes`` with two or more levels."""
+    rows = []
+    for axis in axes:
+        values = levels[axis]
+        others = [a for a in axes if a != axis]
+        for level in values[1:]:
+            diffs = pairs(trials, axis, level, values[0], others)
+            groups = [(ALL, diffs)]
+            if others:
+                groups += [(", ".join(f"{a}={v}" for a, v in zip(others, key if isinstance(key, tuple) else (key,))),
+                            group) for key, group in diffs.groupby(others, sort=False)]
+            for within, group in groups:
+                mean, low, high, n = t_interval(group["diff"].tolist())
+                rows.append({"axis": axis, "level": level, "reference": values[0], "within": within, "mean": mean,
+                             "low": low, "high": high, "n": n, "verdict": verdict(low, high, n)})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _cell(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:+.2f}"
+
+
+def to_markdown(name: str, tidy: pd.DataFrame) -> str:
+    """The contrasts as a Markdown table: contrast, rows within it, mean, interval, pairs, verdict."""
+    title = (f"**{name}: what each axis does to Δm, paired by seed and every other axis: mean difference in Δm "
+             "(percentage points) over the pairs, its 95 % t-interval and the verdict the interval allows (lower Δm "
+             "is better)**")
+    lines = [title, "", "| contrast | within | ΔΔm (points) | 95 % interval | pairs | verdict |", "|---|---|---|---|---|---|"]
+    for row in tidy.itertuples():
+        interval = "–" if pd.isna(row.low) else f"[{row.low:+.2f}, {row.high:+.2f}]"
+        verdict_text = f"**{row.verdict}**" if row.verdict != INCONCLUSIVE else row.verdict
+        lines.append(f"| {row.axis}: {row.level} − {row.reference} | {row.within} | {_cell(row.mean)} | {interval} "
+                     f"| {row.n} | {verdict_text} |")
+    return "\n".join(lines) + "\n"
+
+
+def contrast_report(study: StudyData, trials: pd.DataFrame, baselines: pd.DataFrame | None,
+                    out_dir: str | Path) -> str | None:
+    """Write ``{study}-contrasts.md`` and ``.csv`` and return the Markdown; None when the study has no axis with two levels or no Δm."""
+    axes = [a for a in row_axes(study) if a in trials]
+    levels = {a: list(dict.fromkeys(v for v in study.space[a] if v in set(trials[a]))) for a in axes}
+    axes = [a for a in axes if len(levels[a]) >= 2]
+    if not axes or trials["delta_m"].isna().all():
+        return None
+    tidy = contrasts(trials, axes, levels)
+    if tidy.empty:
+        return None
+    name = f"{study.name}-contrasts"
+    markdown, csv = to_markdown(name, tidy), tidy.to_csv(index=False)
+    atomic_write(Path(out_dir) / f"{name}.md", lambda tmp: tmp.write_text(markdown))
+    atomic_write(Path(out_dir) / f"{name}.csv", lambda tmp: tmp.write_text(csv))
+    return markdown
