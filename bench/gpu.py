@@ -265,21 +265,36 @@ def data_wait(cfg: RunConfig, steps: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- architectures
-def measure_arch(size: GpuSize, arch: str, device: str) -> tuple[dict[str, Any], str]:
-    """Step times, throughput, FLOPs, peak memory and the steady-state check of one architecture at one size."""
-    harness = StepHarness(size_config(size, arch, device))
+def measure_schedule(harness: StepHarness, schedule: str, tasks: Sequence[str], repeats: Repeats) -> dict[str, Any]:
+    """Step time, throughput, FLOPs and peak memory of one schedule's step."""
     cuda = harness.device.type == "cuda"
-    rows = []
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(harness.device)
+    seconds = step_seconds(harness, tasks, repeats)
+    flops = step_flops(harness, tasks)
+    images = harness.cfg.train.batch_size * len(tasks)
+    return {"schedule": schedule, "tasks": len(tasks), "seconds": seconds, "images_tasks_per_s": images / seconds,
+            "flops": flops, "flops_per_s": flops / seconds,
+            "peak_mib": torch.cuda.max_memory_allocated(harness.device) / 2**20 if cuda else None}
+
+
+def measure_arch(size: GpuSize, arch: str, device: str) -> tuple[dict[str, Any], str]:
+    """Every schedule's step and the steady-state check of one architecture at one size (the profiler's table too).
+    A schedule that fails (the all-tasks step out of memory, say) is recorded as such and the rest goes on."""
+    harness = StepHarness(size_config(size, arch, device))
+    rows, table = [], ""
     for schedule, tasks in schedule_steps(harness.tasks.names):
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(harness.device)
-        seconds = step_seconds(harness, tasks, size.repeats[schedule])
-        flops = step_flops(harness, tasks)
-        images = harness.cfg.train.batch_size * len(tasks)
-        rows.append({"schedule": schedule, "tasks": len(tasks), "seconds": seconds, "images_tasks_per_s": images / seconds,
-                     "flops": flops, "flops_per_s": flops / seconds,
-                     "peak_mib": torch.cuda.max_memory_allocated(harness.device) / 2**20 if cuda else None})
-    steady, table = steady_state(harness, harness.tasks.names[:1], size.repeats["epoch / batch"].steps)
+        try:
+            rows.append(measure_schedule(harness, schedule, tasks, size.repeats[schedule]))
+            continue
+        except Exception as err:  # noqa: BLE001 - recorded; the other schedule is still measured
+            rows.append({"schedule": schedule, "tasks": len(tasks), "error": one_line(err)})
+        harness.optimisation.zero_grad()  # after the handler: the failed step's tensors went with its traceback
+        release_memory(harness.device)
+    try:
+        steady, table = steady_state(harness, harness.tasks.names[:1], size.repeats["epoch / batch"].steps)
+    except Exception as err:  # noqa: BLE001 - recorded like a schedule's failure
+        steady = {"error": one_line(err)}
     return {"arch": arch, "params": count_parameters(harness.model), "steps": rows, "steady": steady}, table
 
 
@@ -342,7 +357,7 @@ def measure_gpu(device: str, tiny: bool, archs: Sequence[str] = ARCHS, deadline:
             try:
                 row, table = measure_arch(size, arch, device)
                 entry["archs"].append(row)
-                if arch == "tsn":
+                if arch == "tsn" and table:
                     on_profile(f"{size.name} size, tsn, one-task step", table)
             except Exception as err:  # noqa: BLE001 - one architecture's failure (an OOM, say) is reported
                 entry["archs"].append({"arch": arch, "error": one_line(err)})

@@ -194,15 +194,22 @@ def stage_bench(check: Check, stage: Stage) -> None:
         atomic_write(check.out / "bench-gpu.md", lambda tmp: tmp.write_text(render(results)))
     if code is None:
         stage.status, stage.detail = "timed out", f"after {seconds:.0f} s; measured before: {summary}"
-    elif code != 0:
+    elif code != 0 or results is None or bench_failures(results):
         stage.status, stage.detail = "failed", f"exit {code}; {summary}"
     else:
         stage.status, stage.detail = "passed", summary
 
 
+def bench_failures(results: dict[str, Any]) -> list[str]:
+    """What the benchmark skipped at its time limit or failed to measure."""
+    failed = [f"{size['name']} {row['arch']}" for size in results["sizes"] for row in size["archs"]
+              if "error" in row or "error" in row["steady"] or any("error" in s for s in row["steps"])]
+    return [*results["skipped"], *results["errors"], *failed]
+
+
 def bench_summary(results: dict[str, Any]) -> str:
-    """The targets' numbers in one line."""
-    from .gpu_report import peak, step_row
+    """The targets' numbers in one line, and what is missing."""
+    from .gpu_report import peak, steady_rows, step_row
 
     parts = []
     best, step = peak(results), step_row(results, "paper", "tsn", "epoch / batch")
@@ -212,11 +219,12 @@ def bench_summary(results: dict[str, Any]) -> str:
     waits = [f"{s['name']} {100 * s['data']['wait_fraction']:.1f} %" for s in results["sizes"] if s["data"]]
     if waits:
         parts.append("data wait " + ", ".join(waits))
-    syncs = [row["steady"]["sync_calls_per_step"] for s in results["sizes"] for row in s["archs"] if "steady" in row]
+    syncs = [row["steady"]["sync_calls_per_step"] for _, row in steady_rows(results)]
     if syncs:
         parts.append(f"at most {max(syncs):g} syncs per step")
-    if results["skipped"] or results["errors"]:
-        parts.append(f"{len(results['skipped'])} skipped, {len(results['errors'])} errors")
+    missing = bench_failures(results)
+    if missing:
+        parts.append(f"not measured: {', '.join(missing)}")
     return "; ".join(parts) or "nothing measured"
 
 

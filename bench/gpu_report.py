@@ -21,17 +21,24 @@ def size_label(size: dict[str, Any]) -> str:
 
 
 def arch_rows(results: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(size, architecture result) for every architecture that was measured without error."""
+    """(size, architecture result) for every architecture that was measured (some of its parts may have failed)."""
     for size in results["sizes"]:
         for row in size["archs"]:
             if "error" not in row:
                 yield size, row
 
 
+def steady_rows(results: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(size, architecture result) for every architecture whose steady-state check ran."""
+    return [(size, row) for size, row in arch_rows(results) if "error" not in row["steady"]]
+
+
 def step_row(results: dict[str, Any], size_name: str, arch: str, schedule: str) -> dict[str, Any] | None:
+    """The measured step of one architecture, size and schedule; None if it was not measured or failed."""
     for size, row in arch_rows(results):
         if size["name"] == size_name and row["arch"] == arch:
-            return next((s for s in row["steps"] if s["schedule"] == schedule), None)
+            step = next((s for s in row["steps"] if s["schedule"] == schedule), None)
+            return None if step is None or "error" in step else step
     return None
 
 
@@ -85,7 +92,7 @@ def section_targets(results: dict[str, Any]) -> list[str]:
         measured = "—" if data is None else f"{pct(data['wait_fraction'])} (steady state)"
         ok = None if data is None else data["wait_fraction"] <= WAIT_TARGET
         lines.append(f"| waiting for data ≤ {100 * WAIT_TARGET:.0f} % of step time, {size_label(size)} | {measured} | {met(ok)} |")
-    steady = list(arch_rows(results))
+    steady = steady_rows(results)
     cuda = results["device"]["type"] == "cuda"
     if steady:
         worst_size, worst = max(steady, key=lambda sr: sr[1]["steady"]["sync_calls_per_step"])
@@ -117,6 +124,10 @@ def section_steps(results: dict[str, Any]) -> list[str]:
                 lines.append(f"| {size_label(size)} | {row['arch']} | — | — | failed: {row['error']} | | | | | |")
                 continue
             for s in row["steps"]:
+                if "error" in s:
+                    lines.append(f"| {size_label(size)} | {row['arch']} | {row['params'] / 1e6:.1f} M | {s['schedule']} | "
+                                 f"failed: {s['error']} | | | | | |")
+                    continue
                 share = "—" if best is None else pct(s["flops_per_s"] / best)
                 memory = "—" if s["peak_mib"] is None else f"{s['peak_mib'] / 1024:.2f}"
                 lines.append(f"| {size_label(size)} | {row['arch']} | {row['params'] / 1e6:.1f} M | {s['schedule']} | "
@@ -158,6 +169,9 @@ def section_steady(results: dict[str, Any]) -> list[str]:
              "(per step) |", "|---|---|---|---|---|---|"]
     for size, row in arch_rows(results):
         st = row["steady"]
+        if "error" in st:
+            lines.append(f"| {size_label(size)} | {row['arch']} | failed: {st['error']} | | | |")
+            continue
         sites = st["sync_sites"]
         where = "— (CPU)" if sites is None else (", ".join(f"`{site}` ×{n:g}" for site, n in sites.items()) or "none")
         lines.append(f"| {size_label(size)} | {row['arch']} | {st['sync_calls_per_step']:g} | "

@@ -163,6 +163,34 @@ def test_the_section_goes_between_the_gpu_markers_and_renders_again_from_its_jso
     assert capsys.readouterr().out.rstrip() == section.rstrip()
 
 
+def test_a_failed_schedule_is_recorded_and_the_other_one_still_measured(monkeypatch) -> None:
+    measure = gpu.measure_schedule
+
+    def out_of_memory_when_joint(harness, schedule, tasks, repeats):
+        if schedule == "joint":
+            raise torch.OutOfMemoryError("CUDA out of memory.\nTried to allocate 40 GiB")
+        return measure(harness, schedule, tasks, repeats)
+
+    monkeypatch.setattr(gpu, "measure_schedule", out_of_memory_when_joint)
+    row, table = gpu.measure_arch(TINY[1], "task_in", "cpu")
+    one, joint = row["steps"]
+    assert one["seconds"] > 0 and "error" not in row["steady"] and table
+    assert joint == {"schedule": "joint", "tasks": 5,
+                     "error": "OutOfMemoryError: CUDA out of memory. Tried to allocate 40 GiB"}
+
+
+def test_failed_measurements_render_and_fail_the_bench_stage(tiny_run: dict) -> None:
+    results = json.loads(json.dumps(tiny_run["results"]))
+    gpu_size = results["sizes"][1]["archs"][0]
+    gpu_size["steps"][1] = {"schedule": "joint", "tasks": 5, "error": "OutOfMemoryError: CUDA out of memory."}
+    gpu_size["steady"] = {"error": "RuntimeError: CUPTI unavailable"}
+    text = gpu_report.render(results)
+    assert "| joint | failed: OutOfMemoryError: CUDA out of memory. |" in text
+    assert "| gpu (64², batch 2) | tsn | failed: RuntimeError: CUPTI unavailable |" in text
+    assert gpu_check.bench_failures(results) == ["gpu tsn"] and gpu_check.bench_failures(tiny_run["results"]) == []
+    assert "not measured: gpu tsn" in gpu_check.bench_summary(results)
+
+
 def test_past_the_time_limit_the_rest_is_listed_as_skipped_and_still_renders() -> None:
     results = gpu.measure_gpu("cpu", tiny=True, archs=("tsn",), deadline=time.monotonic() - 1)
     assert results["skipped"] == ["paper: data wait", "paper: tsn", "gpu: data wait", "gpu: tsn"]
