@@ -29,7 +29,13 @@ SWEEPS  := $(patsubst experiments/%.yaml,sweep-%,$(TRAINED))
 # Diagnoses of TSN's gap at the cpu budget (issue 12): experiments/diagnosis/NAME.yaml, run with diagnose-NAME.
 DIAGNOSES := $(wildcard experiments/diagnosis/*.yaml)
 
-.PHONY: help venv test test-all params bench clean sweep-all worker dashboard tables
+# make gpu-check: where its files go (the device tool's $OUT when set), and the wheels a GPU machine without
+# network lacks (its image has PyTorch but not the sweep driver's packages): `make gpu-wheels`, then carry .whl/.
+GPU_OUT    ?= $(or $(OUT),runs/gpu-check)
+GPU_PYTHON ?= 3.12
+GPU_WHEELS := optuna optuna-dashboard alembic SQLAlchemy Mako colorlog bottle
+
+.PHONY: help venv test test-all params bench gpu-check gpu-wheels clean sweep-all worker dashboard tables
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
@@ -79,6 +85,14 @@ dashboard: $(STAMP) ## optuna-dashboard on the study storage (http://127.0.0.1:8
 
 bench: $(STAMP) ## measure training speed on this machine and write BENCHMARKS.md
 	$(PY) -m bench --out BENCHMARKS.md
+
+gpu-check: $(STAMP) ## issue 14 on one GPU in <= 8 min: CUDA tests, GPU bench, a gpu trial per architecture -> GPU_OUT
+	$(PY) -m bench.gpu_check --out $(GPU_OUT) --benchmarks BENCHMARKS.md
+
+gpu-wheels: $(STAMP) ## download into .whl/ the wheels gpu-check needs on a GPU machine without network (GPU_PYTHON=3.12)
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl $(GPU_WHEELS)
 
 clean: ## remove caches (keeps RUNS and the venv)
 	rm -rf .cache .pytest_cache

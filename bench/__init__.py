@@ -15,6 +15,9 @@ Measures, on the current machine, the same model and training step the trainer u
 median of repeated runs; ratios are measured side by side in one process. ``--quick`` runs tiny sizes in a minute or two
 (the tests use it); its numbers mean nothing. A top-level package, not part of ``tsn``: it imports the sweep
 driver (Optuna, W&B), which the model core never does.
+
+On a GPU, :mod:`bench.gpu` measures BENCHMARKS.md's GPU section (its own markers; ``python -m bench.gpu``) and
+:mod:`bench.gpu_check` runs it with the CUDA tests and a trial per architecture (``make gpu-check``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from tsn.config import RunConfig, resolve
 from tsn.cpu_kernels import reference_ops
 from tsn.engine import build_optimisation, build_run_model, channels_last, train_step
 from tsn.models import ARCHITECTURES, MultiTaskModel, build_model
-from tsn.runtime import configure_threads, seed_everything
+from tsn.runtime import configure_threads, seed_everything, select_device
 from tsn.target_kinds import target_kind
 from tsn.tasks import DatasetTasks, dataset_tasks
 from tsn.train import Trainer
@@ -92,22 +92,27 @@ def random_batch(tasks: DatasetTasks, batch: int, size: int, seed: int = 0) -> d
 
 class StepHarness:
     """A run's model, optimisers and ``tsn.engine.train_step`` on one random batch: no dataset, so any size
-    needs no rendering."""
+    needs no rendering. The device is the config's ``train.device``; on CUDA the batch is in pinned memory, as the
+    trainer's DataLoader (``pin_memory``) delivers it."""
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.tasks = dataset_tasks(cfg.data.dataset, cfg.data.tasks)
         self.loss_weights = {t.name: t.loss_weight for t in self.tasks.tasks}
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = select_device(cfg.train.device)
         self.channels_last = channels_last(cfg.train, self.device)
         self.model: MultiTaskModel = build_run_model(cfg, self.tasks, self.device)
         self.optimisation = build_optimisation(self.model, cfg.train)
         self.batch = random_batch(self.tasks, cfg.train.batch_size, cfg.data.image_size)
+        if self.device.type == "cuda":
+            self.batch = {"image": self.batch["image"].pin_memory(),
+                          "targets": {t: v.pin_memory() for t, v in self.batch["targets"].items()}}
 
-    def step(self, tasks: Sequence[str]) -> None:
+    def step(self, tasks: Sequence[str], sync: bool = True) -> None:
+        """One training step; ``sync``: wait for the device to finish it (False: back-to-back steps queue up)."""
         train_step(self.model, self.optimisation, self.tasks, self.loss_weights, tuple(tasks), self.batch,
                    device=self.device, amp=self.cfg.train.amp, channels_last=self.channels_last)
-        if self.device.type == "cuda":
+        if sync and self.device.type == "cuda":
             torch.cuda.synchronize()
 
 

@@ -37,7 +37,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import TrialState
 
 from tsn.config import RunConfig, config_hash
-from tsn.errors import environment_fault, redact
+from tsn.errors import environment_fault, one_line, redact
 from tsn.models import ModelConfig
 from tsn.runtime import git_commit
 from tsn.train import Baseline, Trainer
@@ -85,11 +85,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
 
 
 def final_failures(trials: Iterable[optuna.trial.FrozenTrial]) -> set[int]:

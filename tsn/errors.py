@@ -74,6 +74,13 @@ def first_line(err: BaseException) -> str:
     return lines[0].strip() if lines else type(err).__name__
 
 
+def one_line(err: BaseException) -> str:
+    """``Type: message`` on one line (whitespace collapsed, the message cut at 300 characters): how a failed trial's
+    reason, a failed benchmark measurement or a failed stage of ``make gpu-check`` is recorded."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
+
+
 def _chain(err: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
     while err is not None and err not in seen:
