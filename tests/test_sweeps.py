@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -116,6 +117,20 @@ def test_rerunning_a_finished_sweep_trains_nothing(tmp_path: Path, monkeypatch) 
     monkeypatch.setattr(TrialRunner, "run", lambda self, *a, **k: calls.append(a))
     assert make_sweep(tmp_path, experiment).run() == {"complete": 2}
     assert calls == []
+
+
+def test_without_a_baseline_the_objective_and_the_wandb_summary_are_the_runs_mean_validation_loss(tmp_path) -> None:
+    path = tmp_path / "plain.yaml"
+    path.write_text("name: plain\nfixed: {model: {architecture: tsn}}\naxes:\n" + ENCODINGS + "baseline: none\n")
+    sweep = make_sweep(tmp_path, path, wandb=True)
+    assert sweep.run() == {"complete": 2} and sweep.baseline_study is None
+    for trial in complete(sweep.study):
+        stored = json.loads((Path(trial.user_attrs[R.RUN_DIR]) / "metrics.json").read_text())
+        losses = stored["val_loss"]
+        assert trial.value == stored["mean_val_loss"] == pytest.approx(sum(losses.values()) / len(losses), rel=1e-12)
+        assert R.DELTA_M not in trial.user_attrs
+        (run_dir,) = (tmp_path / "runs" / "wandb").glob(f"offline-run-*-{trial.user_attrs[R.WANDB_RUN_ID]}")
+        assert read_offline_run(run_dir)["summary"]["mean_val_loss"] == trial.value
 
 
 def test_single_task_baselines_are_shared_across_studies(tmp_path: Path) -> None:
