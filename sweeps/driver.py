@@ -26,16 +26,15 @@ loop over the grid, each point's single-task baseline first.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
-from tsn.config import RunConfig, config_hash
+from tsn.config import RunConfig, baseline_config, config_hash
 from tsn.errors import redact
-from tsn.models import ModelConfig
 from tsn.train import Baseline
 
 from . import records as R
@@ -47,17 +46,6 @@ from .storage import open_storage
 from .tracking import TrackingConfig
 
 POLL_SECONDS = 5.0
-
-
-def baseline_config(cfg: RunConfig) -> RunConfig:
-    """The single-task run that ``cfg``'s Delta-m is measured against: same data, encoder, widths, seed."""
-    model = ModelConfig(
-        architecture="single_task",
-        backbone=cfg.model.backbone,
-        pretrained=cfg.model.pretrained,
-        decoder_width=cfg.model.decoder_width,
-    )
-    return replace(cfg, model=model, train=replace(cfg.train, schedule="epoch"))
 
 
 @dataclass
