@@ -3,7 +3,8 @@
 Each Optuna trial keeps its grid point in ``trial.params`` (keys are the experiment's axis names, e.g.
 ``model.encoding``, ``model.embedding_dim``, ``train.seed``) and everything else in ``trial.user_attrs``
 under the keys below. Values are JSON-serialisable. The objective value is Delta-m (astmt convention, lower is
-better) when the study has a single-task baseline, else the mean validation loss.
+better) when the study has a single-task baseline, else the mean validation loss: the ``mean_val_loss`` of the
+Trainer's summary (:func:`tsn.evaluate.mean_loss` of its final ``val_loss``), which W&B's run summary carries too.
 
 Study names: ``{experiment}-{dataset}-{budget}`` (e.g. ``embedding-synthetic-cpu``), built and parsed only here
 (:func:`study_name`, :func:`parse_study_name`). Single-task baselines live in their own study
@@ -46,8 +47,9 @@ PARAMS = "n_params"  # int
 MACS = "macs"  # int, multiply-accumulates of one forward pass predicting all tasks for one image
 WALL_TIME = "wall_time_s"  # float
 HISTORY = "history"  # [{"epoch", "train_loss": {task: float}, "task_order": [task], "val_loss": {...}, "metrics": {task: float}, "delta_m", "lr", "seconds"}]
-# {epoch (str): {"metrics": like METRICS, "primary": like PRIMARY, "val_loss": {task: float}, "delta_m": like the
-# summary's delta_m block or None}}: the full evaluations at train.eval_epochs and at the last epoch
+# {epoch (str): {"metrics": like METRICS, "primary": like PRIMARY, "val_loss": {task: float}, "mean_val_loss": float
+# (absent in records written before it), "delta_m": like the summary's delta_m block or None}}: the full evaluations
+# at train.eval_epochs and at the last epoch
 EVALUATIONS = "evaluations"
 
 # Failures

@@ -143,7 +143,7 @@ class WandbRun(Callback):
                 values["delta_m"] = summary["delta_m"]["value"]
                 values["delta_m_convention"] = summary["delta_m"]["convention"]
             values.update(params=summary["params"], macs=summary["macs"], wall_time_s=summary["wall_time_s"],
-                          mean_val_loss=sum(summary["val_loss"].values()) / len(summary["val_loss"]))
+                          mean_val_loss=summary["mean_val_loss"])
             self.run.summary.update(values)
         except Exception as err:  # noqa: BLE001
             self._warn("summary", err)

@@ -106,7 +106,7 @@ def fake_runs(storage: str, study_name: str) -> list[SimpleNamespace]:
         if t.state.name == "COMPLETE":
             logger.log_summary({"primary": attrs[R.PRIMARY], "metrics": attrs[R.METRICS], "params": attrs[R.PARAMS],
                                 "macs": attrs[R.MACS], "wall_time_s": attrs[R.WALL_TIME],
-                                "val_loss": {t: 1.0 for t in attrs[R.PRIMARY]},
+                                "mean_val_loss": 1.0,
                                 "delta_m": {"value": attrs[R.DELTA_M], "convention": "astmt"}})
             assert logger.run is not None, "sweeps.tracking.log_summary rejected the summary"
         summary = {**logger.run, "_timestamp": 1.0, **({"fail_reason": attrs[R.FAIL_REASON]}

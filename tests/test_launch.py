@@ -14,8 +14,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps import driver
 from sweeps import records as R
+from sweeps import runner
 from sweeps.__main__ import main as sweeps_main
 from sweeps.driver import INTERRUPTED, Sweep
 from sweeps.experiment import load_experiment
@@ -195,12 +195,12 @@ def test_a_worker_at_its_time_limit_records_its_trial_as_interrupted_then_lets_s
     sweep = Sweep(load_experiment(write_experiment(tmp_path, "limit")), "smoke", storage, overrides=TINY,
                   runs_dir=tmp_path / "runs", tracking=TrackingConfig(enabled=False), log=lambda _: None)
 
-    class SignalledTrainer(driver.Trainer):
+    class SignalledTrainer(runner.Trainer):
         def fit(self, *args, **kwargs):  # Slurm's warning arrives during the first epoch
             os.kill(os.getpid(), signal.SIGUSR2)
             return super().fit(*args, **kwargs)
 
-    monkeypatch.setattr(driver, "Trainer", SignalledTrainer)
+    monkeypatch.setattr(runner, "Trainer", SignalledTrainer)
     requeued: list[int] = []
 
     def submitit_handler(signum, frame):  # what submitit installs: checkpoint, requeue, exit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,10 +13,11 @@ import pytest
 from optuna.trial import TrialState
 
 from analysis.runs import load_study
-from sweeps import driver
 from sweeps import records as R
+from sweeps import runner
 from sweeps.__main__ import main as sweeps_main
 from sweeps.driver import DUPLICATE_OF, STRAY, Sweep, WORKER
+from sweeps.runner import TrialRunner, TrialTiming
 from sweeps.experiment import SEED_KEY, load_experiment
 from sweeps.storage import open_storage
 from sweeps.tracking import TrackingConfig
@@ -112,9 +114,23 @@ def test_rerunning_a_finished_sweep_trains_nothing(tmp_path: Path, monkeypatch) 
     experiment = write_experiment(tmp_path, ENCODINGS)
     make_sweep(tmp_path, experiment).run()
     calls = []
-    monkeypatch.setattr(Sweep, "_execute", lambda self, *a, **k: calls.append(a))
+    monkeypatch.setattr(TrialRunner, "run", lambda self, *a, **k: calls.append(a))
     assert make_sweep(tmp_path, experiment).run() == {"complete": 2}
     assert calls == []
+
+
+def test_without_a_baseline_the_objective_and_the_wandb_summary_are_the_runs_mean_validation_loss(tmp_path) -> None:
+    path = tmp_path / "plain.yaml"
+    path.write_text("name: plain\nfixed: {model: {architecture: tsn}}\naxes:\n" + ENCODINGS + "baseline: none\n")
+    sweep = make_sweep(tmp_path, path, wandb=True)
+    assert sweep.run() == {"complete": 2} and sweep.baseline_study is None
+    for trial in complete(sweep.study):
+        stored = json.loads((Path(trial.user_attrs[R.RUN_DIR]) / "metrics.json").read_text())
+        losses = stored["val_loss"]
+        assert trial.value == stored["mean_val_loss"] == pytest.approx(sum(losses.values()) / len(losses), rel=1e-12)
+        assert R.DELTA_M not in trial.user_attrs
+        (run_dir,) = (tmp_path / "runs" / "wandb").glob(f"offline-run-*-{trial.user_attrs[R.WANDB_RUN_ID]}")
+        assert read_offline_run(run_dir)["summary"]["mean_val_loss"] == trial.value
 
 
 def test_single_task_baselines_are_shared_across_studies(tmp_path: Path) -> None:
@@ -133,7 +149,7 @@ def test_failed_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path
                 raise NonFiniteLossError("non-finite loss (injected)")
             return super().fit(*args, **kwargs)
 
-    monkeypatch.setattr(driver, "Trainer", Diverging)
+    monkeypatch.setattr(runner, "Trainer", Diverging)
     axes = "  scientific:\n    train.lr_decoder: [10.0, 0.001]\n  nuisance:\n    train.seed: [1337]\n"
     experiment = write_experiment(tmp_path, axes, fixed="{model: {architecture: tsn}, train: {schedule: joint}}")
     sweep = make_sweep(tmp_path, experiment)
@@ -152,10 +168,10 @@ def test_on_trial_complete_is_told_every_completed_trial_and_its_training_time(t
                 raise NonFiniteLossError("non-finite loss (injected)")
             return super().fit(*args, **kwargs)
 
-    monkeypatch.setattr(driver, "Trainer", Diverging)
+    monkeypatch.setattr(runner, "Trainer", Diverging)
     axes = "  scientific:\n    train.lr_decoder: [10.0, 0.001]\n  nuisance:\n    train.seed: [1337]\n"
     experiment = write_experiment(tmp_path, axes, fixed="{model: {architecture: tsn}, train: {schedule: joint}}")
-    told: list[driver.TrialTiming] = []
+    told: list[TrialTiming] = []
     sweep = Sweep(load_experiment(experiment), "smoke", f"sqlite:///{tmp_path / 'studies.db'}", overrides=TINY,
                   runs_dir=tmp_path / "runs", log=lambda line: None, on_trial_complete=told.append,
                   tracking=TrackingConfig(mode="offline", dir=str(tmp_path / "runs")))
@@ -173,8 +189,8 @@ def test_on_trial_complete_is_told_every_completed_trial_and_its_training_time(t
 def test_a_second_claim_of_the_same_point_is_pruned_as_duplicate(tmp_path: Path) -> None:
     sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
     key, point = next(iter(sweep.by_hash.items()))
-    first = sweep._claim(sweep.study, point.params, key, sweep.by_hash)
-    second = sweep._claim(sweep.study, point.params, key, sweep.by_hash)
+    first = sweep.ledger.claim(point.params, key)
+    second = sweep.ledger.claim(point.params, key)
     assert first is not None and second is None
     (pruned,) = sweep.study.get_trials(states=(TrialState.PRUNED,))
     assert pruned.user_attrs[DUPLICATE_OF] == first.number
@@ -185,7 +201,7 @@ def test_a_worker_whose_waiting_point_another_took_closes_the_stray_and_runs_wha
     (key_a, point_a), (key_b, point_b) = list(sweep.by_hash.items())[:2]
     sweep.study.enqueue_trial(dict(point_a.params), user_attrs={R.CONFIG_HASH: key_a})
     other = sweep.study.ask()  # another worker takes the waiting point first
-    stray = sweep._claim(sweep.study, None, key_a, sweep.by_hash)  # ask() finds nothing waiting: a fresh trial
+    stray = sweep.ledger.claim(None, key_a)  # ask() finds nothing waiting: a fresh trial
     assert other.user_attrs[R.CONFIG_HASH] == key_a and stray is None
     (pruned,) = sweep.study.get_trials(states=(TrialState.PRUNED,))
     assert pruned.user_attrs[STRAY] and R.CONFIG_HASH not in pruned.user_attrs
@@ -202,7 +218,7 @@ def test_a_shared_baseline_trial_of_another_sweep_is_handed_back_to_it(tmp_path:
     sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
     study = sweep.baseline_study
     study.enqueue_trial({"train.seed": 7}, user_attrs={R.CONFIG_HASH: "another-sweeps-hash"})
-    assert sweep._claim(study, None, "unused", sweep.baseline_by_hash) is None
+    assert sweep.baseline_ledger.claim(None, "unused") is None
     (waiting,) = study.get_trials(states=(TrialState.WAITING,))
     assert waiting.system_attrs["fixed_params"] == {"train.seed": 7}  # what a waiting trial will be asked with
     assert waiting.user_attrs[R.CONFIG_HASH] == "another-sweeps-hash"
@@ -212,7 +228,7 @@ def test_a_shared_baseline_trial_of_another_sweep_is_handed_back_to_it(tmp_path:
 def test_trial_of_a_dead_worker_is_retried_and_each_point_completes_once(tmp_path: Path) -> None:
     sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS))
     key, point = next(iter(sweep.by_hash.items()))
-    orphan = sweep._claim(sweep.study, point.params, key, sweep.by_hash)
+    orphan = sweep.ledger.claim(point.params, key)
     orphan.set_user_attr(WORKER, f"{os.uname().nodename}:{2**22 + 12345}")  # a pid that does not exist
     sweep.run()
     keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(sweep.study)]

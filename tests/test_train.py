@@ -225,6 +225,20 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path: Path) -> None:
     assert Trainer(cfg, tmp_path).fit(resume=True) == json.loads(json.dumps(first, default=str))
 
 
+def test_the_summary_carries_the_mean_validation_loss_and_an_older_metrics_json_gets_it_on_resume(
+        tmp_path: Path) -> None:
+    cfg = tiny("train.epochs=2", "train.eval_epochs=[1, 2]")
+    summary = Trainer(cfg, tmp_path).fit()
+    for report in (summary, *summary["evaluations"].values()):
+        losses = report["val_loss"]
+        assert len(losses) == 5 and report["mean_val_loss"] == pytest.approx(sum(losses.values()) / 5, rel=1e-12)
+    assert summary["evaluations"]["1"]["mean_val_loss"] != summary["mean_val_loss"]
+    older = json.loads((tmp_path / "metrics.json").read_text())
+    del older["mean_val_loss"]  # metrics.json as written before the key existed
+    (tmp_path / "metrics.json").write_text(json.dumps(older))
+    assert Trainer(cfg, tmp_path).fit(resume=True)["mean_val_loss"] == summary["mean_val_loss"]
+
+
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path: Path) -> None:
     Trainer(tiny("train.epochs=1"), tmp_path).fit()
     with pytest.raises(CheckpointError, match="belongs to another configuration"):

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from .decoder import DecoderWidths
-from .domains import SEED_MAX, check_fields, domain
+from .domains import SEED_MAX, check_fields, domain, is_multi_task_only, multi_task_only
 from .lr_schedules import LR_SCHEDULES as LR_SCHEDULE_TYPES
 from .models import ModelConfig, validate_model_config
 from .pretrained import (IMAGENET, IMAGENET_WEIGHTS, NO_WEIGHTS, SYNTHETIC, WeightsUnavailableError,
@@ -63,7 +63,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    schedule: str = "epoch"  # the paper's: a full pass per task, tasks in shuffled order each epoch
+    # the paper's: a full pass per task, tasks in shuffled order each epoch (a single-task run has one task)
+    schedule: str = field(default="epoch", metadata=multi_task_only())
     epochs: int = field(default=300, metadata=domain(1, MAX_EPOCHS))
     batch_size: int = field(default=16, metadata=domain(1, 65536))
     lr_encoder: float = field(default=1e-6, metadata=domain(0, MAX_LR))
@@ -119,6 +120,22 @@ def config_hash(cfg: RunConfig) -> str:
         data["model"]["codes_file"] = "sha256:" + _file_digest(cfg.model.codes_file)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def baseline_config(cfg: RunConfig) -> RunConfig:
+    """The single-task run that ``cfg``'s Delta-m is measured against: architecture ``single_task``, every field
+    marked :func:`tsn.domains.multi_task_only` at its default, every other field (data, encoder, widths, seed, ...)
+    as in ``cfg``, so that a new field is compared like for like unless it is marked."""
+    sections = {}
+    for name in SECTIONS:
+        section = getattr(cfg, name)
+        sections[name] = replace(section, **{f.name: _default(f) for f in fields(section) if is_multi_task_only(f)})
+    sections["model"] = replace(sections["model"], architecture="single_task")
+    return replace(cfg, **sections)
+
+
+def _default(item: dataclasses.Field) -> Any:
+    return item.default_factory() if item.default is dataclasses.MISSING else item.default
 
 
 def _file_digest(path: str) -> str:

@@ -1,15 +1,20 @@
-"""Domains of numeric configuration values, declared once with each dataclass field and checked in one place.
+"""What a configuration field declares of itself, once, in its ``metadata``: its domain, and whether only the
+multi-task method reads it.
 
 A field declares its domain as ``field(default=..., metadata=domain(low, high, ...))``; :func:`check_fields`
 checks every declared field of a dataclass instance (each entry of a tuple, each value of a mapping). Every
 number must be finite; integers and floats are told apart by the field's annotation, not here.
+
+A field that only the multi-task method reads (the task conditioning, the task schedule) declares
+``metadata=multi_task_only()`` (combined with a domain: ``domain(...) | multi_task_only()``): a single-task
+baseline resets it to its default (:func:`tsn.config.baseline_config`) and keeps every other field.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, fields
 from typing import Any, Callable, Mapping
 
 SEED_MAX = 2**31 - 1  # fits every generator the suite seeds (torch, numpy, Python)
@@ -51,6 +56,15 @@ def domain(low: float | None = None, high: float | None = None, *, open_low: boo
            open_high: bool = False) -> dict[str, Domain]:
     """The ``metadata`` of a dataclass field whose values lie in ``low .. high``."""
     return {"domain": Domain(low, high, open_low, open_high)}
+
+
+def multi_task_only() -> dict[str, bool]:
+    """The ``metadata`` of a field that only the multi-task method reads (see the module's docstring)."""
+    return {"multi_task_only": True}
+
+
+def is_multi_task_only(item: Field) -> bool:
+    return bool(item.metadata.get("multi_task_only"))
 
 
 def check_fields(obj: Any, section: str) -> None:

@@ -15,6 +15,13 @@ from .models import MultiTaskModel
 from .tasks import DatasetTasks
 
 
+def mean_loss(losses: Mapping[str, float], tasks: Iterable[str] | None = None) -> float:
+    """The mean of the weighted validation losses of ``tasks`` (default: every task): what a network's LR schedule
+    follows, and the run's ``mean_val_loss`` (a sweep's objective without a single-task baseline)."""
+    names = list(losses if tasks is None else tasks)
+    return sum(losses[t] for t in names) / len(names)
+
+
 @dataclass
 class Evaluation:
     losses: dict[str, float]  # weighted, averaged over samples
@@ -22,12 +29,11 @@ class Evaluation:
 
     @property
     def mean_loss(self) -> float:
-        """The mean of every task's weighted validation loss (what a shared network's LR schedule follows)."""
-        return self.mean_loss_of(self.losses)
+        """The mean of every task's weighted validation loss."""
+        return mean_loss(self.losses)
 
     def mean_loss_of(self, tasks: Iterable[str]) -> float:
-        names = list(tasks)
-        return sum(self.losses[t] for t in names) / len(names)
+        return mean_loss(self.losses, tasks)
 
     def primary(self, tasks: DatasetTasks) -> dict[str, float]:
         """Each task's Delta-m metric (e.g. semseg mIoU, normals mean error)."""

@@ -18,7 +18,7 @@ from torch import nn
 
 from .backbones import BACKBONES, build_backbone
 from .decoder import Decoder, DecoderWidths
-from .domains import SEED_MAX, check_fields, domain
+from .domains import SEED_MAX, check_fields, domain, multi_task_only
 from .encodings import ENCODINGS, codes_from_file, task_codes
 from .heads import HEADS, build_head
 from .layers import TaskContext, TaskEmbeddingNet
@@ -30,18 +30,25 @@ Features = list[torch.Tensor]
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything that defines a model; the defaults are the paper's (ResNet-18, paper widths, d = 100)."""
+    """Everything that defines a model; the defaults are the paper's (ResNet-18, paper widths, d = 100).
 
-    architecture: str = "tsn"
+    The fields marked ``multi_task_only`` are reset to their defaults in a run's single-task baseline
+    (tsn.config.baseline_config); the encoder and the widths are the baseline's too.
+    """
+
+    architecture: str = field(default="tsn", metadata=multi_task_only())
     backbone: str = "resnet18"
     pretrained: str | None = None  # "none" | "imagenet" | "synthetic" | a local .pth file; None = not set
     decoder_width: float = field(default=1.0, metadata=domain(0, 16, open_low=True))
-    encoding: str = "orthogonal"
-    embedding_dim: int = field(default=100, metadata=domain(1, 4096))
-    n_fc: int = field(default=8, metadata=domain(0, 64))
-    code_seed: int = field(default=0, metadata=domain(0, SEED_MAX))  # seed of the Gaussian task codes
-    codes_file: str | None = None  # a T x d .npy array of task codes; replaces the encoding's draw
-    head: str | None = None  # "shared" | "per_task"; None = the architecture's default
+    encoding: str = field(default="orthogonal", metadata=multi_task_only())
+    embedding_dim: int = field(default=100, metadata=domain(1, 4096) | multi_task_only())
+    n_fc: int = field(default=8, metadata=domain(0, 64) | multi_task_only())
+    # seed of the Gaussian task codes
+    code_seed: int = field(default=0, metadata=domain(0, SEED_MAX) | multi_task_only())
+    # a T x d .npy array of task codes; replaces the encoding's draw
+    codes_file: str | None = field(default=None, metadata=multi_task_only())
+    # "shared" | "per_task"; None = the architecture's default
+    head: str | None = field(default=None, metadata=multi_task_only())
 
 
 class MultiTaskModel(nn.Module):

@@ -24,7 +24,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import RunConfig, config_hash
 from .data import build_dataset
 from .engine import NonFiniteLossError, Optimisation, build_optimisation, build_run_model, channels_last, train_step
-from .evaluate import Evaluation, evaluate
+from .evaluate import Evaluation, evaluate, mean_loss
 from .metrics.delta_m import delta_m
 from .models import MultiTaskModel
 from .params import count_macs, count_parameters, meta_model
@@ -281,6 +281,7 @@ class Trainer:
             },
             "primary": primary,
             "val_loss": evaluation.losses,
+            "mean_val_loss": evaluation.mean_loss,
             "delta_m": None
             if dm is None
             else {"value": dm, "convention": "astmt", "baseline": dict(self.baseline.provenance),
@@ -311,7 +312,9 @@ class Trainer:
 
 
 def load_finished(out_dir: str | Path) -> dict[str, Any]:
-    return json.loads((Path(out_dir) / METRICS).read_text())
+    summary = json.loads((Path(out_dir) / METRICS).read_text())
+    summary.setdefault("mean_val_loss", mean_loss(summary["val_loss"]))  # written before the key existed
+    return summary
 
 
 def _format_seconds(seconds: float) -> str:

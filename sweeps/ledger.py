@@ -1,0 +1,233 @@
+"""The exactly-once bookkeeping of one Optuna study: which grid point is done, who runs what, who died.
+
+A ledger trains nothing and knows nothing of W&B; it reads and writes trial states and the attributes below, so
+any number of ledgers (one per worker) can share a study. The protocol (see :mod:`sweeps.driver`):
+
+- Every grid point is identified by the hash of its resolved config (``records.CONFIG_HASH``).
+- :meth:`Ledger.claim` enqueues a pending point and ``ask``s: the storage hands each waiting trial to one worker
+  only, so the trial taken may be another worker's point, which the caller runs instead. A fresh, untagged trial
+  (another worker took the only waiting one) or a point this ledger cannot run (another experiment's single-task
+  baseline in the shared study, enqueued again for its owner) is closed as PRUNED with :data:`STRAY`. A trial
+  whose point has a live trial of a lower number is closed as PRUNED with :data:`DUPLICATE_OF`.
+- :meth:`Ledger.status`: a point is pending while it has no COMPLETE trial, no final failure (:func:`final_failures`)
+  and no RUNNING trial. :meth:`Ledger.reap` fails (without a reason) a RUNNING trial whose worker died, so its point
+  is pending again: a dead pid on this host at once, another host's by its stale heartbeat (:meth:`Ledger.heartbeat`).
+- A trial ends by :meth:`Ledger.complete`, :meth:`Ledger.fail` (a reason: final until :meth:`Ledger.requeue_failed`)
+  or :meth:`Ledger.interrupted` (no reason: pending again).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import TrialState
+
+from . import records as R
+from .storage import HEARTBEAT_SECONDS
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# We drive heartbeats ourselves (see Ledger.heartbeat) and rely on fail_stale_trials on purpose.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+# Bookkeeping attributes of a trial (trial.user_attrs), beside those of sweeps.records
+WORKER = "worker"  # "host:pid" of the worker that claimed the trial
+DUPLICATE_OF = "duplicate_of"  # int: the number of the live trial of the same point; this one never trained
+STRAY = "stray"  # True: a trial closed unrun (nothing was waiting for it, or its point belongs to another sweep)
+INTERRUPTED = "interrupted"  # True: stopped by a signal or a fault of the environment; its point is pending again
+
+RANK = {"complete": 4, "failed": 3, "running": 2, "waiting": 1}  # what status() says of a point (else pending)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def final_failures(trials: Iterable[optuna.trial.FrozenTrial]) -> set[int]:
+    """Numbers of the trials that failed for good: FAIL with a recorded reason, and no later trial of their point
+    enqueued by ``retry --failed`` (a trial stopped by an interrupt or the environment has no reason)."""
+    trials = list(trials)
+    retried: dict[str, int] = {}  # config hash -> the number of its latest retry
+    for trial in trials:
+        if R.RETRY_OF in trial.user_attrs:
+            key = trial.user_attrs[R.CONFIG_HASH]
+            retried[key] = max(retried.get(key, -1), trial.number)
+    return {t.number for t in trials if t.state == TrialState.FAIL and R.FAIL_REASON in t.user_attrs
+            and t.number >= retried.get(t.user_attrs.get(R.CONFIG_HASH), -1)}
+
+
+class Ledger:
+    """The bookkeeping of study ``name`` in ``storage`` (created if missing) for the points this worker can run.
+
+    ``runnable`` maps the config hash of every point this worker can run to whatever the caller runs it from (the
+    ledger only tests membership); ``distributions`` are the parameters a point is enqueued with.
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage, name: str, runnable: Mapping[str, Any],
+                 distributions: Mapping[str, BaseDistribution]) -> None:
+        self.storage = storage
+        self.runnable = runnable
+        self.distributions = dict(distributions)
+        # The caller enumerates the grid and every point is enqueued with fixed parameters, so the sampler never
+        # chooses a value (Optuna's GridSampler cannot guarantee exactly-once under parallel workers).
+        self.study = optuna.create_study(
+            study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(seed=0),
+            direction="minimize", load_if_exists=True,
+        )
+
+    # ------------------------------------------------------------------------------------------------ reading
+    def status(self) -> dict[str, str]:
+        """config hash -> "complete" | "failed" | "running" | "waiting" (absent: pending), over the whole study."""
+        status: dict[str, str] = {}
+        trials = self.study.get_trials(deepcopy=False)
+        failed = final_failures(trials)
+        for trial in trials:
+            key = trial.user_attrs.get(R.CONFIG_HASH)
+            if key is None or DUPLICATE_OF in trial.user_attrs:
+                continue
+            state = {
+                TrialState.COMPLETE: "complete",
+                TrialState.RUNNING: "running",
+                TrialState.WAITING: "waiting",
+                TrialState.FAIL: "failed" if trial.number in failed else None,
+            }.get(trial.state)
+            if state and RANK[state] > RANK.get(status.get(key, ""), 0):
+                status[key] = state
+        return status
+
+    def counts(self) -> dict[str, int]:
+        """How many runnable points are in each state, "pending" included."""
+        status = self.status()
+        counts: dict[str, int] = {}
+        for key in self.runnable:
+            state = status.get(key, "pending")
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+    def completed(self, key: str) -> optuna.trial.FrozenTrial | None:
+        """The COMPLETE trial of point ``key``, if any."""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if trial.user_attrs.get(R.CONFIG_HASH) == key:
+                return trial
+        return None
+
+    # ------------------------------------------------------------------------------------------- claiming
+    def claim(self, params: Mapping[str, Any] | None, key: str) -> optuna.Trial | None:
+        """Enqueue point ``key`` with ``params`` (None: the point already waits) and take the next waiting trial.
+
+        The trial taken may be another runnable point, which the caller runs (its ``records.CONFIG_HASH`` says
+        which). None when there is nothing to run: a stray, a point this ledger cannot run, or a duplicate.
+        """
+        if params is not None:
+            self.study.enqueue_trial(dict(params), user_attrs={R.CONFIG_HASH: key})
+        trial = self.study.ask(self.distributions)
+        mine = trial.user_attrs.get(R.CONFIG_HASH)
+        if mine not in self.runnable:
+            if mine is not None:  # hand it back to the sweep it belongs to
+                self.study.enqueue_trial(trial.params, user_attrs={R.CONFIG_HASH: mine})
+            trial.set_user_attr(STRAY, True)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            return None
+        trial.set_user_attr(WORKER, worker_id())
+        others = self.study.get_trials(deepcopy=False)
+        failed = final_failures(others)
+        for other in others:
+            if other.number >= trial.number or other.user_attrs.get(R.CONFIG_HASH) != mine:
+                continue
+            live = other.state in (TrialState.COMPLETE, TrialState.RUNNING) or other.number in failed
+            if DUPLICATE_OF in other.user_attrs or not live:
+                continue
+            trial.set_user_attr(DUPLICATE_OF, other.number)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            return None
+        return trial
+
+    def reap(self) -> None:
+        """Fail RUNNING trials whose worker is gone: a dead pid on this host at once, elsewhere by heartbeat."""
+        optuna.storages.fail_stale_trials(self.study)
+        host = socket.gethostname()
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = str(trial.user_attrs.get(WORKER, ""))
+            owner_host, _, pid = owner.rpartition(":")
+            if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+                try:
+                    self.study.tell(trial.number, state=TrialState.FAIL)
+                except (ValueError, RuntimeError):
+                    pass  # finished or failed by someone else meanwhile
+
+    @contextmanager
+    def heartbeat(self, trial: optuna.Trial) -> Iterator[None]:
+        """Record the trial's heartbeat in the background (Optuna only does this inside ``optimize``)."""
+        storage = self.storage
+        if not hasattr(storage, "record_heartbeat") or storage.get_heartbeat_interval() is None:
+            yield
+            return
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.is_set():
+                try:
+                    storage.record_heartbeat(trial._trial_id)
+                except Exception:  # noqa: BLE001 - a missed beat is retried; a dead storage fails the trial later
+                    pass
+                stop.wait(HEARTBEAT_SECONDS)
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    # ------------------------------------------------------------------------------------------- closing
+    def complete(self, trial: optuna.Trial, value: float, results: Mapping[str, Any]) -> None:
+        """Store ``results`` (records keys -> values) on the trial and close it with objective ``value``."""
+        for name, result in results.items():
+            trial.set_user_attr(name, result)
+        self.study.tell(trial, value)
+
+    def fail(self, trial: optuna.Trial, reason: str) -> None:
+        """Close the trial as failed for good: its point is final until :meth:`requeue_failed`."""
+        trial.set_user_attr(R.FAIL_REASON, reason)
+        self.study.tell(trial, state=TrialState.FAIL)
+
+    def interrupted(self, trial: optuna.Trial) -> None:
+        """Close the trial as interrupted, without a fail reason, so that its point is pending again."""
+        try:
+            trial.set_user_attr(INTERRUPTED, True)
+            self.study.tell(trial, state=TrialState.FAIL)
+        except Exception:  # noqa: BLE001 - the storage may be the fault: then the trial is reaped as dead instead
+            pass
+
+    def requeue_failed(self) -> int:
+        """Enqueue again every runnable point that failed for good (the failed trials stay for the record), so that
+        the next claim trains it; how many."""
+        requeued = 0
+        trials = self.study.get_trials(deepcopy=False)
+        failed = final_failures(trials)
+        status = self.status()
+        for trial in trials:
+            key = trial.user_attrs.get(R.CONFIG_HASH)
+            if trial.number in failed and key in self.runnable and status.get(key) == "failed":
+                self.study.enqueue_trial(trial.params, user_attrs={R.CONFIG_HASH: key, R.RETRY_OF: trial.number})
+                status[key] = "waiting"  # once per point
+                requeued += 1
+        return requeued
