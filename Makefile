@@ -35,7 +35,7 @@ GPU_OUT    ?= $(or $(OUT),runs/gpu-check)
 GPU_PYTHON ?= 3.12
 GPU_WHEELS := optuna optuna-dashboard alembic SQLAlchemy Mako colorlog bottle
 
-.PHONY: help venv test test-all params bench gpu-check gpu-wheels clean sweep-all worker dashboard tables
+.PHONY: help venv test lint format test-all params bench gpu-check gpu-wheels clean sweep-all worker dashboard tables
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
@@ -54,6 +54,14 @@ venv: $(STAMP) ## create .venv and install requirements.txt
 
 test: $(STAMP) ## run the test suite (CPU only; PYTEST_ARGS="-m 'not slow'" for the quick part)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff: lint (pyflakes, pycodestyle, import order, bugbear, pyupgrade) and format check (pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## ruff: apply the lint fixes and the formatting that `make lint` checks
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 fuzz: $(STAMP) ## the generative test of bad inputs, long profile (minutes; `make test` runs a few seconds of it)
 	TSN_FUZZ_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py --hypothesis-show-statistics $(PYTEST_ARGS)

@@ -69,7 +69,7 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         )
     warnings.filterwarnings("ignore", message="Argument ``heartbeat_interval`` is an experimental feature")
     try:
-        return RDBStorage(
+        storage = RDBStorage(
             _driver_url(url),
             engine_kwargs=_engine_kwargs(url),
             heartbeat_interval=HEARTBEAT_SECONDS,
@@ -77,6 +77,32 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         )
     except Exception as err:  # noqa: BLE001 - driver errors vary by backend; all mean "cannot open"
         raise StorageError(f"cannot open study storage {redact(url)}: {_reason(err)}") from None
+    if url.startswith("sqlite"):
+        _serialise_sqlite_transactions(storage.engine)
+    return storage
+
+
+def _serialise_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
+    """Make every SQLite transaction take the database's write lock when it begins (``BEGIN IMMEDIATE``).
+
+    Optuna hands a waiting trial to one worker by reading it ``FOR UPDATE`` and marking it running in one
+    transaction. SQLite ignores ``FOR UPDATE``, and Python's sqlite3 driver begins a transaction only at the first
+    write, so two workers could both read the trial as waiting and both run it (seen with 4 workers: "Trial#4 has
+    already finished"). Beginning every transaction with the write lock makes that read-then-write atomic, at the
+    cost of serialising the workers' (short) storage transactions; ``timeout`` (60 s) is how long one waits. This is
+    SQLAlchemy's documented recipe for pysqlite: the driver's own transaction handling off, SQLAlchemy's ``begin``
+    emitting the statement.
+    """
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _driver_autocommit(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened while Optuna created its tables predate the listeners
 
 
 def hide_password(url: str) -> str:

@@ -201,3 +201,30 @@ def test_a_storage_password_reaches_no_file_output_child_process_or_storage_row(
         assert PASSWORD not in " ".join(sys.argv) and os.environ[PASSWORD_VARIABLE] == PASSWORD
     finally:
         optuna.delete_study(study_name=f"{name}-synthetic-smoke", storage=open_storage(plain, create=False))
+
+
+def test_sqlite_transactions_take_the_write_lock_when_they_begin(tmp_path) -> None:
+    """Optuna's read-then-mark-running of a waiting trial is atomic on SQLite only if the read already holds the
+    write lock: while another connection holds it, even a read-only transaction of ours must wait (here: time out)."""
+    import sqlalchemy
+
+    from sweeps.storage import _serialise_sqlite_transactions
+
+    path = tmp_path / "studies.db"
+    sqlite3.connect(path).close()
+    plain = sqlalchemy.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.1})
+    serialised = sqlalchemy.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.1})
+    _serialise_sqlite_transactions(serialised)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another worker's transaction, holding the write lock
+    try:
+        with plain.connect() as conn:
+            assert conn.execute(sqlalchemy.text("select 1")).scalar() == 1  # pysqlite's default: no lock taken
+        with pytest.raises(sqlalchemy.exc.OperationalError, match="database is locked"):
+            with serialised.connect() as conn:
+                conn.execute(sqlalchemy.text("select 1"))
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    with serialised.connect() as conn:  # and once the lock is free, it proceeds
+        assert conn.execute(sqlalchemy.text("select 1")).scalar() == 1
