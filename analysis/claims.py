@@ -12,9 +12,10 @@ other side, ``inconclusive`` when it straddles, n < 2, or data is missing (the n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 from scipy import stats
@@ -74,7 +75,7 @@ class Claim:
 
     id: str
     text: str
-    test: Callable[["Claim", Evidence], Result] | None = None
+    test: Callable[[Claim, Evidence], Result] | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     parts: tuple[str, ...] = ()  # a claim made of earlier claims: holds when all hold, fails when any fails
 
@@ -153,13 +154,16 @@ def tsn_near_single_task(claim: Claim, ev: Evidence) -> Result:
     absent = _absent(trials, ("tsn", "single_task"))
     if absent:
         return missing(f"missing: architecture {', '.join(absent)} in the Table 1 study")
-    ratio = by_seed(trials, "n_params", architecture="tsn").median() / by_seed(
-        trials, "n_params", architecture="single_task").median()
+    ratio = (
+        by_seed(trials, "n_params", architecture="tsn").median()
+        / by_seed(trials, "n_params", architecture="single_task").median()
+    )
     heavy = ratio > claim.params["max_param_ratio"]
     note = f"parameters: TSN / single-task = {ratio:.3f}"
     note += f" > {claim.params['max_param_ratio']} (exact)" if heavy else ""
-    result = interval_result(by_seed(trials, "delta_m", architecture="tsn").tolist(), "below", claim.params["margin"],
-                             note=note)
+    result = interval_result(
+        by_seed(trials, "delta_m", architecture="tsn").tolist(), "below", claim.params["margin"], note=note
+    )
     return Result(result.effect, result.low, result.high, result.n, FAILS, note=result.note) if heavy else result
 
 
@@ -224,7 +228,8 @@ def converges_faster(claim: Claim, ev: Evidence) -> Result:
         return missing(f"missing: per-epoch history of {', '.join(absent)} in the {name} study")
     epochs = epochs_to_fraction(history, ev.higher_is_better, claim.params["fraction"])
     trials = history.drop_duplicates("trial")[["trial", "architecture", "seed"]].assign(
-        epochs=lambda f: f["trial"].map(epochs))
+        epochs=lambda f: f["trial"].map(epochs)
+    )
     diffs = paired(by_seed(trials, "epochs", architecture=other), by_seed(trials, "epochs", architecture="tsn"))
     return interval_result(diffs, "above", note=f"from the {name} study")
 
@@ -243,28 +248,60 @@ def all_of(claim: Claim, results: Mapping[str, Result]) -> Result:
     """A claim made of parts: holds when every part holds, fails when any fails, else inconclusive."""
     verdicts = [results[p].verdict for p in claim.parts]
     verdict = FAILS if FAILS in verdicts else HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE
-    return Result(None, None, None, min(results[p].n for p in claim.parts), verdict, "–",
-                  f"from {', '.join(claim.parts)}")
+    return Result(
+        None, None, None, min(results[p].n for p in claim.parts), verdict, "–", f"from {', '.join(claim.parts)}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ the claims
 CLAIMS: tuple[Claim, ...] = (
-    Claim("C1", "TSN's Δm is below {margin} points (single-task: 0) at ≤ {max_param_ratio} of single-task's "
-          "parameters (paper: 0.30 at 18.3M vs 88.7M)", tsn_near_single_task, {"margin": 2.0, "max_param_ratio": 0.25}),
-    Claim("C2.1", "Δm: TSN < task-specific IN (effect: Δm(task_in) − Δm(tsn))", delta_m_order,
-          {"better": "tsn", "worse": "task_in"}),
-    Claim("C2.2", "Δm: task-specific IN < task-specific BN (effect: Δm(task_bn) − Δm(task_in))", delta_m_order,
-          {"better": "task_in", "worse": "task_bn"}),
-    Claim("C2.3", "Δm: task-specific BN ≈ multi-decoder, within ±{margin} points (effect: Δm(multi_decoder) − "
-          "Δm(task_bn))", delta_m_order,
-          {"better": "task_bn", "worse": "multi_decoder", "side": "within", "margin": 1.0}),
+    Claim(
+        "C1",
+        "TSN's Δm is below {margin} points (single-task: 0) at ≤ {max_param_ratio} of single-task's "
+        "parameters (paper: 0.30 at 18.3M vs 88.7M)",
+        tsn_near_single_task,
+        {"margin": 2.0, "max_param_ratio": 0.25},
+    ),
+    Claim(
+        "C2.1",
+        "Δm: TSN < task-specific IN (effect: Δm(task_in) − Δm(tsn))",
+        delta_m_order,
+        {"better": "tsn", "worse": "task_in"},
+    ),
+    Claim(
+        "C2.2",
+        "Δm: task-specific IN < task-specific BN (effect: Δm(task_bn) − Δm(task_in))",
+        delta_m_order,
+        {"better": "task_in", "worse": "task_bn"},
+    ),
+    Claim(
+        "C2.3",
+        "Δm: task-specific BN ≈ multi-decoder, within ±{margin} points (effect: Δm(multi_decoder) − Δm(task_bn))",
+        delta_m_order,
+        {"better": "task_bn", "worse": "multi_decoder", "side": "within", "margin": 1.0},
+    ),
     Claim("C2", "Δm order TSN < task-specific IN < task-specific BN ≈ multi-decoder", parts=("C2.1", "C2.2", "C2.3")),
-    Claim("C3", "orthogonal codes vary less across d ≥ {min_d} than Gaussian codes (effect: sd over d of Δm, "
-          "Gaussian − orthogonal)", orthogonal_steadier, {"min_d": 50}),
-    Claim("C4.1", "TSN converges faster than task-specific IN (effect: epochs to {fraction:.0%} of the final "
-          "validation metric, task_in − tsn)", converges_faster, {"other": "task_in", "fraction": 0.95}),
-    Claim("C4.2", "TSN converges faster than task-specific BN (effect: epochs to {fraction:.0%} of the final "
-          "validation metric, task_bn − tsn)", converges_faster, {"other": "task_bn", "fraction": 0.95}),
+    Claim(
+        "C3",
+        "orthogonal codes vary less across d ≥ {min_d} than Gaussian codes (effect: sd over d of Δm, "
+        "Gaussian − orthogonal)",
+        orthogonal_steadier,
+        {"min_d": 50},
+    ),
+    Claim(
+        "C4.1",
+        "TSN converges faster than task-specific IN (effect: epochs to {fraction:.0%} of the final "
+        "validation metric, task_in − tsn)",
+        converges_faster,
+        {"other": "task_in", "fraction": 0.95},
+    ),
+    Claim(
+        "C4.2",
+        "TSN converges faster than task-specific BN (effect: epochs to {fraction:.0%} of the final "
+        "validation metric, task_bn − tsn)",
+        converges_faster,
+        {"other": "task_bn", "fraction": 0.95},
+    ),
     Claim("C4", "TSN converges faster than task-specific IN and BN", parts=("C4.1", "C4.2")),
     Claim("C5", "TSN's parameter count is flat in the number of tasks T (effect: max − min over T)", tsn_flat_in_t),
 )
@@ -275,9 +312,20 @@ def evaluate(evidence: Evidence, claims: Sequence[Claim] = CLAIMS) -> pd.DataFra
     results: dict[str, Result] = {}
     for claim in claims:
         results[claim.id] = all_of(claim, results) if claim.parts else claim.test(claim, evidence)
-    rows = [{"claim": c.id, "statement": c.statement(), "effect": results[c.id].effect, "ci_low": results[c.id].low,
-             "ci_high": results[c.id].high, "n": results[c.id].n, "interval": results[c.id].interval,
-             "verdict": results[c.id].verdict, "note": results[c.id].note} for c in claims]
+    rows = [
+        {
+            "claim": c.id,
+            "statement": c.statement(),
+            "effect": results[c.id].effect,
+            "ci_low": results[c.id].low,
+            "ci_high": results[c.id].high,
+            "n": results[c.id].n,
+            "interval": results[c.id].interval,
+            "verdict": results[c.id].verdict,
+            "note": results[c.id].note,
+        }
+        for c in claims
+    ]
     return pd.DataFrame(rows)
 
 
@@ -287,13 +335,19 @@ def _number(value: Any) -> str:
 
 
 def to_markdown(frame: pd.DataFrame, dataset: str, budget: str) -> str:
-    lines = [f"**The paper's claims, {dataset}, {budget} budget: verdict from the 95 % interval ({INTERVAL}; "
-             "exact where nothing is sampled)**", "",
-             "| claim | statement | effect | 95 % CI | n | verdict | note |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"**The paper's claims, {dataset}, {budget} budget: verdict from the 95 % interval ({INTERVAL}; "
+        "exact where nothing is sampled)**",
+        "",
+        "| claim | statement | effect | 95 % CI | n | verdict | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in frame.itertuples():
         ci = "–" if pd.isna(row.ci_low) else f"[{_number(row.ci_low)}, {_number(row.ci_high)}] ({row.interval})"
-        lines.append(f"| {row.claim} | {row.statement} | {_number(row.effect)} | {ci} | {row.n} | **{row.verdict}** "
-                     f"| {row.note} |")
+        lines.append(
+            f"| {row.claim} | {row.statement} | {_number(row.effect)} | {ci} | {row.n} | **{row.verdict}** "
+            f"| {row.note} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -11,8 +11,8 @@ depend on the other axes; the rows below it show whether it does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -37,8 +37,10 @@ def pairs(trials: pd.DataFrame, axis: str, level, reference, others: Sequence[st
     """One row per (seed, other axes) with both levels: the other axes' values and ``diff`` = Δm(level) − Δm(ref)."""
     keys = ["seed", *others]
     latest = trials.dropna(subset=["delta_m"]).sort_values("trial")
-    at = {value: latest[latest[axis] == value].drop_duplicates(keys, keep="last").set_index(keys)["delta_m"]
-          for value in (level, reference)}
+    at = {
+        value: latest[latest[axis] == value].drop_duplicates(keys, keep="last").set_index(keys)["delta_m"]
+        for value in (level, reference)
+    }
     both = at[level].index.intersection(at[reference].index)
     diff = (at[level][both] - at[reference][both]).rename("diff")
     return diff.reset_index()
@@ -54,12 +56,25 @@ def contrasts(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list]
             diffs = pairs(trials, axis, level, values[0], others)
             groups = [(ALL, diffs)]
             if others:
-                groups += [(", ".join(f"{a}={v}" for a, v in zip(others, key if isinstance(key, tuple) else (key,))),
-                            group) for key, group in diffs.groupby(others, sort=False)]
+                groups += [
+                    (", ".join(f"{a}={v}" for a, v in zip(others, key if isinstance(key, tuple) else (key,))), group)
+                    for key, group in diffs.groupby(others, sort=False)
+                ]
             for within, group in groups:
                 mean, low, high, n = t_interval(group["diff"].tolist())
-                rows.append({"axis": axis, "level": level, "reference": values[0], "within": within, "mean": mean,
-                             "low": low, "high": high, "n": n, "verdict": verdict(low, high, n)})
+                rows.append(
+                    {
+                        "axis": axis,
+                        "level": level,
+                        "reference": values[0],
+                        "within": within,
+                        "mean": mean,
+                        "low": low,
+                        "high": high,
+                        "n": n,
+                        "verdict": verdict(low, high, n),
+                    }
+                )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -69,20 +84,30 @@ def _cell(value: float) -> str:
 
 def to_markdown(name: str, tidy: pd.DataFrame) -> str:
     """The contrasts as a Markdown table: contrast, rows within it, mean, interval, pairs, verdict."""
-    title = (f"**{name}: what each axis does to Δm, paired by seed and every other axis: mean difference in Δm "
-             "(percentage points) over the pairs, its 95 % t-interval and the verdict the interval allows (lower Δm "
-             "is better)**")
-    lines = [title, "", "| contrast | within | ΔΔm (points) | 95 % interval | pairs | verdict |", "|---|---|---|---|---|---|"]
+    title = (
+        f"**{name}: what each axis does to Δm, paired by seed and every other axis: mean difference in Δm "
+        "(percentage points) over the pairs, its 95 % t-interval and the verdict the interval allows (lower Δm "
+        "is better)**"
+    )
+    lines = [
+        title,
+        "",
+        "| contrast | within | ΔΔm (points) | 95 % interval | pairs | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in tidy.itertuples():
         interval = "–" if pd.isna(row.low) else f"[{row.low:+.2f}, {row.high:+.2f}]"
         verdict_text = f"**{row.verdict}**" if row.verdict != INCONCLUSIVE else row.verdict
-        lines.append(f"| {row.axis}: {row.level} − {row.reference} | {row.within} | {_cell(row.mean)} | {interval} "
-                     f"| {row.n} | {verdict_text} |")
+        lines.append(
+            f"| {row.axis}: {row.level} − {row.reference} | {row.within} | {_cell(row.mean)} | {interval} "
+            f"| {row.n} | {verdict_text} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def contrast_report(study: StudyData, trials: pd.DataFrame, baselines: pd.DataFrame | None,
-                    out_dir: str | Path) -> str | None:
+def contrast_report(
+    study: StudyData, trials: pd.DataFrame, baselines: pd.DataFrame | None, out_dir: str | Path
+) -> str | None:
     """Write ``{study}-contrasts.md`` and ``.csv`` and return the Markdown; None when the study has no axis with two levels or no Δm."""
     axes = [a for a in row_axes(study) if a in trials]
     levels = {a: list(dict.fromkeys(v for v in study.space[a] if v in set(trials[a]))) for a in axes}

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-
-from tsn.atomic import atomic_write  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.tables import Table, sort_key  # noqa: E402
+from tsn.atomic import atomic_write  # noqa: E402
 from tsn.metrics.delta_m import delta_m  # noqa: E402
 from tsn.target_kinds import target_kind  # noqa: E402
 
@@ -50,8 +50,10 @@ def scaling_figure(params: Table, out_dir: str | Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     sns.lineplot(long, x="T", y="parameters (M)", hue="architecture", style="architecture", markers=True, ax=ax)
     ax.set_yscale("log")
-    caption = (f"Parameters (millions, log scale) against the number of tasks T for each architecture. "
-               f"{params.title}. Counted on the meta device (no training). {' '.join(params.notes)}")
+    caption = (
+        f"Parameters (millions, log scale) against the number of tasks T for each architecture. "
+        f"{params.title}. Counted on the meta device (no training). {' '.join(params.notes)}"
+    )
     return save(fig, out_dir, params.name, caption)
 
 
@@ -61,19 +63,23 @@ def delta_m_vs_d_figure(trials: pd.DataFrame, out_dir: str | Path, name: str) ->
     data = trials.dropna(subset=["delta_m"]).rename(columns={"model.embedding_dim": "d", "model.encoding": "encoding"})
     order = sorted(data["encoding"].unique(), key=lambda v: sort_key("model.encoding", v))
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    sns.pointplot(data, x="d", y="delta_m", hue="encoding", hue_order=order, errorbar="sd", dodge=0.2,
-                  capsize=0.1, ax=ax)
+    sns.pointplot(
+        data, x="d", y="delta_m", hue="encoding", hue_order=order, errorbar="sd", dodge=0.2, capsize=0.1, ax=ax
+    )
     ax.set_ylabel("Δm % (astmt, lower is better)")
     ax.set_xlabel("embedding dimension d")
     seeds = data.groupby(["encoding", "d"]).size()
-    caption = (f"Δm against the task-embedding dimension d per encoding ({name}). Points: mean over seeds; "
-               f"error bars: one standard deviation (sd) over seeds (n = {seeds.min()}–{seeds.max()} per point). "
-               "Δm computed per seed against that seed's single-task baseline.")
+    caption = (
+        f"Δm against the task-embedding dimension d per encoding ({name}). Points: mean over seeds; "
+        f"error bars: one standard deviation (sd) over seeds (n = {seeds.min()}–{seeds.max()} per point). "
+        "Δm computed per seed against that seed's single-task baseline."
+    )
     return save(fig, out_dir, f"{name}-delta-m-vs-d", caption)
 
 
-def convergence_frame(history: pd.DataFrame, baselines: pd.DataFrame | None,
-                      higher: Mapping[str, bool]) -> pd.DataFrame:
+def convergence_frame(
+    history: pd.DataFrame, baselines: pd.DataFrame | None, higher: Mapping[str, bool]
+) -> pd.DataFrame:
     """Long frame (architecture, seed, epoch, quantity, value): each task's metric and, given baselines, Δm."""
     rows = history.rename(columns={"task": "quantity"})[["architecture", "seed", "trial", "epoch", "quantity", "value"]]
     if baselines is None:
@@ -84,13 +90,15 @@ def convergence_frame(history: pd.DataFrame, baselines: pd.DataFrame | None,
         if seed in baselines.index and row.notna().all():
             base = baselines.loc[seed]
             value = delta_m(row.to_dict(), {t: base[t] for t in row.index}, {t: higher[t] for t in row.index})
-            deltas.append({"architecture": arch, "seed": seed, "trial": trial, "epoch": epoch,
-                           "quantity": "Δm %", "value": value})
+            deltas.append(
+                {"architecture": arch, "seed": seed, "trial": trial, "epoch": epoch, "quantity": "Δm %", "value": value}
+            )
     return pd.concat([pd.DataFrame(deltas), rows], ignore_index=True)
 
 
-def convergence_figure(history: pd.DataFrame, baselines: pd.DataFrame | None, higher: Mapping[str, bool],
-                       out_dir: str | Path, name: str) -> list[Path]:
+def convergence_figure(
+    history: pd.DataFrame, baselines: pd.DataFrame | None, higher: Mapping[str, bool], out_dir: str | Path, name: str
+) -> list[Path]:
     """Validation Δm and per-task primary metric per epoch, TSN vs task-specific INs/BNs, mean and sd band."""
     set_style()
     data = convergence_frame(history[history["architecture"].isin(CONVERGENCE_ARCHITECTURES)], baselines, higher)
@@ -101,19 +109,29 @@ def convergence_figure(history: pd.DataFrame, baselines: pd.DataFrame | None, hi
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     order = [a for a in CONVERGENCE_ARCHITECTURES if a in set(data["architecture"])]
     for ax, quantity in zip(axes.flat, quantities):
-        sns.lineplot(data[data["quantity"] == quantity], x="epoch", y="value", hue="architecture", hue_order=order,
-                     errorbar="sd", ax=ax, legend=ax is axes.flat[0])
+        sns.lineplot(
+            data[data["quantity"] == quantity],
+            x="epoch",
+            y="value",
+            hue="architecture",
+            hue_order=order,
+            errorbar="sd",
+            ax=ax,
+            legend=ax is axes.flat[0],
+        )
         arrow = "↓" if quantity == "Δm %" or not higher.get(quantity, True) else "↑"
         ax.set_title(f"{quantity} {arrow}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("")
-    for ax in list(axes.flat)[len(quantities):]:
+    for ax in list(axes.flat)[len(quantities) :]:
         ax.axis("off")
     fig.tight_layout()
     seeds = data.groupby("architecture")["seed"].nunique()
-    caption = (f"Convergence ({name}): validation metrics per epoch for {', '.join(order)}; line = mean over seeds, "
-               f"band = one standard deviation (seeds per architecture: {seeds.to_dict()}). Δm per epoch against "
-               "each seed's final single-task baseline (astmt, lower is better).")
+    caption = (
+        f"Convergence ({name}): validation metrics per epoch for {', '.join(order)}; line = mean over seeds, "
+        f"band = one standard deviation (seeds per architecture: {seeds.to_dict()}). Δm per epoch against "
+        "each seed's final single-task baseline (astmt, lower is better)."
+    )
     return save(fig, out_dir, f"{name}-convergence", caption)
 
 
@@ -143,12 +161,15 @@ def embedding_similarity_figure(run_dir: str | Path, out_dir: str | Path, name: 
         raise ValueError(f"{run_dir}: architecture {cfg.model.architecture!r} has no task embeddings")
     unit = torch.nn.functional.normalize(emb.float(), dim=1)
     sim = pd.DataFrame((unit @ unit.T).numpy(), index=tasks.names, columns=tasks.names)
-    grid = sns.clustermap(sim, method="average", metric="cosine", cmap="vlag", vmin=-1, vmax=1, annot=True,
-                          fmt=".2f", figsize=(4.5, 4.5))
-    caption = (f"Cosine similarity of the learned task embeddings l_τ = C(v_τ) of a trained TSN ({name}; "
-               f"{cfg.model.encoding} codes, d = {cfg.model.embedding_dim}, seed {cfg.train.seed}), rows and columns "
-               "ordered by average-linkage clustering (dendrogram). Paper, PASCAL: parts and semseg merge first, "
-               f"then saliency, then edge; normals is the outlier. Checkpoint: {Path(run_dir) / 'checkpoint.pt'}.")
+    grid = sns.clustermap(
+        sim, method="average", metric="cosine", cmap="vlag", vmin=-1, vmax=1, annot=True, fmt=".2f", figsize=(4.5, 4.5)
+    )
+    caption = (
+        f"Cosine similarity of the learned task embeddings l_τ = C(v_τ) of a trained TSN ({name}; "
+        f"{cfg.model.encoding} codes, d = {cfg.model.embedding_dim}, seed {cfg.train.seed}), rows and columns "
+        "ordered by average-linkage clustering (dendrogram). Paper, PASCAL: parts and semseg merge first, "
+        f"then saliency, then edge; normals is the outlier. Checkpoint: {Path(run_dir) / 'checkpoint.pt'}."
+    )
     return save(grid.figure, out_dir, f"{name}-embedding-similarity", caption)
 
 
@@ -161,25 +182,40 @@ def qualitative_figure(run_dirs: Mapping[str, str | Path], out_dir: str | Path, 
     set_style()
     models = {label: load_model(d) for label, d in run_dirs.items()}
     _, cfg, tasks = next(iter(models.values()))
-    ds = build_dataset(cfg.data.dataset, "val", list(tasks.names), cfg.data.image_size, root=cfg.data.root,
-                       seed=cfg.data.data_seed, num_samples=cfg.data.val_samples)
+    ds = build_dataset(
+        cfg.data.dataset,
+        "val",
+        list(tasks.names),
+        cfg.data.image_size,
+        root=cfg.data.root,
+        seed=cfg.data.data_seed,
+        num_samples=cfg.data.val_samples,
+    )
     n = min(n, len(ds))
     labels = ["ground truth", *models]
-    fig, axes = plt.subplots(n * len(labels), len(tasks.tasks) + 1, squeeze=False,
-                             figsize=(1.5 * (len(tasks.tasks) + 1), 1.5 * n * len(labels)))
+    fig, axes = plt.subplots(
+        n * len(labels),
+        len(tasks.tasks) + 1,
+        squeeze=False,
+        figsize=(1.5 * (len(tasks.tasks) + 1), 1.5 * n * len(labels)),
+    )
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
     for i in range(n):
         sample = ds[i]
         with torch.no_grad():
-            outputs = {label: m.forward_tasks(sample["image"][None], list(tasks.names)) for label, (m, _, _) in
-                       models.items()}
+            outputs = {
+                label: m.forward_tasks(sample["image"][None], list(tasks.names)) for label, (m, _, _) in models.items()
+            }
         for j, label in enumerate(labels):
             row = i * len(labels) + j
             axes[row, 0].imshow((sample["image"] * std + mean).permute(1, 2, 0).clamp(0, 1).numpy())
             axes[row, 0].set_ylabel(label, fontsize=7)
             for col, spec in enumerate(tasks.tasks, start=1):
-                target = (sample["targets"][spec.name] if label == "ground truth"
-                          else target_kind(spec.target).decode(outputs[label][spec.name][0]))
+                target = (
+                    sample["targets"][spec.name]
+                    if label == "ground truth"
+                    else target_kind(spec.target).decode(outputs[label][spec.name][0])
+                )
                 show(axes[row, col], spec.target, target)
     for col, title in enumerate(["input", *tasks.names]):
         axes[0, col].set_title(title, fontsize=8)
@@ -188,8 +224,10 @@ def qualitative_figure(run_dirs: Mapping[str, str | Path], out_dir: str | Path, 
         ax.set_yticks([])
         ax.grid(False)
     fig.tight_layout()
-    caption = (f"Qualitative results ({name}) on the first {n} validation images of {cfg.data.dataset}: per image, "
-               f"rows are {', '.join(labels)}; columns the input and each task. Checkpoints: "
-               + "; ".join(f"{k}: {Path(v) / 'checkpoint.pt'}" for k, v in run_dirs.items()) + ".")
+    caption = (
+        f"Qualitative results ({name}) on the first {n} validation images of {cfg.data.dataset}: per image, "
+        f"rows are {', '.join(labels)}; columns the input and each task. Checkpoints: "
+        + "; ".join(f"{k}: {Path(v) / 'checkpoint.pt'}" for k, v in run_dirs.items())
+        + "."
+    )
     return save(fig, out_dir, f"{name}-qualitative", caption)
-

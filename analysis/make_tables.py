@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -73,8 +73,15 @@ class Reporter:
 
     def study(self, name: str, epoch: int | None) -> StudyData:
         if (name, epoch) not in self.loaded:
-            self.loaded[name, epoch] = load_study(name, self.args.storage, self.out / "cache", self.args.source,
-                                                  self.args.wandb_path, epoch, self.args.export_dir)
+            self.loaded[name, epoch] = load_study(
+                name,
+                self.args.storage,
+                self.out / "cache",
+                self.args.source,
+                self.args.wandb_path,
+                epoch,
+                self.args.export_dir,
+            )
         return self.loaded[name, epoch]
 
     def emit(self, table: Table) -> None:
@@ -104,8 +111,10 @@ class Reporter:
             if comparison is not None:
                 self.emit(comparison)
         else:
-            table.notes.append("The paper's numbers (PASCAL-Context, paper budget) are not comparable with this "
-                               "dataset/budget; its qualitative claims are checked instead (claims-*.md).")
+            table.notes.append(
+                "The paper's numbers (PASCAL-Context, paper budget) are not comparable with this "
+                "dataset/budget; its qualitative claims are checked instead (claims-*.md)."
+            )
         self.emit(table)
         self.extra_report(name, study, trials, baselines)
         experiment, evidence = self.evidence_of(name)
@@ -117,8 +126,9 @@ class Reporter:
             self.figure(figures.delta_m_vs_d_figure, trials, figure_dir, name)
         if "model.architecture" in study.space:
             base = baseline_by_seed(baselines) if baselines is not None else None
-            self.figure(figures.convergence_figure, study.history, base, trials.attrs["higher_is_better"],
-                        figure_dir, name)
+            self.figure(
+                figures.convergence_figure, study.history, base, trials.attrs["higher_is_better"], figure_dir, name
+            )
             self.checkpoint_figures(trials, figure_dir, name)
 
     def extra_report(self, name: str, study: StudyData, trials, baselines: StudyData | None) -> None:
@@ -216,10 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="reports", help="output folder (default reports/)")
     parser.add_argument("--source", choices=SOURCES, default="optuna")
     parser.add_argument("--wandb-path", default=None, help="ENTITY/PROJECT (with --source wandb)")
-    parser.add_argument("--export-dir", default="reports/trials",
-                        help="files of `python -m sweeps export` (with --source export; default reports/trials)")
-    parser.add_argument("--epoch", type=positive_int, default=None,
-                        help="report the evaluation of this epoch (default: the budget's report epoch, else the last)")
+    parser.add_argument(
+        "--export-dir",
+        default="reports/trials",
+        help="files of `python -m sweeps export` (with --source export; default reports/trials)",
+    )
+    parser.add_argument(
+        "--epoch",
+        type=positive_int,
+        default=None,
+        help="report the evaluation of this epoch (default: the budget's report epoch, else the last)",
+    )
     parser.add_argument("--no-figures", action="store_true")
     return parser
 
@@ -235,8 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         valid = stored_studies(args)
         names = args.study or default_studies(valid or [])
         if not names:
-            where = {"optuna": args.storage, "export": args.export_dir,
-                     "wandb": f"W&B {args.wandb_path} (name the groups with --study)"}[args.source]
+            where = {
+                "optuna": args.storage,
+                "export": args.export_dir,
+                "wandb": f"W&B {args.wandb_path} (name the groups with --study)",
+            }[args.source]
             raise AnalysisError(f"no studies in {where}")
         for name in names:
             if valid is not None and name not in valid and parse_study_name(name)[0] != SCALING_EXPERIMENT:

@@ -11,8 +11,8 @@ on position with its 95 % t interval (n − 2 degrees of freedom).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 from scipy import stats
@@ -36,8 +36,9 @@ def positions(history: pd.DataFrame, epoch: int | None) -> pd.DataFrame:
     return rows[rows["epoch"] == last].set_index(["trial", "task"])["position"].astype(int)
 
 
-def deficits(trials: pd.DataFrame, baselines: pd.DataFrame | None, history: pd.DataFrame,
-             epoch: int | None = None) -> pd.DataFrame:
+def deficits(
+    trials: pd.DataFrame, baselines: pd.DataFrame | None, history: pd.DataFrame, epoch: int | None = None
+) -> pd.DataFrame:
     """One row per (trial, task) with a baseline and a position: the trial's columns but the metrics, ``task``,
     ``position`` and ``deficit`` (%)."""
     tasks, higher = trials.attrs["tasks"], trials.attrs["higher_is_better"]
@@ -47,17 +48,25 @@ def deficits(trials: pd.DataFrame, baselines: pd.DataFrame | None, history: pd.D
         base = matched_baseline(row, baselines)
         if base is None:
             continue
-        improvement = relative_differences({t: row[t] for t in tasks}, {t: base[t] for t in tasks},
-                                           {t: higher[t] for t in tasks})
+        improvement = relative_differences(
+            {t: row[t] for t in tasks}, {t: base[t] for t in tasks}, {t: higher[t] for t in tasks}
+        )
         for task in tasks:
             if (row["trial"], task) in order.index:
-                rows.append({**row.drop(tasks).to_dict(), "task": task,
-                             "position": order[(row["trial"], task)], "deficit": -improvement[task]})
+                rows.append(
+                    {
+                        **row.drop(tasks).to_dict(),
+                        "task": task,
+                        "position": order[(row["trial"], task)],
+                        "deficit": -improvement[task],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def slope_interval(x: Sequence[float], y: Sequence[float],
-                   confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
+def slope_interval(
+    x: Sequence[float], y: Sequence[float], confidence: float = CONFIDENCE
+) -> tuple[float, float, float, int]:
     """(slope, low, high, n) of the least-squares line of ``y`` on ``x``; the interval is NaN when n < 3 or the
     residuals leave no variance to estimate, everything NaN when ``x`` does not vary."""
     n = len(x)
@@ -77,8 +86,9 @@ def recency_stats(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         labels = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         for position, at in group.groupby("position"):
             mean, low, high, n = t_interval(at["deficit"].tolist())
-            out.append({**labels, "quantity": f"position {position}", "estimate": mean, "low": low, "high": high,
-                        "n": n})
+            out.append(
+                {**labels, "quantity": f"position {position}", "estimate": mean, "low": low, "high": high, "n": n}
+            )
         slope, low, high, n = slope_interval(group["position"].astype(float).tolist(), group["deficit"].tolist())
         out.append({**labels, "quantity": SLOPE, "estimate": slope, "low": low, "high": high, "n": n})
     return pd.DataFrame(out, columns=[*by, "quantity", "estimate", "low", "high", "n"])
@@ -96,14 +106,17 @@ def recency_table(name: str, stats_frame: pd.DataFrame, by: list[str], notes: Se
     n = stats_frame[stats_frame["quantity"] == SLOPE].set_index(by)["n"]
     columns = [Column(q, q if q == SLOPE else q.replace("position ", "pos "), None) for q in quantities[:-1]]
     columns.append(Column(SLOPE, "slope (%/position)", None))
-    title = (f"{name}: each task's deficit against its single-task baseline (%, positive = worse) by its position in "
-             "the last epoch's training order (0 = first, T−1 = last); mean ± 95 % t-interval half-width over "
-             "(seed, task) pairs, and the least-squares slope of deficit on position")
+    title = (
+        f"{name}: each task's deficit against its single-task baseline (%, positive = worse) by its position in "
+        "the last epoch's training order (0 = first, T−1 = last); mean ± 95 % t-interval half-width over "
+        "(seed, task) pairs, and the least-squares slope of deficit on position"
+    )
     return Table(name, title, list(by), columns, mean.loc[order], half.loc[order], n.loc[order], list(notes))
 
 
-def recency_report(study: StudyData, trials: pd.DataFrame, baselines: pd.DataFrame | None,
-                   out_dir: str | Path) -> str | None:
+def recency_report(
+    study: StudyData, trials: pd.DataFrame, baselines: pd.DataFrame | None, out_dir: str | Path
+) -> str | None:
     """Write ``{study}-recency.md`` and ``.csv`` (tidy: estimate, low, high, n) and return the Markdown; None when
     nothing can be related."""
     frame = deficits(trials, baselines, study.history, study.epoch)
@@ -112,8 +125,10 @@ def recency_report(study: StudyData, trials: pd.DataFrame, baselines: pd.DataFra
     by = row_axes(study) or ["architecture"]
     tidy = recency_stats(frame, by)
     when = f"epoch {study.epoch}" if study.epoch is not None else "the last epoch"
-    notes = [f"deficits at {when}; positions from the task_order of the last epoch trained up to it",
-             f"n: (seed, task) pairs per row, from {frame['trial'].nunique()} trials"]
+    notes = [
+        f"deficits at {when}; positions from the task_order of the last epoch trained up to it",
+        f"n: (seed, task) pairs per row, from {frame['trial'].nunique()} trials",
+    ]
     table = recency_table(f"{study.name}-recency", tidy, by, notes)
     out = Path(out_dir)
     markdown, csv = to_markdown(table), tidy.to_csv(index=False)

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -46,15 +47,39 @@ AXIS_COLUMNS = {
 }
 SEED_AXIS = "train.seed"
 TRIAL_COLUMNS = [
-    "study", "experiment", "dataset", "budget", "trial", "state", "grid", *AXIS_COLUMNS.values(),
-    "config_hash", "baseline_config_hash", "git_commit", "n_params", "macs", "wall_time_s", "delta_m_stored",
+    "study",
+    "experiment",
+    "dataset",
+    "budget",
+    "trial",
+    "state",
+    "grid",
+    *AXIS_COLUMNS.values(),
+    "config_hash",
+    "baseline_config_hash",
+    "git_commit",
+    "n_params",
+    "macs",
+    "wall_time_s",
+    "delta_m_stored",
     "fail_reason",
-    "run_dir", "wandb_run_id", "config",
+    "run_dir",
+    "wandb_run_id",
+    "config",
 ]
 METRIC_COLUMNS = [*TRIAL_COLUMNS, "task", "metric", "convention", "value", "primary", "higher_is_better"]
 # position: the task's place in that epoch's training order (0 = trained first; history's task_order)
-HISTORY_COLUMNS = ["study", "trial", "state", *AXIS_COLUMNS.values(), "epoch", "task", "value", "delta_m_stored",
-                   "position"]
+HISTORY_COLUMNS = [
+    "study",
+    "trial",
+    "state",
+    *AXIS_COLUMNS.values(),
+    "epoch",
+    "task",
+    "value",
+    "delta_m_stored",
+    "position",
+]
 NOT_EVALUATED = "not evaluated at epoch {epoch}"
 
 
@@ -161,8 +186,9 @@ def at_epoch(record: TrialRecord, epoch: int | None) -> TrialRecord:
     evaluation = (attrs.get(R.EVALUATIONS) or {}).get(str(epoch))
     last = ((attrs.get(R.CONFIG) or {}).get("train") or {}).get("epochs")
     if evaluation is not None:
-        attrs.update({R.METRICS: evaluation["metrics"], R.PRIMARY: evaluation["primary"],
-                      R.DELTA_M: evaluation.get("delta_m")})
+        attrs.update(
+            {R.METRICS: evaluation["metrics"], R.PRIMARY: evaluation["primary"], R.DELTA_M: evaluation.get("delta_m")}
+        )
     elif record.state == "COMPLETE" and last != epoch:
         attrs = {k: v for k, v in attrs.items() if k not in (R.METRICS, R.PRIMARY, R.DELTA_M)}
         attrs[R.FAIL_REASON] = NOT_EVALUATED.format(epoch=epoch)
@@ -176,19 +202,43 @@ def record_frames(record: TrialRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
     for task, entry in (record.attrs.get(R.METRICS) or {}).items():
         conventions = entry.get("conventions") or {}
         for metric, value in (entry.get("values") or {}).items():
-            rows.append({**base, "task": task, "metric": metric, "convention": conventions.get(metric),
-                         "value": value, "primary": metric == entry.get("primary"),
-                         "higher_is_better": entry.get("higher_is_better")})
+            rows.append(
+                {
+                    **base,
+                    "task": task,
+                    "metric": metric,
+                    "convention": conventions.get(metric),
+                    "value": value,
+                    "primary": metric == entry.get("primary"),
+                    "higher_is_better": entry.get("higher_is_better"),
+                }
+            )
     if not rows:
-        rows.append({**base, "task": None, "metric": None, "convention": None, "value": math.nan,
-                     "primary": None, "higher_is_better": None})
+        rows.append(
+            {
+                **base,
+                "task": None,
+                "metric": None,
+                "convention": None,
+                "value": math.nan,
+                "primary": None,
+                "higher_is_better": None,
+            }
+        )
     history = []
     for epoch in record.history():
         order = list(epoch.get("task_order") or [])
         for task, value in (epoch.get("metrics") or {}).items():
-            history.append({**{c: base[c] for c in HISTORY_COLUMNS if c in base}, "epoch": epoch.get("epoch"),
-                            "task": task, "value": value, "delta_m_stored": epoch.get("delta_m"),
-                            "position": order.index(task) if task in order else None})
+            history.append(
+                {
+                    **{c: base[c] for c in HISTORY_COLUMNS if c in base},
+                    "epoch": epoch.get("epoch"),
+                    "task": task,
+                    "value": value,
+                    "delta_m_stored": epoch.get("delta_m"),
+                    "position": order.index(task) if task in order else None,
+                }
+            )
     return _typed(pd.DataFrame(rows, columns=METRIC_COLUMNS)), _typed(pd.DataFrame(history, columns=HISTORY_COLUMNS))
 
 
@@ -263,8 +313,9 @@ def trial_records(study: str, trials: Iterable[Mapping[str, Any]]) -> tuple[list
         attrs = dict(t["user_attrs"])
         history = attrs.get(R.HISTORY) or []
         key = f"{t['state']}|{t['datetime_complete']}|{len(attrs)}"
-        records.append(TrialRecord(study, t["number"], t["state"], dict(t["params"]), attrs, key,
-                                   lambda h=history: list(h)))
+        records.append(
+            TrialRecord(study, t["number"], t["state"], dict(t["params"]), attrs, key, lambda h=history: list(h))
+        )
     return records, _space(records, declared)
 
 
@@ -343,7 +394,7 @@ def _wandb_history(run: Any) -> list[dict[str, Any]]:
     """``scan_history()`` rows -> the per-epoch records of ``sweeps.records.HISTORY`` (metrics and Δm only)."""
     out = []
     for row in run.scan_history():
-        metrics = {k[len(WANDB_VAL):]: v for k, v in row.items() if k.startswith(WANDB_VAL) and v is not None}
+        metrics = {k[len(WANDB_VAL) :]: v for k, v in row.items() if k.startswith(WANDB_VAL) and v is not None}
         if metrics:
             delta = metrics.pop("delta_m", None)
             out.append({"epoch": row.get("_step"), "metrics": metrics, "delta_m": delta})
@@ -363,16 +414,29 @@ def _wandb_record(run: Any) -> TrialRecord:
     metrics = {}
     for spec in dataset_tasks(cfg["data"]["dataset"], cfg["data"].get("tasks")).tasks:
         prefix = f"{WANDB_FINAL}{spec.name}/"
-        values = {k[len(prefix):]: v for k, v in summary.items() if k.startswith(prefix)}
+        values = {k[len(prefix) :]: v for k, v in summary.items() if k.startswith(prefix)}
         if values:
-            metrics[spec.name] = {"values": values, "conventions": {}, "primary": spec.metric,
-                                  "higher_is_better": spec.higher_is_better}
+            metrics[spec.name] = {
+                "values": values,
+                "conventions": {},
+                "primary": spec.metric,
+                "higher_is_better": spec.higher_is_better,
+            }
     attrs = {
-        R.EXPERIMENT: experiment, R.DATASET: dataset, R.BUDGET: budget, R.CONFIG: cfg,
-        R.ARCHITECTURE: cfg["model"]["architecture"], R.SEED: cfg["train"]["seed"],
-        R.CONFIG_HASH: config.get(R.CONFIG_HASH), R.METRICS: metrics,
-        R.DELTA_M: summary.get(R.DELTA_M), R.PARAMS: summary.get("params"), R.MACS: summary.get(R.MACS),
-        R.WALL_TIME: summary.get(R.WALL_TIME), R.FAIL_REASON: summary.get(R.FAIL_REASON), R.WANDB_RUN_ID: run.id,
+        R.EXPERIMENT: experiment,
+        R.DATASET: dataset,
+        R.BUDGET: budget,
+        R.CONFIG: cfg,
+        R.ARCHITECTURE: cfg["model"]["architecture"],
+        R.SEED: cfg["train"]["seed"],
+        R.CONFIG_HASH: config.get(R.CONFIG_HASH),
+        R.METRICS: metrics,
+        R.DELTA_M: summary.get(R.DELTA_M),
+        R.PARAMS: summary.get("params"),
+        R.MACS: summary.get(R.MACS),
+        R.WALL_TIME: summary.get(R.WALL_TIME),
+        R.FAIL_REASON: summary.get(R.FAIL_REASON),
+        R.WANDB_RUN_ID: run.id,
     }
     state = WANDB_STATES.get(run.state, str(run.state).upper())
     key = f"{state}|{summary.get('wall_time_s')}|{summary.get(R.FAIL_REASON)}"
@@ -425,8 +489,9 @@ def build_study(
                 old_metrics, old_history = pd.read_parquet(metrics_path), pd.read_parquet(history_path)
             except Exception:  # noqa: BLE001 - a damaged cache (any reader's error) is rebuilt from the storage
                 cached, old_metrics, old_history = {}, None, None
-            if old_metrics is not None and (list(old_metrics.columns) != METRIC_COLUMNS
-                                            or list(old_history.columns) != HISTORY_COLUMNS):
+            if old_metrics is not None and (
+                list(old_metrics.columns) != METRIC_COLUMNS or list(old_history.columns) != HISTORY_COLUMNS
+            ):
                 cached, old_metrics, old_history = {}, None, None  # written by an older version: convert again
     keys = {str(r.number): r.key for r in records}
     fresh = [r for r in records if cached.get(str(r.number)) != r.key]

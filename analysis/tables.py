@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -77,8 +78,19 @@ def per_trial(study: StudyData) -> pd.DataFrame:
         raise AnalysisError(f"study {study.name!r} has no finished trials")
     wide = done.pivot_table(index="trial", columns="task", values="value", aggfunc="first")
     first = done.drop_duplicates("trial").set_index("trial")
-    out = first[["seed", "architecture", "n_params", "macs", "delta_m_stored", "run_dir", "config", "config_hash",
-                 "baseline_config_hash"]].join(wide)
+    out = first[
+        [
+            "seed",
+            "architecture",
+            "n_params",
+            "macs",
+            "delta_m_stored",
+            "run_dir",
+            "config",
+            "config_hash",
+            "baseline_config_hash",
+        ]
+    ].join(wide)
     grid = first["grid"].map(json.loads)
     for axis in study.space:
         out[axis] = grid.map(lambda g, a=axis: g.get(a))
@@ -134,8 +146,14 @@ def add_delta_m(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.Data
             values.append(math.nan)
             refs.append(pd.NA)
             continue
-        values.append(delta_m({t: row[t] for t in tasks}, {t: base[t] for t in tasks},
-                              {t: higher[t] for t in tasks}, convention="astmt"))
+        values.append(
+            delta_m(
+                {t: row[t] for t in tasks},
+                {t: base[t] for t in tasks},
+                {t: higher[t] for t in tasks},
+                convention="astmt",
+            )
+        )
         refs.append(int(base["trial"]))
     out = trials.assign(delta_m=values, baseline_trial=refs)
     out.attrs.update(trials.attrs)
@@ -209,8 +227,10 @@ def ablation_table(study: StudyData, baselines: StudyData | None) -> tuple[Table
     if base is not None and trials["delta_m"].isna().any():
         unmatched = trials[trials["delta_m"].isna()]
         seeds = sorted({int(s) for s in unmatched["seed"].dropna()})
-        notes.append(f"Δm missing for trials {unmatched['trial'].tolist()} (seeds {seeds}): "
-                     f"no finished single-task baseline of their config (or, stored without one, of their seed)")
+        notes.append(
+            f"Δm missing for trials {unmatched['trial'].tolist()} (seeds {seeds}): "
+            f"no finished single-task baseline of their config (or, stored without one, of their seed)"
+        )
     columns = metric_columns(trials)
     title = f"{experiment} ablation, {dataset}, {budget} budget: mean ± std over seeds (Δm per seed, astmt, ↓)"
     by = row_axes(study) or ["architecture"]
@@ -229,14 +249,27 @@ def comparison_table(table: Table) -> Table | None:
         for col in table.columns:
             if ref is not None and ref.get(col.key) is not None:
                 ours, theirs = table.mean.loc[label, col.key], ref[col.key]
-                rows.append({"row": " ".join(_labels(table, label)), "quantity": col.label, "ours": ours * col.scale,
-                             "paper": theirs * col.scale, "ours − paper": (ours - theirs) * col.scale})
+                rows.append(
+                    {
+                        "row": " ".join(_labels(table, label)),
+                        "quantity": col.label,
+                        "ours": ours * col.scale,
+                        "paper": theirs * col.scale,
+                        "ours − paper": (ours - theirs) * col.scale,
+                    }
+                )
     if not rows:
         return None
     frame = pd.DataFrame(rows).set_index(["row", "quantity"])
     cols = [Column(c, c) for c in ("ours", "paper", "ours − paper")]
-    return Table(f"{table.name}-vs-paper", "Ours vs the paper's published numbers (tsn-paper.md §5)",
-                 ["row", "quantity"], cols, frame, frame * math.nan)
+    return Table(
+        f"{table.name}-vs-paper",
+        "Ours vs the paper's published numbers (tsn-paper.md §5)",
+        ["row", "quantity"],
+        cols,
+        frame,
+        frame * math.nan,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ scaling
@@ -257,16 +290,36 @@ def scaling_tables(
     counts = list(task_counts or published.SCALING_TASK_COUNTS)
     archs = sorted(ARCHITECTURES, key=lambda a: sort_key("model.architecture", a))
     params = pd.DataFrame(scaling_table(cfg.model, tasks, counts, archs)).T
-    macs = pd.DataFrame({a: {t: count_macs(meta_model(replace(cfg.model, architecture=a, encoding="gaussian"),
-                                                      synthetic_tasks(t, tasks)), cfg.data.image_size)
-                             for t in counts} for a in archs}).T
+    macs = pd.DataFrame(
+        {
+            a: {
+                t: count_macs(
+                    meta_model(replace(cfg.model, architecture=a, encoding="gaussian"), synthetic_tasks(t, tasks)),
+                    cfg.data.image_size,
+                )
+                for t in counts
+            }
+            for a in archs
+        }
+    ).T
     columns = [Column(t, f"T={t}") for t in counts]
     size = f"{cfg.model.backbone}, width {cfg.model.decoder_width}, d = {cfg.model.embedding_dim}"
-    p = Table(f"scaling-params-{dataset}-{budget}", f"Parameters (M) vs number of tasks T ({size})", ["architecture"],
-              [replace(c, scale=1e-6, digits=3) for c in columns], params, params * math.nan)
-    m = Table(f"scaling-macs-{dataset}-{budget}",
-              f"GMACs per image predicting all T tasks, {cfg.data.image_size}×{cfg.data.image_size} ({size})",
-              ["architecture"], [replace(c, scale=1e-9, digits=3) for c in columns], macs, macs * math.nan)
+    p = Table(
+        f"scaling-params-{dataset}-{budget}",
+        f"Parameters (M) vs number of tasks T ({size})",
+        ["architecture"],
+        [replace(c, scale=1e-6, digits=3) for c in columns],
+        params,
+        params * math.nan,
+    )
+    m = Table(
+        f"scaling-macs-{dataset}-{budget}",
+        f"GMACs per image predicting all T tasks, {cfg.data.image_size}×{cfg.data.image_size} ({size})",
+        ["architecture"],
+        [replace(c, scale=1e-9, digits=3) for c in columns],
+        macs,
+        macs * math.nan,
+    )
     return [p, m]
 
 
@@ -324,7 +377,9 @@ def _grid(table: Table, latex: bool) -> tuple[list[str], list[list[str]]]:
             if bold[col.key] is not None and bold[col.key] == label:
                 text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
             cells.append(text)
-        rows.append([*map(esc, _labels(table, label)), *cells] + ([str(table.n.loc[label])] if table.n is not None else []))
+        rows.append(
+            [*map(esc, _labels(table, label)), *cells] + ([str(table.n.loc[label])] if table.n is not None else [])
+        )
     return header, rows
 
 
@@ -335,8 +390,20 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines + ([""] + table.notes if table.notes else [])) + "\n"
 
 
-TEX_SYMBOLS = {"_": "\\_", "%": "\\%", "#": "\\#", "&": "\\&", "Δm": "$\\Delta_m$", "↓": "$\\downarrow$",
-               "↑": "$\\uparrow$", "±": "$\\pm$", "–": "--", "−": "$-$", "×": "$\\times$", "…": "\\ldots{}"}
+TEX_SYMBOLS = {
+    "_": "\\_",
+    "%": "\\%",
+    "#": "\\#",
+    "&": "\\&",
+    "Δm": "$\\Delta_m$",
+    "↓": "$\\downarrow$",
+    "↑": "$\\uparrow$",
+    "±": "$\\pm$",
+    "–": "--",
+    "−": "$-$",
+    "×": "$\\times$",
+    "…": "\\ldots{}",
+}
 
 
 def _tex_escape(text: str) -> str:
@@ -353,7 +420,8 @@ def to_latex(table: Table) -> str:
     return (
         "\\begin{table}[t]\n\\centering\n"
         f"\\caption{{{_tex_escape(table.title)}}}\n\\label{{tab:{table.name}}}\n"
-        f"\\begin{{tabular}}{{{spec}}}\n\\toprule\n{body[0]}\n\\midrule\n" + "\n".join(body[1:])
+        f"\\begin{{tabular}}{{{spec}}}\n\\toprule\n{body[0]}\n\\midrule\n"
+        + "\n".join(body[1:])
         + f"\n\\bottomrule\n\\end{{tabular}}\n\\end{{table}}\n{notes}"
     )
 
@@ -377,6 +445,5 @@ def write_table(table: Table, out_dir: str | Path) -> dict[str, Path]:
     for ext, render in (("md", to_markdown), ("tex", to_latex), ("csv", to_csv)):
         paths[ext] = out / f"{table.name}.{ext}"
         text = render(table)
-        atomic_write(paths[ext], lambda tmp: tmp.write_text(text))
+        atomic_write(paths[ext], lambda tmp, text=text: tmp.write_text(text))
     return paths
-

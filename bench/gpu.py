@@ -32,9 +32,10 @@ import tempfile
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity
@@ -77,26 +78,59 @@ class GpuSize:
 def gpu_sizes(tiny: bool) -> list[GpuSize]:
     """The paper size first (its targets matter most), then the ``gpu`` budget's."""
     if tiny:
-        small = ("data.image_size=64", "train.batch_size=2", "model.backbone=compact", "model.decoder_width=0.125",
-                 "model.n_fc=2", "train.threads=1", "data.train_samples=8", "data.val_samples=2")
+        small = (
+            "data.image_size=64",
+            "train.batch_size=2",
+            "model.backbone=compact",
+            "model.decoder_width=0.125",
+            "model.n_fc=2",
+            "train.threads=1",
+            "data.train_samples=8",
+            "data.val_samples=2",
+        )
         once = {"epoch / batch": Repeats(1, 2, 1), "joint": Repeats(1, 2, 1)}
-        return [GpuSize("paper", "smoke", (*small, "data.dataset=pascal_context", "data.augment=paper",
-                                           "data.num_workers=1"), once, 4),
-                GpuSize("gpu", "smoke", small, once, 4)]
-    return [GpuSize("paper", "paper", (), {"epoch / batch": Repeats(3, 3, 5), "joint": Repeats(2, 3, 2)}, 30),
-            GpuSize("gpu", "gpu", (), {"epoch / batch": Repeats(3, 5, 5), "joint": Repeats(2, 3, 3)}, 40)]
+        return [
+            GpuSize(
+                "paper",
+                "smoke",
+                (*small, "data.dataset=pascal_context", "data.augment=paper", "data.num_workers=1"),
+                once,
+                4,
+            ),
+            GpuSize("gpu", "smoke", small, once, 4),
+        ]
+    return [
+        GpuSize("paper", "paper", (), {"epoch / batch": Repeats(3, 3, 5), "joint": Repeats(2, 3, 2)}, 30),
+        GpuSize("gpu", "gpu", (), {"epoch / batch": Repeats(3, 5, 5), "joint": Repeats(2, 3, 3)}, 40),
+    ]
 
 
 def size_config(size: GpuSize, arch: str, device: str) -> RunConfig:
-    return resolve(size.budget, overrides=[RANDOM_ENCODER, *size.overrides, f"model.architecture={arch}",
-                                           "train.progress=false", f"train.device={device}"])
+    return resolve(
+        size.budget,
+        overrides=[
+            RANDOM_ENCODER,
+            *size.overrides,
+            f"model.architecture={arch}",
+            "train.progress=false",
+            f"train.device={device}",
+        ],
+    )
 
 
 def describe_size(cfg: RunConfig) -> dict[str, Any]:
     data, train, model = cfg.data, cfg.train, cfg.model
-    return {"image_size": data.image_size, "batch_size": train.batch_size, "backbone": model.backbone,
-            "decoder_width": model.decoder_width, "dataset": data.dataset, "augment": data.augment,
-            "num_workers": data.num_workers, "amp": train.amp, "channels_last": train.channels_last}
+    return {
+        "image_size": data.image_size,
+        "batch_size": train.batch_size,
+        "backbone": model.backbone,
+        "decoder_width": model.decoder_width,
+        "dataset": data.dataset,
+        "augment": data.augment,
+        "num_workers": data.num_workers,
+        "amp": train.amp,
+        "channels_last": train.channels_last,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ timing
@@ -127,8 +161,10 @@ def step_seconds(harness: StepHarness, tasks: Sequence[str], repeats: Repeats) -
     """The median over rounds of the mean step time of back-to-back steps."""
     for _ in range(repeats.warmup):
         harness.step(tasks)
-    rounds = [seconds_per_call(lambda: harness.step(tasks, sync=False), repeats.steps, harness.device)
-              for _ in range(repeats.rounds)]
+    rounds = [
+        seconds_per_call(lambda: harness.step(tasks, sync=False), repeats.steps, harness.device)
+        for _ in range(repeats.rounds)
+    ]
     return statistics.median(rounds)
 
 
@@ -142,8 +178,12 @@ def matmul_peak(device: torch.device, tiny: bool) -> dict[str, Any]:
         a @ b
     times = [seconds_per_call(lambda: a @ b, 1, device) for _ in range(repeats)]
     flops = 2 * n**3
-    return {"name": f"bf16 matmul {n}×{n}×{n}", "best": flops / min(times), "median": flops / statistics.median(times),
-            "repeats": repeats}
+    return {
+        "name": f"bf16 matmul {n}×{n}×{n}",
+        "best": flops / min(times),
+        "median": flops / statistics.median(times),
+        "repeats": repeats,
+    }
 
 
 # ----------------------------------------------------------------------------------------- steady state
@@ -164,15 +204,14 @@ def short_path(filename: str) -> str:
     except ValueError:
         parts = path.parts
         if "site-packages" in parts:
-            return "/".join(parts[parts.index("site-packages") + 1:])
+            return "/".join(parts[parts.index("site-packages") + 1 :])
         return path.name
 
 
 def sync_sites(caught: Sequence[warnings.WarningMessage], steps: int) -> dict[str, float]:
     """Source line -> synchronising CUDA operations per step, from the warnings of ``set_sync_debug_mode("warn")``
     (each attributed to the Python line that called the operation), most frequent first."""
-    sites = Counter(f"{short_path(w.filename)}:{w.lineno}" for w in caught
-                    if "synchroniz" in str(w.message).lower())
+    sites = Counter(f"{short_path(w.filename)}:{w.lineno}" for w in caught if "synchroniz" in str(w.message).lower())
     return {site: count / steps for site, count in sites.most_common()}
 
 
@@ -206,8 +245,13 @@ def steady_state(harness: StepHarness, tasks: Sequence[str], steps: int) -> tupl
         synchronize(harness.device)  # inside, so that the kernels are in the trace; its one call is subtracted
     names = Counter(event.name for event in prof.events())
     calls = sum(names[name] for name in SYNC_CALLS) - (1 if cuda else 0)
-    result = {"steps": steps, "sync_calls_per_step": calls / steps, "scalar_reads_per_step": names[SCALAR_READ] / steps,
-              "compiled_frames": compiled_frames() - frames, "sync_sites": find_sync_sites(harness, tasks, steps)}
+    result = {
+        "steps": steps,
+        "sync_calls_per_step": calls / steps,
+        "scalar_reads_per_step": names[SCALAR_READ] / steps,
+        "compiled_frames": compiled_frames() - frames,
+        "sync_sites": find_sync_sites(harness, tasks, steps),
+    }
     sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     return result, prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60)
 
@@ -256,12 +300,19 @@ def data_wait(cfg: RunConfig, steps: int) -> dict[str, Any]:
     if cfg.data.train_samples:
         per_epoch = tasks * -(-cfg.data.train_samples // cfg.train.batch_size)
     steady = (wait + step) / (len(waits) - 1)  # seconds per steady step, waiting included
-    return {"steps": len(waits), "num_workers": cfg.data.num_workers, "pin_memory": trainer.device.type == "cuda",
-            "augment": cfg.data.augment, "first_wait_s": waits[0], "median_wait_s": statistics.median(waits[1:]),
-            "median_step_s": statistics.median(steps_s[1:]), "wait_fraction": wait / (wait + step),
-            "steps_per_epoch": per_epoch,
-            # the first batch (the workers starting) as a share of a whole epoch of the budget
-            "first_wait_epoch_fraction": None if per_epoch is None else waits[0] / (waits[0] + per_epoch * steady)}
+    return {
+        "steps": len(waits),
+        "num_workers": cfg.data.num_workers,
+        "pin_memory": trainer.device.type == "cuda",
+        "augment": cfg.data.augment,
+        "first_wait_s": waits[0],
+        "median_wait_s": statistics.median(waits[1:]),
+        "median_step_s": statistics.median(steps_s[1:]),
+        "wait_fraction": wait / (wait + step),
+        "steps_per_epoch": per_epoch,
+        # the first batch (the workers starting) as a share of a whole epoch of the budget
+        "first_wait_epoch_fraction": None if per_epoch is None else waits[0] / (waits[0] + per_epoch * steady),
+    }
 
 
 # ---------------------------------------------------------------------------------------- architectures
@@ -273,9 +324,15 @@ def measure_schedule(harness: StepHarness, schedule: str, tasks: Sequence[str], 
     seconds = step_seconds(harness, tasks, repeats)
     flops = step_flops(harness, tasks)
     images = harness.cfg.train.batch_size * len(tasks)
-    return {"schedule": schedule, "tasks": len(tasks), "seconds": seconds, "images_tasks_per_s": images / seconds,
-            "flops": flops, "flops_per_s": flops / seconds,
-            "peak_mib": torch.cuda.max_memory_allocated(harness.device) / 2**20 if cuda else None}
+    return {
+        "schedule": schedule,
+        "tasks": len(tasks),
+        "seconds": seconds,
+        "images_tasks_per_s": images / seconds,
+        "flops": flops,
+        "flops_per_s": flops / seconds,
+        "peak_mib": torch.cuda.max_memory_allocated(harness.device) / 2**20 if cuda else None,
+    }
 
 
 def measure_arch(size: GpuSize, arch: str, device: str) -> tuple[dict[str, Any], str]:
@@ -308,23 +365,40 @@ def device_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {"type": device.type, "torch": torch.__version__, "machine": machine()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        info.update(name=props.name, capability=f"{props.major}.{props.minor}", memory_gib=props.total_memory / 2**30,
-                    multiprocessors=props.multi_processor_count, cuda=torch.version.cuda,
-                    cudnn=torch.backends.cudnn.version())
+        info.update(
+            name=props.name,
+            capability=f"{props.major}.{props.minor}",
+            memory_gib=props.total_memory / 2**30,
+            multiprocessors=props.multi_processor_count,
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+        )
     return info
 
 
-def measure_gpu(device: str, tiny: bool, archs: Sequence[str] = ARCHS, deadline: float | None = None,
-                on_update: Callable[[dict[str, Any]], None] = lambda results: None,
-                on_profile: Callable[[str, str], None] = lambda title, table: None) -> dict[str, Any]:
+def measure_gpu(
+    device: str,
+    tiny: bool,
+    archs: Sequence[str] = ARCHS,
+    deadline: float | None = None,
+    on_update: Callable[[dict[str, Any]], None] = lambda results: None,
+    on_profile: Callable[[str, str], None] = lambda title, table: None,
+) -> dict[str, Any]:
     """Every measurement of the GPU section as plain data; ``on_update(results)`` after each one. Past ``deadline``
     (``time.monotonic()``), what is left is listed under "skipped" instead of measured."""
     started = time.perf_counter()
     dev = torch.device(device)
     results: dict[str, Any] = {
-        "tiny": tiny, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "device": device_info(dev), "encoder": "random (model.pretrained=none)", "peaks": [], "sizes": [],
-        "skipped": [], "errors": [], "wall_s": 0.0}
+        "tiny": tiny,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "device": device_info(dev),
+        "encoder": "random (model.pretrained=none)",
+        "peaks": [],
+        "sizes": [],
+        "skipped": [],
+        "errors": [],
+        "wall_s": 0.0,
+    }
 
     def update() -> None:
         results["wall_s"] = time.perf_counter() - started
@@ -340,9 +414,14 @@ def measure_gpu(device: str, tiny: bool, archs: Sequence[str] = ARCHS, deadline:
     update()
     for size in gpu_sizes(tiny):
         cfg = size_config(size, "tsn", device)
-        entry: dict[str, Any] = {"name": size.name, "budget": size.budget, **describe_size(cfg),
-                                 "tasks": len(dataset_tasks(cfg.data.dataset, cfg.data.tasks).names), "archs": [],
-                                 "data": None}
+        entry: dict[str, Any] = {
+            "name": size.name,
+            "budget": size.budget,
+            **describe_size(cfg),
+            "tasks": len(dataset_tasks(cfg.data.dataset, cfg.data.tasks).names),
+            "archs": [],
+            "data": None,
+        }
         results["sizes"].append(entry)
         if in_time(f"{size.name}: data wait"):
             try:
@@ -376,30 +455,49 @@ def load_results(path: Path) -> dict[str, Any]:
     try:
         results = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"--from-json {path}: cannot be read as JSON ({one_line(err)}); give the file written by "
-                         "python -m bench.gpu --json") from None
+        raise ValueError(
+            f"--from-json {path}: cannot be read as JSON ({one_line(err)}); give the file written by "
+            "python -m bench.gpu --json"
+        ) from None
     if not isinstance(results, dict) or not {"sizes", "peaks", "device"} <= set(results):
-        raise ValueError(f"--from-json {path}: not a results file of python -m bench.gpu (no sizes, peaks and "
-                         "device); give the file written by --json")
+        raise ValueError(
+            f"--from-json {path}: not a results file of python -m bench.gpu (no sizes, peaks and "
+            "device); give the file written by --json"
+        )
     return results
 
 
 def build_parser() -> argparse.ArgumentParser:
     from tsn.domains import cli_number
 
-    parser = ArgumentParser(prog="python -m bench.gpu",
-                            description="measure training on a GPU: BENCHMARKS.md's GPU section (make gpu-check)")
+    parser = ArgumentParser(
+        prog="python -m bench.gpu",
+        description="measure training on a GPU: BENCHMARKS.md's GPU section (make gpu-check)",
+    )
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes in seconds, numbers meaningless (dry run)")
-    parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS), metavar="ARCH",
-                        help=f"architectures to measure (default all: {', '.join(ARCHS)})")
+    parser.add_argument(
+        "--archs",
+        nargs="+",
+        choices=ARCHS,
+        default=list(ARCHS),
+        metavar="ARCH",
+        help=f"architectures to measure (default all: {', '.join(ARCHS)})",
+    )
     parser.add_argument("--json", type=Path, help="write the results here after every measurement")
     parser.add_argument("--md", type=Path, help="write the Markdown section here")
     parser.add_argument("--profile", type=Path, help="write the profiler's op tables of the TSN step here")
-    parser.add_argument("--time-limit", type=cli_number(float, 0, 10**6, open_low=True), default=None,
-                        help="seconds; what is left after it is skipped (and listed as skipped)")
-    parser.add_argument("--out", type=Path, help="put the section into this file (BENCHMARKS.md) between its gpu "
-                                                 "markers, keeping the rest")
+    parser.add_argument(
+        "--time-limit",
+        type=cli_number(float, 0, 10**6, open_low=True),
+        default=None,
+        help="seconds; what is left after it is skipped (and listed as skipped)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="put the section into this file (BENCHMARKS.md) between its gpu markers, keeping the rest",
+    )
     parser.add_argument("--from-json", type=Path, help="render a results file of --json instead of measuring")
     return parser
 
@@ -420,8 +518,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = load_results(args.from_json)
     else:
         if args.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device here (torch.cuda.is_available() is False); valid: "
-                             "--device cpu --tiny, a dry run")
+            raise ValueError(
+                "--device cuda: no CUDA device here (torch.cuda.is_available() is False); valid: "
+                "--device cpu --tiny, a dry run"
+            )
         deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
         tables: list[str] = []
 

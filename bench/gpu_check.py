@@ -36,9 +36,10 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 import torch
 
@@ -56,8 +57,14 @@ TIME_LIMIT = 450.0  # seconds: 8 minutes less a margin for start-up and the copy
 STAGE_SHARES = {"tests": 0.2, "bench": 0.45, "trials": 0.35}
 # What the stages import beyond torch (the GPU machine's image lacks some: carry them as wheels, see the README).
 MODULES = ("numpy", "yaml", "scipy", "tqdm", "PIL", "pytest", "optuna", "optuna_dashboard", "sqlalchemy")
-DRY_TRIAL = ("data.train_samples=16", "data.val_samples=8", "train.batch_size=8", "train.threads=1",
-             "model.decoder_width=0.125", "model.n_fc=2")
+DRY_TRIAL = (
+    "data.train_samples=16",
+    "data.val_samples=8",
+    "train.batch_size=8",
+    "train.threads=1",
+    "model.decoder_width=0.125",
+    "model.n_fc=2",
+)
 FILES = ("gpu-check.log", "gpu-check.json", "bench-gpu.json", "bench-gpu.md", "profile.txt")
 
 
@@ -95,11 +102,17 @@ class Check:
         A process that outlives ``timeout`` is stopped with its whole process group (DataLoader workers too)."""
         self.log.write(f"$ {' '.join(cmd)}\n")
         self.log.flush()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TSN_CACHE_DIR": str(self.work / "cache"),
-               "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TSN_CACHE_DIR": str(self.work / "cache"),
+            "WANDB_MODE": "offline",
+            "WANDB_SILENT": "true",
+        }
         start = time.monotonic()
-        proc = subprocess.Popen(list(cmd), stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            list(cmd), stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True
+        )
         try:
             code: int | None = proc.wait(timeout=max(1.0, timeout))
         except subprocess.TimeoutExpired:
@@ -109,8 +122,10 @@ class Check:
         return code, time.monotonic() - start
 
     def write(self) -> None:
-        write_json(self.out / "gpu-check.json", {"env": self.env, "stages": [asdict(s) for s in self.stages],
-                                                 "trials": self.trials})
+        write_json(
+            self.out / "gpu-check.json",
+            {"env": self.env, "stages": [asdict(s) for s in self.stages], "trials": self.trials},
+        )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -125,23 +140,36 @@ def stop(proc: subprocess.Popen) -> None:
 def stage_limit(check: Check, name: str) -> float:
     """Seconds for stage ``name``: what is left of the time limit less the shares of the stages after it."""
     names = list(STAGE_SHARES)
-    later = sum(STAGE_SHARES[n] for n in names[names.index(name) + 1:])
+    later = sum(STAGE_SHARES[n] for n in names[names.index(name) + 1 :])
     return check.deadline - time.monotonic() - later * check.env["time_limit_s"]
 
 
 # ------------------------------------------------------------------------------------------------ stages
 def environment(time_limit: float) -> dict[str, Any]:
     """What the numbers depend on, and what the stages would miss."""
-    pinned = next((line.split("==", 1)[1].strip() for line in (REPO / "requirements.txt").read_text().splitlines()
-                   if line.startswith("torch==")), None)
-    env: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__, "torch_pinned": pinned,
-                           "cuda": torch.version.cuda, "cpu_cores": os.cpu_count(), "git_commit": git_commit(REPO),
-                           "missing_modules": [m for m in MODULES if importlib.util.find_spec(m) is None],
-                           "time_limit_s": time_limit}
+    pinned = next(
+        (
+            line.split("==", 1)[1].strip()
+            for line in (REPO / "requirements.txt").read_text().splitlines()
+            if line.startswith("torch==")
+        ),
+        None,
+    )
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_pinned": pinned,
+        "cuda": torch.version.cuda,
+        "cpu_cores": os.cpu_count(),
+        "git_commit": git_commit(REPO),
+        "missing_modules": [m for m in MODULES if importlib.util.find_spec(m) is None],
+        "time_limit_s": time_limit,
+    }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                   cudnn=torch.backends.cudnn.version())
+        env.update(
+            gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1), cudnn=torch.backends.cudnn.version()
+        )
     return env
 
 
@@ -156,8 +184,22 @@ def junit_counts(path: Path) -> dict[str, Any]:
 
 def stage_tests(check: Check, stage: Stage) -> None:
     junit = check.work / "junit.xml"
-    code, seconds = check.run([sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_gpu.py", "-q", "-rA",
-                               "-p", "no:cacheprovider", f"--junitxml={junit}"], stage_limit(check, "tests"))
+    code, seconds = check.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "gpu",
+            "tests/test_gpu.py",
+            "-q",
+            "-rA",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+        ],
+        stage_limit(check, "tests"),
+    )
     if code is None:
         stage.status, stage.detail = "timed out", f"after {seconds:.0f} s"
         return
@@ -166,8 +208,9 @@ def stage_tests(check: Check, stage: Stage) -> None:
         return
     n = junit_counts(junit)
     passed = n["tests"] - n["failures"] - n["errors"] - n["skipped"]
-    stage.detail = (f"{passed} passed, {n['failures']} failed, {n['errors']} errors, {n['skipped']} skipped"
-                    + (f" ({'; '.join(n['skip_reasons'])})" if n["skipped"] else ""))
+    stage.detail = f"{passed} passed, {n['failures']} failed, {n['errors']} errors, {n['skipped']} skipped" + (
+        f" ({'; '.join(n['skip_reasons'])})" if n["skipped"] else ""
+    )
     if code != 0 or n["failures"] or n["errors"] or n["tests"] == 0:
         stage.status = "failed"
     elif n["skipped"]:  # a CUDA test skipped on a CUDA machine did not check anything
@@ -179,11 +222,18 @@ def stage_tests(check: Check, stage: Stage) -> None:
 def stage_bench(check: Check, stage: Stage) -> None:
     limit = stage_limit(check, "bench")
     files = {"--json": "bench-gpu.json", "--md": "bench-gpu.md", "--profile": "profile.txt"}
-    cmd = [sys.executable, "-m", "bench.gpu", "--archs", *check.archs,
-           "--time-limit", f"{max(1.0, limit - 30):.0f}",  # stops measuring in time to write its report
-           *(["--device", "cpu", "--tiny"] if check.dry_run else []),
-           *(["--out", str(check.benchmarks)] if check.benchmarks else []),
-           *[arg for flag, name in files.items() for arg in (flag, str(check.out / name))]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.gpu",
+        "--archs",
+        *check.archs,
+        "--time-limit",
+        f"{max(1.0, limit - 30):.0f}",  # stops measuring in time to write its report
+        *(["--device", "cpu", "--tiny"] if check.dry_run else []),
+        *(["--out", str(check.benchmarks)] if check.benchmarks else []),
+        *[arg for flag, name in files.items() for arg in (flag, str(check.out / name))],
+    ]
     code, seconds = check.run(cmd, limit)
     results_file = check.out / "bench-gpu.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else None
@@ -202,8 +252,12 @@ def stage_bench(check: Check, stage: Stage) -> None:
 
 def bench_failures(results: dict[str, Any]) -> list[str]:
     """What the benchmark skipped at its time limit or failed to measure."""
-    failed = [f"{size['name']} {row['arch']}" for size in results["sizes"] for row in size["archs"]
-              if "error" in row or "error" in row["steady"] or any("error" in s for s in row["steps"])]
+    failed = [
+        f"{size['name']} {row['arch']}"
+        for size in results["sizes"]
+        for row in size["archs"]
+        if "error" in row or "error" in row["steady"] or any("error" in s for s in row["steps"])
+    ]
     return [*results["skipped"], *results["errors"], *failed]
 
 
@@ -214,8 +268,10 @@ def bench_summary(results: dict[str, Any]) -> str:
     parts = []
     best, step = peak(results), step_row(results, "paper", "tsn", "epoch / batch")
     if best is not None and step is not None:
-        parts.append(f"paper-size TSN step {1e3 * step['seconds']:.1f} ms = {100 * step['flops_per_s'] / best:.0f} % "
-                     f"of the {best / 1e12:.0f} TFLOP/s bf16 peak")
+        parts.append(
+            f"paper-size TSN step {1e3 * step['seconds']:.1f} ms = {100 * step['flops_per_s'] / best:.0f} % "
+            f"of the {best / 1e12:.0f} TFLOP/s bf16 peak"
+        )
     waits = [f"{s['name']} {100 * s['data']['wait_fraction']:.1f} %" for s in results["sizes"] if s["data"]]
     if waits:
         parts.append("data wait " + ", ".join(waits))
@@ -240,8 +296,16 @@ def prepare_data(dry_run: bool) -> None:
     budget, overrides = trial_setup(dry_run)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(resolve(budget, overrides=[*overrides, "train.device=cpu"]), out)
-        print(json.dumps({"budget": budget, "train_samples": len(trainer.train_set), "val_samples": len(trainer.val_set),
-                          "cache": os.environ.get("TSN_CACHE_DIR")}))
+        print(
+            json.dumps(
+                {
+                    "budget": budget,
+                    "train_samples": len(trainer.train_set),
+                    "val_samples": len(trainer.val_set),
+                    "cache": os.environ.get("TSN_CACHE_DIR"),
+                }
+            )
+        )
 
 
 def extrapolate(epoch_seconds: Sequence[float], fit_s: float, process_s: float, epochs: int) -> dict[str, Any]:
@@ -251,9 +315,15 @@ def extrapolate(epoch_seconds: Sequence[float], fit_s: float, process_s: float, 
     startup, final = process_s - fit_s, fit_s - sum(epoch_seconds)
     steady = statistics.median(epoch_seconds[1:]) if ran > 1 else epoch_seconds[0]
     estimate = process_s if ran >= epochs else startup + epoch_seconds[0] + steady * (epochs - 1) + final
-    return {"startup_s": startup, "first_epoch_s": epoch_seconds[0], "steady_epoch_s": steady,
-            "final_evaluation_s": final, "full_epochs": epochs, "full_trial_s": estimate,
-            "full_trial_basis": "measured" if ran >= epochs else f"extrapolated from {ran} epoch{'s' * (ran > 1)}"}
+    return {
+        "startup_s": startup,
+        "first_epoch_s": epoch_seconds[0],
+        "steady_epoch_s": steady,
+        "final_evaluation_s": final,
+        "full_epochs": epochs,
+        "full_trial_s": estimate,
+        "full_trial_basis": "measured" if ran >= epochs else f"extrapolated from {ran} epoch{'s' * (ran > 1)}",
+    }
 
 
 def stage_trials(check: Check, stage: Stage) -> None:
@@ -271,26 +341,54 @@ def stage_trials(check: Check, stage: Stage) -> None:
             failures.append(f"{arch}: no time left")
             continue
         run_dir = check.work / "runs" / arch
-        code, seconds = check.run([sys.executable, "-m", "tsn", "train", "--budget", budget, "--out", str(run_dir),
-                                   f"model.architecture={arch}", f"train.epochs={epochs}", "train.progress=false",
-                                   *overrides], left)
-        record: dict[str, Any] = {"arch": arch, "budget": budget, "epochs": epochs, "process_s": seconds,
-                                  "overrides": list(overrides)}
+        code, seconds = check.run(
+            [
+                sys.executable,
+                "-m",
+                "tsn",
+                "train",
+                "--budget",
+                budget,
+                "--out",
+                str(run_dir),
+                f"model.architecture={arch}",
+                f"train.epochs={epochs}",
+                "train.progress=false",
+                *overrides,
+            ],
+            left,
+        )
+        record: dict[str, Any] = {
+            "arch": arch,
+            "budget": budget,
+            "epochs": epochs,
+            "process_s": seconds,
+            "overrides": list(overrides),
+        }
         if code != 0:
             failures.append(f"{arch}: {'timed out' if code is None else f'exit {code}'}")
             record["error"] = "timed out" if code is None else f"exit {code} (gpu-check.log has its output)"
         else:
             summary = json.loads((run_dir / "metrics.json").read_text())
-            record.update(device=summary["device"], fit_s=summary["wall_time_s"], primary=summary["primary"],
-                          epoch_s=[h["seconds"] for h in summary["history"]],
-                          **extrapolate([h["seconds"] for h in summary["history"]], summary["wall_time_s"], seconds,
-                                        full))
+            record.update(
+                device=summary["device"],
+                fit_s=summary["wall_time_s"],
+                primary=summary["primary"],
+                epoch_s=[h["seconds"] for h in summary["history"]],
+                **extrapolate([h["seconds"] for h in summary["history"]], summary["wall_time_s"], seconds, full),
+            )
         check.trials.append(record)
         check.write()
         shutil.rmtree(run_dir, ignore_errors=True)  # checkpoints: not needed, and large
     done = [t for t in check.trials if "error" not in t]
-    stage.detail = "; ".join([f"{t['arch']} {t['process_s']:.0f} s ({t['epochs']} epochs) -> {t['full_trial_s']:.0f} s "
-                              f"for {t['full_epochs']} ({t['full_trial_basis']})" for t in done] + failures)
+    stage.detail = "; ".join(
+        [
+            f"{t['arch']} {t['process_s']:.0f} s ({t['epochs']} epochs) -> {t['full_trial_s']:.0f} s "
+            f"for {t['full_epochs']} ({t['full_trial_basis']})"
+            for t in done
+        ]
+        + failures
+    )
     stage.status = "passed" if not failures and len(done) == len(check.archs) else "failed"
 
 
@@ -299,11 +397,15 @@ STAGES = {"tests": stage_tests, "bench": stage_bench, "trials": stage_trials}
 
 def run_checks(check: Check) -> int:
     """Every stage in turn (a failure is reported and the next one runs); 0 when all passed."""
-    check.say(f"gpu-check: {check.env.get('gpu', 'CPU dry run')}, torch {check.env['torch']} (requirements pin "
-              f"{check.env['torch_pinned']}), time limit {check.env['time_limit_s']:.0f} s, out {check.out}")
+    check.say(
+        f"gpu-check: {check.env.get('gpu', 'CPU dry run')}, torch {check.env['torch']} (requirements pin "
+        f"{check.env['torch_pinned']}), time limit {check.env['time_limit_s']:.0f} s, out {check.out}"
+    )
     if check.env["missing_modules"]:
-        check.say(f"missing modules: {', '.join(check.env['missing_modules'])} (the stages that import them fail; "
-                  "README, GPUs: carry them as wheels)")
+        check.say(
+            f"missing modules: {', '.join(check.env['missing_modules'])} (the stages that import them fail; "
+            "README, GPUs: carry them as wheels)"
+        )
     for name, run_stage in STAGES.items():
         stage = Stage(name)
         check.stages.append(stage)
@@ -319,8 +421,10 @@ def run_checks(check: Check) -> int:
     accepted = {"passed", "skipped"} if check.dry_run else {"passed"}
     passed = sum(s.status in accepted for s in check.stages)
     total = sum(s.seconds for s in check.stages)
-    check.say(f"gpu-check: {passed}/{len(check.stages)} stages passed in {total:.0f} s; files in {check.out}: "
-              f"{', '.join(f for f in FILES if (check.out / f).exists())}")
+    check.say(
+        f"gpu-check: {passed}/{len(check.stages)} stages passed in {total:.0f} s; files in {check.out}: "
+        f"{', '.join(f for f in FILES if (check.out / f).exists())}"
+    )
     for stage in check.stages:
         check.say(f"  {stage.name:<7} {stage.status:<9} {stage.seconds:5.0f} s  {stage.detail}")
     return 0 if passed == len(check.stages) else 1
@@ -329,21 +433,45 @@ def run_checks(check: Check) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from tsn.domains import cli_number
 
-    parser = ArgumentParser(prog="python -m bench.gpu_check",
-                            description="issue 14's GPU checks in at most 8 minutes: CUDA tests, the GPU benchmark, "
-                                        "one gpu-budget trial per architecture (skips without CUDA)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the results (default: $OUT, else runs/gpu-check)")
-    parser.add_argument("--time-limit", type=cli_number(float, 60, 10**5), default=TIME_LIMIT,
-                        help=f"seconds for all stages (default {TIME_LIMIT:.0f})")
-    parser.add_argument("--trial-epochs", type=cli_number(int, 1, 1000), default=3,
-                        help="epochs of each trial (the gpu budget's 12 are extrapolated from them)")
-    parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS), metavar="ARCH",
-                        help=f"architectures (default all: {', '.join(ARCHS)})")
-    parser.add_argument("--benchmarks", type=Path, default=None,
-                        help="also put the GPU section into this file (BENCHMARKS.md) between its gpu markers")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="run the stages on CPU at tiny sizes (a check of this script; numbers meaningless)")
+    parser = ArgumentParser(
+        prog="python -m bench.gpu_check",
+        description="issue 14's GPU checks in at most 8 minutes: CUDA tests, the GPU benchmark, "
+        "one gpu-budget trial per architecture (skips without CUDA)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder for the results (default: $OUT, else runs/gpu-check)"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=cli_number(float, 60, 10**5),
+        default=TIME_LIMIT,
+        help=f"seconds for all stages (default {TIME_LIMIT:.0f})",
+    )
+    parser.add_argument(
+        "--trial-epochs",
+        type=cli_number(int, 1, 1000),
+        default=3,
+        help="epochs of each trial (the gpu budget's 12 are extrapolated from them)",
+    )
+    parser.add_argument(
+        "--archs",
+        nargs="+",
+        choices=ARCHS,
+        default=list(ARCHS),
+        metavar="ARCH",
+        help=f"architectures (default all: {', '.join(ARCHS)})",
+    )
+    parser.add_argument(
+        "--benchmarks",
+        type=Path,
+        default=None,
+        help="also put the GPU section into this file (BENCHMARKS.md) between its gpu markers",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run the stages on CPU at tiny sizes (a check of this script; numbers meaningless)",
+    )
     parser.add_argument("--prepare-data", action="store_true", help=argparse.SUPPRESS)  # stage 3's first process
     return parser
 
@@ -360,9 +488,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = check_output_folder(args.out or Path(os.environ.get("OUT") or REPO / "runs" / "gpu-check"), "--out")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as work, open(out / "gpu-check.log", "w") as log:
-        check = Check(out, Path(work), log, args.dry_run, tuple(args.archs), args.trial_epochs,
-                      time.monotonic() + args.time_limit, args.benchmarks and args.benchmarks.resolve(),
-                      env=environment(args.time_limit))
+        check = Check(
+            out,
+            Path(work),
+            log,
+            args.dry_run,
+            tuple(args.archs),
+            args.trial_epochs,
+            time.monotonic() + args.time_limit,
+            args.benchmarks and args.benchmarks.resolve(),
+            env=environment(args.time_limit),
+        )
         return run_checks(check)
 
 

@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,8 +60,12 @@ def sizes(quick: bool) -> list[Size]:
     return [
         Size("cpu (compact, width 0.25, 64 px, batch 32)", (), 9),
         Size("paper (ResNet-18, width 1.0, 64 px, batch 16)", (*paper, "data.image_size=64", "train.batch_size=16"), 3),
-        Size("paper (ResNet-18, width 1.0, 512 px, batch 1)", (*paper, "data.image_size=512", "train.batch_size=1"), 2,
-             ("tsn",)),
+        Size(
+            "paper (ResNet-18, width 1.0, 512 px, batch 1)",
+            (*paper, "data.image_size=512", "train.batch_size=1"),
+            2,
+            ("tsn",),
+        ),
     ]
 
 
@@ -105,13 +110,24 @@ class StepHarness:
         self.optimisation = build_optimisation(self.model, cfg.train)
         self.batch = random_batch(self.tasks, cfg.train.batch_size, cfg.data.image_size)
         if self.device.type == "cuda":
-            self.batch = {"image": self.batch["image"].pin_memory(),
-                          "targets": {t: v.pin_memory() for t, v in self.batch["targets"].items()}}
+            self.batch = {
+                "image": self.batch["image"].pin_memory(),
+                "targets": {t: v.pin_memory() for t, v in self.batch["targets"].items()},
+            }
 
     def step(self, tasks: Sequence[str], sync: bool = True) -> None:
         """One training step; ``sync``: wait for the device to finish it (False: back-to-back steps queue up)."""
-        train_step(self.model, self.optimisation, self.tasks, self.loss_weights, tuple(tasks), self.batch,
-                   device=self.device, amp=self.cfg.train.amp, channels_last=self.channels_last)
+        train_step(
+            self.model,
+            self.optimisation,
+            self.tasks,
+            self.loss_weights,
+            tuple(tasks),
+            self.batch,
+            device=self.device,
+            amp=self.cfg.train.amp,
+            channels_last=self.channels_last,
+        )
         if sync and self.device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -145,8 +161,10 @@ def machine() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     isa = torch.backends.cpu.get_cpu_capability()
-    return (f"{cpu} ({isa}), {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; GPU: {gpu}; "
-            f"torch {torch.__version__}, Python {platform.python_version()}; load average (1/5/15 min) {load}")
+    return (
+        f"{cpu} ({isa}), {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; GPU: {gpu}; "
+        f"torch {torch.__version__}, Python {platform.python_version()}; load average (1/5/15 min) {load}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- measures
@@ -170,18 +188,27 @@ def throughput(size_list: list[Size]) -> dict[str, list[StepTime]]:
         if size.repeats == 0:
             continue
         harnesses = {arch: StepHarness(config(size, arch)) for arch in size.archs}
-        variants = {(arch, schedule): (harness, tasks) for arch, harness in harnesses.items()
-                    for schedule, tasks in schedule_steps(harness.tasks.names)}
+        variants = {
+            (arch, schedule): (harness, tasks)
+            for arch, harness in harnesses.items()
+            for schedule, tasks in schedule_steps(harness.tasks.names)
+        }
         for harness, tasks in variants.values():  # warm-up
             for _ in range(2):
                 harness.step(tasks)
         times: dict[tuple[str, str], list[float]] = {key: [] for key in variants}
         for _ in range(size.repeats):
             for key, (harness, tasks) in variants.items():
-                times[key].append(median_time(lambda: harness.step(tasks), 1, warmup=0))
+                times[key].append(median_time(lambda harness=harness, tasks=tasks: harness.step(tasks), 1, warmup=0))
         for (arch, schedule), (harness, tasks) in variants.items():
-            results[size.name].append(StepTime(arch, schedule, statistics.median(times[(arch, schedule)]),
-                                               harness.cfg.train.batch_size * len(tasks)))
+            results[size.name].append(
+                StepTime(
+                    arch,
+                    schedule,
+                    statistics.median(times[(arch, schedule)]),
+                    harness.cfg.train.batch_size * len(tasks),
+                )
+            )
         del harnesses, variants
     return results
 
@@ -221,7 +248,8 @@ def encoder_once_comparison(size: Size, repeats: int, dtype: torch.dtype = torch
     out, grads = run("batched")
     max_out = max((ref_out[t] - out[t]).abs().max().item() for t in names)
     max_grad = max((a - b).abs().max().item() for a, b in zip(ref_grads, grads)) / max(
-        a.abs().max().item() for a in ref_grads)
+        a.abs().max().item() for a in ref_grads
+    )
 
     features = [f.detach().requires_grad_() for f in model.encode(x)]
     feature_grads = [torch.randn_like(f) for f in features]
@@ -233,17 +261,33 @@ def encoder_once_comparison(size: Size, repeats: int, dtype: torch.dtype = torch
         (model.decode(features, names[0]) * grads_out[names[0]]).sum().backward()
 
     times = {"E": [], "D": [], "loop": [], "once, decoder per task": [], "batched": []}
-    fns = {"E": encoder_only, "D": decoder_only, "loop": lambda: run("loop"),
-           "once, decoder per task": lambda: run("once, decoder per task"), "batched": lambda: run("batched")}
+    fns = {
+        "E": encoder_only,
+        "D": decoder_only,
+        "loop": lambda: run("loop"),
+        "once, decoder per task": lambda: run("once, decoder per task"),
+        "batched": lambda: run("batched"),
+    }
     for _ in range(repeats):  # interleaved, so that load changes hit every variant alike
         for key, fn in fns.items():
             times[key].append(median_time(fn, 1, warmup=0))
     med = {k: statistics.median(v) for k, v in times.items()}
     T, E, D = len(names), med["E"], med["D"]
     theory = (T * E + T * D) / (E + T * D)
-    return {"size": size.name, "T": T, "E": E, "D": D, "loop": med["loop"], "chunked": med["once, decoder per task"],
-            "batched": med["batched"], "theory": theory, "speedup": med["loop"] / med["batched"],
-            "speedup_chunked": med["loop"] / med["once, decoder per task"], "max_out": max_out, "max_grad": max_grad}
+    return {
+        "size": size.name,
+        "T": T,
+        "E": E,
+        "D": D,
+        "loop": med["loop"],
+        "chunked": med["once, decoder per task"],
+        "batched": med["batched"],
+        "theory": theory,
+        "speedup": med["loop"] / med["batched"],
+        "speedup_chunked": med["loop"] / med["once, decoder per task"],
+        "max_out": max_out,
+        "max_grad": max_grad,
+    }
 
 
 def matmul_peaks(quick: bool) -> dict[str, float]:
@@ -275,8 +319,11 @@ def matmul_peaks(quick: bool) -> dict[str, float]:
     conv_library = "cuDNN" if device.type == "cuda" else "oneDNN"
     return {
         f"BLAS matmul {n}×{n}×{n}": 2 * n**3 / median_time(mm, repeats, warmup=2),
-        f"{conv_library} 1×1 conv as GEMM {side * side}×{channels}×{channels}":
-            2 * side * side * channels**2 / median_time(conv, repeats, warmup=2),
+        f"{conv_library} 1×1 conv as GEMM {side * side}×{channels}×{channels}": 2
+        * side
+        * side
+        * channels**2
+        / median_time(conv, repeats, warmup=2),
     }
 
 
@@ -315,10 +362,17 @@ def fast_paths(size_list: list[Size], repeats: int) -> list[dict[str, Any]]:
             times: dict[str, list[float]] = {"before": [], "after": []}
             for _ in range(max(repeats, size.repeats)):
                 with reference_ops():
-                    times["before"].append(median_time(lambda: harness.step(tasks), 1))
-                times["after"].append(median_time(lambda: harness.step(tasks), 1))
-            rows.append({"size": size.name, "schedule": schedule, "before": statistics.median(times["before"]),
-                         "after": statistics.median(times["after"]), "max_diff": diff})
+                    times["before"].append(median_time(lambda harness=harness, tasks=tasks: harness.step(tasks), 1))
+                times["after"].append(median_time(lambda harness=harness, tasks=tasks: harness.step(tasks), 1))
+            rows.append(
+                {
+                    "size": size.name,
+                    "schedule": schedule,
+                    "before": statistics.median(times["before"]),
+                    "after": statistics.median(times["after"]),
+                    "max_diff": diff,
+                }
+            )
     return rows
 
 
@@ -333,8 +387,14 @@ def data_pipeline(quick: bool) -> dict[str, Any]:
     rate = n / (time.perf_counter() - start)
     overrides = ["train.progress=false", "train.epochs=1"]
     if quick:
-        overrides += ["data.image_size=64", "data.train_samples=8", "data.val_samples=2", "train.batch_size=2",
-                      "model.decoder_width=0.125", "model.n_fc=2"]
+        overrides += [
+            "data.image_size=64",
+            "data.train_samples=8",
+            "data.val_samples=2",
+            "train.batch_size=2",
+            "model.decoder_width=0.125",
+            "model.n_fc=2",
+        ]
     cache = tempfile.mkdtemp(prefix="tsn-bench-") if quick else None
     cfg = resolve("cpu", overrides=overrides)
     with tempfile.TemporaryDirectory() as out, _cache_dir(cache):
@@ -351,8 +411,14 @@ def data_pipeline(quick: bool) -> dict[str, Any]:
             waits.append(t1 - t0)
             steps.append(time.perf_counter() - t1)
     wait, step = statistics.median(waits), statistics.median(steps)
-    return {"image_size": size, "samples_per_s": rate, "wait_s": wait, "step_s": step,
-            "wait_fraction": wait / (wait + step), "num_workers": cfg.data.num_workers}
+    return {
+        "image_size": size,
+        "samples_per_s": rate,
+        "wait_s": wait,
+        "step_s": step,
+        "wait_fraction": wait / (wait + step),
+        "num_workers": cfg.data.num_workers,
+    }
 
 
 @contextlib.contextmanager
@@ -388,28 +454,55 @@ def sweep_overhead(quick: bool) -> dict[str, Any]:
 
     overrides = ["train.progress=false"]
     if quick:
-        overrides += ["data.image_size=64", "data.train_samples=4", "data.val_samples=2", "train.batch_size=2",
-                      "train.epochs=1", "model.decoder_width=0.125", "model.n_fc=2", "train.final_edge_evaluator=fast"]
+        overrides += [
+            "data.image_size=64",
+            "data.train_samples=4",
+            "data.val_samples=2",
+            "train.batch_size=2",
+            "train.epochs=1",
+            "model.decoder_width=0.125",
+            "model.n_fc=2",
+            "train.final_edge_evaluator=fast",
+        ]
         dims = [5, 10]
     else:
         dims = [50, 100]
-    experiment = parse_experiment({"name": "bench", "description": "sweep overhead", "baseline": "none",
-                                   "fixed": {"model": {"architecture": "tsn"}},
-                                   "axes": {"scientific": {"model.embedding_dim": dims}}}, "bench")
+    experiment = parse_experiment(
+        {
+            "name": "bench",
+            "description": "sweep overhead",
+            "baseline": "none",
+            "fixed": {"model": {"architecture": "tsn"}},
+            "axes": {"scientific": {"model.embedding_dim": dims}},
+        },
+        "bench",
+    )
     points = experiment.grid("cpu", None, overrides)
     trials: list[TrialTiming] = []
     with tempfile.TemporaryDirectory() as tmp:
         Trainer(points[0].config, Path(tmp) / "warmup").fit()  # renders / loads the dataset cache, untimed
         start = time.perf_counter()
-        Sweep(experiment, "cpu", f"sqlite:///{tmp}/studies.db", overrides=overrides, runs_dir=Path(tmp) / "runs",
-              log=lambda *a, **k: None, tracking=TrackingConfig(mode="offline", dir=str(Path(tmp) / "wandb")),
-              on_trial_complete=trials.append).run()
+        Sweep(
+            experiment,
+            "cpu",
+            f"sqlite:///{tmp}/studies.db",
+            overrides=overrides,
+            runs_dir=Path(tmp) / "runs",
+            log=lambda *a, **k: None,
+            tracking=TrackingConfig(mode="offline", dir=str(Path(tmp) / "wandb")),
+            on_trial_complete=trials.append,
+        ).run()
         swept = time.perf_counter() - start
     if len(trials) != len(points):
-        raise RuntimeError(f"the benchmark sweep completed {len(trials)} of its {len(points)} trials; "
-                           "its overhead would be wrong")
-    return {"trials": len(trials), "epochs": points[0].config.train.epochs, "swept_s": swept,
-            "training_s": sum(t.fit_seconds - t.tracking_seconds for t in trials)}
+        raise RuntimeError(
+            f"the benchmark sweep completed {len(trials)} of its {len(points)} trials; its overhead would be wrong"
+        )
+    return {
+        "trials": len(trials),
+        "epochs": points[0].config.train.epochs,
+        "swept_s": swept,
+        "training_s": sum(t.fit_seconds - t.tracking_seconds for t in trials),
+    }
 
 
 def peak_rss_kib() -> int:
@@ -446,8 +539,9 @@ def memory(quick: bool) -> dict[str, Any]:
     probes = {}
     for arch in ("tsn",) if quick else ARCHS:
         cmd = [sys.executable, "-m", "bench", "--memory-probe", arch, "--threads", str(torch.get_num_threads())]
-        out = subprocess.run(cmd + (["--quick"] if quick else []), capture_output=True, text=True, check=True,
-                             cwd=REPO).stdout
+        out = subprocess.run(
+            cmd + (["--quick"] if quick else []), capture_output=True, text=True, check=True, cwd=REPO
+        ).stdout
         probes[arch] = json.loads(out.strip().splitlines()[-1])
     return {"size": size.name, "archs": probes}
 
@@ -525,7 +619,7 @@ def measure_all(quick: bool, threads: int = 0) -> Measurements:
     configure_threads(threads)
     size_list = sizes(quick)
     started = time.perf_counter()
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     where = machine()
     steps = throughput(size_list)
     encoder_once = encoder_once_comparison(size_list[0], 1 if quick else 5)
@@ -535,5 +629,18 @@ def measure_all(quick: bool, threads: int = 0) -> Measurements:
     peaks = memory(quick)
     before_after = fast_paths(size_list, 1 if quick else 5)
     edge = edge_eval(quick)
-    return Measurements(quick, date, where, steps, encoder_once, step_rates, data, sweep, peaks, before_after, edge,
-                        wall_s=time.perf_counter() - started, load_end=os.getloadavg())
+    return Measurements(
+        quick,
+        date,
+        where,
+        steps,
+        encoder_once,
+        step_rates,
+        data,
+        sweep,
+        peaks,
+        before_after,
+        edge,
+        wall_s=time.perf_counter() - started,
+        load_end=os.getloadavg(),
+    )

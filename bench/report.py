@@ -49,12 +49,17 @@ def fmt(x: float, digits: int = 3) -> str:
 
 
 def section_throughput(steps: dict[str, list[StepTime]]) -> list[str]:
-    lines = ["## 1. Training throughput", "",
-             "One optimiser step of `tsn.engine.train_step` (forward, losses, backward, Adam). `epoch` and `batch` "
-             "schedules run the same single-task step (they differ only in task order); `joint` trains all tasks "
-             "on each batch, encoder once. Within a size, the variants are timed in turn, one step each per round, "
-             "so that warm-up and load changes hit every variant alike.", "",
-             "| size | architecture | schedule | step (s, median) | images·tasks / s |", "|---|---|---|---|---|"]
+    lines = [
+        "## 1. Training throughput",
+        "",
+        "One optimiser step of `tsn.engine.train_step` (forward, losses, backward, Adam). `epoch` and `batch` "
+        "schedules run the same single-task step (they differ only in task order); `joint` trains all tasks "
+        "on each batch, encoder once. Within a size, the variants are timed in turn, one step each per round, "
+        "so that warm-up and load changes hit every variant alike.",
+        "",
+        "| size | architecture | schedule | step (s, median) | images·tasks / s |",
+        "|---|---|---|---|---|",
+    ]
     for size, rows in steps.items():
         if not rows:
             lines.append(f"| {size} | — | — | not measured | — |")
@@ -64,21 +69,26 @@ def section_throughput(steps: dict[str, list[StepTime]]) -> list[str]:
 
 
 def section_encoder_once(r: dict[str, Any]) -> list[str]:
-    return ["## 2. Encoder once vs per-task loop (TSN)", "",
-            f"Size: {r['size']}, T = {r['T']}. Forward + backward only (no optimiser step), same model and weights. "
-            f"Outputs equal: max |Δ output| = {r['max_out']:.2e}, max |Δ grad| / max |grad| = {r['max_grad']:.2e}.", "",
-            "| variant | time (s, median) | speed-up over the loop |", "|---|---|---|",
-            f"| encoder E (fwd+bwd) | {fmt(r['E'])} | |",
-            f"| decoder D, one task (fwd+bwd) | {fmt(r['D'])} | |",
-            f"| per-task loop (encoder recomputed) | {fmt(r['loop'])} | 1 |",
-            f"| encoder once, decoder per task (`forward_tasks` on CPU) | {fmt(r['chunked'])} | "
-            f"{fmt(r['speedup_chunked'])} |",
-            f"| encoder once, tasks batched through one decoder (`forward_tasks` on GPU) | {fmt(r['batched'])} | "
-            f"{fmt(r['speedup'])} |",
-            "",
-            f"Theoretical speed-up (T·E + T·D) / (E + T·D) = {fmt(r['theory'])}; the encoder-once step that "
-            f"`forward_tasks` runs here reaches **{100 * r['speedup_chunked'] / r['theory']:.0f} %** of it "
-            f"(target ≥ 90 %); the one-big-decoder-batch variant reaches {100 * r['speedup'] / r['theory']:.0f} %."]
+    return [
+        "## 2. Encoder once vs per-task loop (TSN)",
+        "",
+        f"Size: {r['size']}, T = {r['T']}. Forward + backward only (no optimiser step), same model and weights. "
+        f"Outputs equal: max |Δ output| = {r['max_out']:.2e}, max |Δ grad| / max |grad| = {r['max_grad']:.2e}.",
+        "",
+        "| variant | time (s, median) | speed-up over the loop |",
+        "|---|---|---|",
+        f"| encoder E (fwd+bwd) | {fmt(r['E'])} | |",
+        f"| decoder D, one task (fwd+bwd) | {fmt(r['D'])} | |",
+        f"| per-task loop (encoder recomputed) | {fmt(r['loop'])} | 1 |",
+        f"| encoder once, decoder per task (`forward_tasks` on CPU) | {fmt(r['chunked'])} | "
+        f"{fmt(r['speedup_chunked'])} |",
+        f"| encoder once, tasks batched through one decoder (`forward_tasks` on GPU) | {fmt(r['batched'])} | "
+        f"{fmt(r['speedup'])} |",
+        "",
+        f"Theoretical speed-up (T·E + T·D) / (E + T·D) = {fmt(r['theory'])}; the encoder-once step that "
+        f"`forward_tasks` runs here reaches **{100 * r['speedup_chunked'] / r['theory']:.0f} %** of it "
+        f"(target ≥ 90 %); the one-big-decoder-batch variant reaches {100 * r['speedup'] / r['theory']:.0f} %.",
+    ]
 
 
 def peak_fractions(flops: dict[str, Any], rate: float) -> tuple[float, float]:
@@ -88,29 +98,39 @@ def peak_fractions(flops: dict[str, Any], rate: float) -> tuple[float, float]:
 
 
 def section_flops(flops: dict[str, Any]) -> list[str]:
-    lines = ["## 3. Achieved FLOP/s against the matmul peak", "",
-             "Peaks: float32 matrix products measured in this run (median): "
-             + "; ".join(f"{name} **{value / 1e9:.0f} GFLOP/s**" for name, value in flops["peaks"].items())
-             + ". The step's convolutions run in the second library, so the higher peak is the physical limit and "
-             "the fraction against it is the honest one; the BLAS column is the issue's definition (torch.mm). "
-             "Step FLOPs from `torch.utils.flop_counter` on the reference ops (`tsn.cpu_kernels.reference_ops`; "
-             "bilinear upsampling counted as 0, as PyTorch does); step times from section 1.", "",
-             "| size | architecture | schedule | GFLOP / step | achieved GFLOP/s | of BLAS matmul peak | "
-             "of the higher peak |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## 3. Achieved FLOP/s against the matmul peak",
+        "",
+        "Peaks: float32 matrix products measured in this run (median): "
+        + "; ".join(f"{name} **{value / 1e9:.0f} GFLOP/s**" for name, value in flops["peaks"].items())
+        + ". The step's convolutions run in the second library, so the higher peak is the physical limit and "
+        "the fraction against it is the honest one; the BLAS column is the issue's definition (torch.mm). "
+        "Step FLOPs from `torch.utils.flop_counter` on the reference ops (`tsn.cpu_kernels.reference_ops`; "
+        "bilinear upsampling counted as 0, as PyTorch does); step times from section 1.",
+        "",
+        "| size | architecture | schedule | GFLOP / step | achieved GFLOP/s | of BLAS matmul peak | "
+        "of the higher peak |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s in flops["steps"]:
         of_blas, of_best = peak_fractions(flops, s.rate)
-        lines.append(f"| {s.size} | tsn | {s.schedule} | {s.flops / 1e9:.2f} | {s.rate / 1e9:.1f} | "
-                     f"**{100 * of_blas:.0f} %** | **{100 * of_best:.0f} %** |")
+        lines.append(
+            f"| {s.size} | tsn | {s.schedule} | {s.flops / 1e9:.2f} | {s.rate / 1e9:.1f} | "
+            f"**{100 * of_blas:.0f} %** | **{100 * of_best:.0f} %** |"
+        )
     return lines
 
 
 def section_data(d: dict[str, Any]) -> list[str]:
-    return ["## 4. Data", "",
-            f"- synthetic generation: **{d['samples_per_s']:.1f} samples/s** at {d['image_size']}×{d['image_size']} "
-            "(one process, rendered once, then cached as arrays on disk and held as tensors in memory)",
-            f"- waiting for data: **{100 * d['wait_fraction']:.2f} %** of a training step (median batch fetch "
-            f"{1e3 * d['wait_s']:.1f} ms vs median step {1e3 * d['step_s']:.0f} ms; "
-            f"`cpu` budget loader, num_workers = {d['num_workers']}; target ≤ 5 %)"]
+    return [
+        "## 4. Data",
+        "",
+        f"- synthetic generation: **{d['samples_per_s']:.1f} samples/s** at {d['image_size']}×{d['image_size']} "
+        "(one process, rendered once, then cached as arrays on disk and held as tensors in memory)",
+        f"- waiting for data: **{100 * d['wait_fraction']:.2f} %** of a training step (median batch fetch "
+        f"{1e3 * d['wait_s']:.1f} ms vs median step {1e3 * d['step_s']:.0f} ms; "
+        f"`cpu` budget loader, num_workers = {d['num_workers']}; target ≤ 5 %)",
+    ]
 
 
 def sweep_fraction(s: dict[str, Any]) -> float:
@@ -120,53 +140,82 @@ def sweep_fraction(s: dict[str, Any]) -> float:
 def section_sweep(s: dict[str, Any], quick: bool) -> list[str]:
     n, swept, training = s["trials"], s["swept_s"], s["training_s"]
     overhead = swept - training
-    return ["## 5. Sweep overhead", "",
-            f"{n} TSN trials ({n}-point grid over d, {s['epochs']} epochs each: the `cpu` budget"
-            f"{' with --quick sizes' if quick else ''}) through the sweep driver (SQLite Optuna storage, W&B offline; "
-            f"study creation included): {swept:.1f} s, of which training {training:.1f} s (timed inside the driver, "
-            f"W&B callbacks excluded). Overhead {overhead:.1f} s, **{100 * sweep_fraction(s):.1f} %** of sweep time, "
-            f"{overhead / n:.2f} s per trial (target ≤ 3 %)."]
+    return [
+        "## 5. Sweep overhead",
+        "",
+        f"{n} TSN trials ({n}-point grid over d, {s['epochs']} epochs each: the `cpu` budget"
+        f"{' with --quick sizes' if quick else ''}) through the sweep driver (SQLite Optuna storage, W&B offline; "
+        f"study creation included): {swept:.1f} s, of which training {training:.1f} s (timed inside the driver, "
+        f"W&B callbacks excluded). Overhead {overhead:.1f} s, **{100 * sweep_fraction(s):.1f} %** of sweep time, "
+        f"{overhead / n:.2f} s per trial (target ≤ 3 %).",
+    ]
 
 
 def section_memory(m: dict[str, Any]) -> list[str]:
-    lines = ["## 6. Peak memory per architecture", "",
-             f"Size: {m['size']}; two `joint` training steps in a fresh process (peak RSS, PyTorch runtime "
-             "included).", "", "| architecture | peak MiB | measured as |", "|---|---|---|"]
+    lines = [
+        "## 6. Peak memory per architecture",
+        "",
+        f"Size: {m['size']}; two `joint` training steps in a fresh process (peak RSS, PyTorch runtime included).",
+        "",
+        "| architecture | peak MiB | measured as |",
+        "|---|---|---|",
+    ]
     lines += [f"| {arch} | {p['peak_mib']:.0f} | {p['kind']} |" for arch, p in m["archs"].items()]
     return lines
 
 
 def section_fast_paths(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["## 7. CPU fast paths, before and after", "",
-             "The same TSN training step with the reference ops (`F.interpolate`, `F.conv2d` heads: before) and with "
-             "`tsn.cpu_kernels`' matrix-product paths (after), timed alternately in one process; outputs compared on "
-             "one forward pass.", "",
-             "| size | schedule | before (s) | after (s) | speed-up | max abs Δ output |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['size']} | {r['schedule']} | {fmt(r['before'])} | {fmt(r['after'])} | "
-              f"{r['before'] / r['after']:.2f}× | {r['max_diff']:.1e} |" for r in rows]
+    lines = [
+        "## 7. CPU fast paths, before and after",
+        "",
+        "The same TSN training step with the reference ops (`F.interpolate`, `F.conv2d` heads: before) and with "
+        "`tsn.cpu_kernels`' matrix-product paths (after), timed alternately in one process; outputs compared on "
+        "one forward pass.",
+        "",
+        "| size | schedule | before (s) | after (s) | speed-up | max abs Δ output |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['size']} | {r['schedule']} | {fmt(r['before'])} | {fmt(r['after'])} | "
+        f"{r['before'] / r['after']:.2f}× | {r['max_diff']:.1e} |"
+        for r in rows
+    ]
     return lines
 
 
 def section_edge_eval(e: dict[str, Any]) -> list[str]:
     size = e["image_size"]
-    return ["## 8. SEISM-compatible edge evaluation", "",
-            f"CPU seconds per {size}² image of one `SeismEdgeMetric` update (101 thresholds, maxDist 0.0075) on "
-            f"`bench.measure.synthetic_edge_maps`, min of repeats, in this process ({e['threads']} torch threads; the "
-            "metric itself is numpy/scipy, single-threaded): "
-            f"**{fmt(e['seism_s'])} s**. Its counts equal the first implementation's (`tests/seism_reference.py`, "
-            "tests/test_metrics_edge.py).", ""]
+    return [
+        "## 8. SEISM-compatible edge evaluation",
+        "",
+        f"CPU seconds per {size}² image of one `SeismEdgeMetric` update (101 thresholds, maxDist 0.0075) on "
+        f"`bench.measure.synthetic_edge_maps`, min of repeats, in this process ({e['threads']} torch threads; the "
+        "metric itself is numpy/scipy, single-threaded): "
+        f"**{fmt(e['seism_s'])} s**. Its counts equal the first implementation's (`tests/seism_reference.py`, "
+        "tests/test_metrics_edge.py).",
+        "",
+    ]
 
 
 def section_targets(m: Measurements) -> list[str]:
     """The issue's targets against this run's measurements (details in the numbered sections)."""
+
     def row(target: str, measured: str, met: bool) -> str:
         return f"| {target} | {measured} | {'yes' if met else '**no**'} |"
 
     r = m.encoder_once
     once, batched = r["speedup_chunked"] / r["theory"], r["speedup"] / r["theory"]
-    lines = ["## Targets", "", "| target | measured in this run | met |", "|---|---|---|",
-             row("encoder-once step ≥ 90 % of its theoretical speed-up (§2)",
-                 f"{100 * once:.0f} % (decoder per task), {100 * batched:.0f} % (one decoder batch)", once >= 0.9)]
+    lines = [
+        "## Targets",
+        "",
+        "| target | measured in this run | met |",
+        "|---|---|---|",
+        row(
+            "encoder-once step ≥ 90 % of its theoretical speed-up (§2)",
+            f"{100 * once:.0f} % (decoder per task), {100 * batched:.0f} % (one decoder batch)",
+            once >= 0.9,
+        ),
+    ]
     for s in m.flops["steps"]:
         if s.schedule == "epoch / batch" and "512 px" not in s.size:
             blas, best = peak_fractions(m.flops, s.rate)
@@ -181,15 +230,28 @@ def section_targets(m: Measurements) -> list[str]:
 
 def render(m: Measurements) -> str:
     """The generated part of BENCHMARKS.md (without the markers)."""
-    header = [f"# Benchmarks{' (--quick: tiny sizes, numbers meaningless)' if m.quick else ''}", "",
-              f"- date: {m.date}", f"- machine: {m.machine}",
-              "- every time is a median over repeated runs; ratios are measured side by side in one process", ""]
-    sections = [section_throughput(m.throughput), section_encoder_once(m.encoder_once), section_flops(m.flops),
-                section_data(m.data), section_sweep(m.sweep, m.quick), section_memory(m.memory),
-                section_fast_paths(m.fast_paths)]
+    header = [
+        f"# Benchmarks{' (--quick: tiny sizes, numbers meaningless)' if m.quick else ''}",
+        "",
+        f"- date: {m.date}",
+        f"- machine: {m.machine}",
+        "- every time is a median over repeated runs; ratios are measured side by side in one process",
+        "",
+    ]
+    sections = [
+        section_throughput(m.throughput),
+        section_encoder_once(m.encoder_once),
+        section_flops(m.flops),
+        section_data(m.data),
+        section_sweep(m.sweep, m.quick),
+        section_memory(m.memory),
+        section_fast_paths(m.fast_paths),
+    ]
     body = [line for section in sections for line in [*section, ""]] + section_edge_eval(m.edge)
-    body += [f"_Benchmark wall time {m.wall_s:.0f} s; load average at the end "
-             f"{', '.join(f'{x:.2f}' for x in m.load_end)}._", ""]
+    body += [
+        f"_Benchmark wall time {m.wall_s:.0f} s; load average at the end {', '.join(f'{x:.2f}' for x in m.load_end)}._",
+        "",
+    ]
     return "\n".join(header + section_targets(m) + [""] + body)
 
 
@@ -202,9 +264,11 @@ def merge(existing: str | None, generated: str, where: str = "the report", marke
     begins = [i for i, line in enumerate(lines) if line.startswith(markers.begin_tag)]
     ends = [i for i, line in enumerate(lines) if line.startswith(markers.end_tag)]
     if len(begins) != 1 or len(ends) != 1 or begins[0] > ends[0]:
-        raise ValueError(f"{where} has {len(begins)} '{markers.begin_tag}' and {len(ends)} '{markers.end_tag}' lines; "
-                         "valid: one of each, begin first, around the generated part (or no file at all)")
-    return "".join(lines[: begins[0]]) + block + "".join(lines[ends[0] + 1:])
+        raise ValueError(
+            f"{where} has {len(begins)} '{markers.begin_tag}' and {len(ends)} '{markers.end_tag}' lines; "
+            "valid: one of each, begin first, around the generated part (or no file at all)"
+        )
+    return "".join(lines[: begins[0]]) + block + "".join(lines[ends[0] + 1 :])
 
 
 def check(path: Path, markers: Markers = BENCH_MARKERS) -> None:

@@ -11,9 +11,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
 
 from tsn.atomic import check_output_folder
 from tsn.config import config_hash, resolve
@@ -33,17 +33,28 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _add_storage(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", default=DEFAULT_STORAGE,
-                        help=f"study storage URL (default {DEFAULT_STORAGE}); give a database password in "
-                             f"{PASSWORD_VARIABLE} or PGPASSWORD rather than in the URL")
+    parser.add_argument(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help=f"study storage URL (default {DEFAULT_STORAGE}); give a database password in "
+        f"{PASSWORD_VARIABLE} or PGPASSWORD rather than in the URL",
+    )
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     _add_storage(parser)
-    parser.add_argument("--n-trials", type=cli_number(int, 1, 10**6), default=None,
-                        help="train at most this many trials in this process")
-    parser.add_argument("--timeout", type=cli_number(float, 0, 10**8, open_low=True), default=None,
-                        help="stop starting trials after this many seconds")
+    parser.add_argument(
+        "--n-trials",
+        type=cli_number(int, 1, 10**6),
+        default=None,
+        help="train at most this many trials in this process",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=cli_number(float, 0, 10**8, open_low=True),
+        default=None,
+        help="stop starting trials after this many seconds",
+    )
     parser.add_argument("--runs-dir", default="runs", help="checkpoints and metrics per config hash")
     parser.add_argument("--reports-dir", default="reports", help="where the tables and figures go at the end")
     parser.add_argument("--no-wandb", action="store_true", help="do not mirror trials to W&B")
@@ -56,8 +67,14 @@ def _add_experiment(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("experiment", help="e.g. experiments/embedding.yaml")
     parser.add_argument("--budget", default="cpu", help="smoke, cpu or paper (experiments/budgets.yaml)")
     parser.add_argument("--dataset", default=None, help="synthetic, pascal_context or nyud (default: the budget's)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override for every trial, e.g. --set data.root=/data/PASCAL_MT")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every trial, e.g. --set data.root=/data/PASCAL_MT",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,13 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument("--runs-dir", default="runs")
     trial.add_argument("--wandb-project", default="tsn-ablations")
     trial.add_argument("--wandb-entity", default=None)
-    trial.add_argument("overrides", nargs="*", help="key=value, e.g. model.encoding=gaussian (W&B's ${args_no_hyphens})")
+    trial.add_argument(
+        "overrides", nargs="*", help="key=value, e.g. model.encoding=gaussian (W&B's ${args_no_hyphens})"
+    )
     worker = sub.add_parser("worker", help="join a running study from any machine")
     worker.add_argument("--study", required=True)
     _add_common(worker)
     retry = sub.add_parser("retry", help="requeue the failed points of a study; the next run or worker trains them")
-    retry.add_argument("--failed", required=True, metavar="STUDY",
-                       help="the experiment's study (its failed single-task baselines are requeued too)")
+    retry.add_argument(
+        "--failed",
+        required=True,
+        metavar="STUDY",
+        help="the experiment's study (its failed single-task baselines are requeued too)",
+    )
     _add_storage(retry)
     out = sub.add_parser("export", help="write each study's trials as compact JSON (make tables SOURCE=export)")
     _add_storage(out)
@@ -91,12 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--out", default="reports/trials", help="output folder (default reports/trials/)")
     view = sub.add_parser("wandb-workspace", help="save a W&B workspace per experiment (after `wandb sync`)")
     view.add_argument("project_path", metavar="ENTITY/PROJECT", help="the W&B project the runs were synced to")
-    view.add_argument("--experiment", action="append", default=None, metavar="NAME",
-                      help="an experiment's name, repeatable (default: every experiment that trains)")
+    view.add_argument(
+        "--experiment",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="an experiment's name, repeatable (default: every experiment that trains)",
+    )
     view.add_argument("--budget", default="cpu", help="the studies' budget (default cpu)")
     view.add_argument("--dataset", default=None, help="the studies' dataset (default: the budget's)")
-    view.add_argument("--dry-run", action="store_true",
-                      help="print each workspace's panels, one a line, and save nothing (offline, no credentials)")
+    view.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print each workspace's panels, one a line, and save nothing (offline, no credentials)",
+    )
     return parser
 
 
@@ -106,8 +137,10 @@ def _tables(args: argparse.Namespace, study: str) -> None:
     script = REPO / "analysis" / "make_tables.py"
     if not script.exists():
         return
-    subprocess.run([sys.executable, str(script), "--storage", args.storage, "--study", study,
-                    "--out", args.reports_dir], check=False)
+    subprocess.run(
+        [sys.executable, str(script), "--storage", args.storage, "--study", study, "--out", args.reports_dir],
+        check=False,
+    )
 
 
 def run_single_trial(args: argparse.Namespace) -> int:
@@ -116,9 +149,15 @@ def run_single_trial(args: argparse.Namespace) -> int:
     cfg = resolve(args.budget, overrides=args.overrides, extra=extra)
     key = config_hash(cfg)
     tracking = TrackingConfig(project=args.wandb_project, entity=args.wandb_entity, dir=args.runs_dir)
-    run = WandbRun(tracking, study=args.group, config_hash=key, job_type="trial", name=f"{args.group}-{key}",
-                   tags=[cfg.data.dataset, args.budget, cfg.model.architecture, args.group],
-                   config={**cfg.to_dict(), "config_hash": key})
+    run = WandbRun(
+        tracking,
+        study=args.group,
+        config_hash=key,
+        job_type="trial",
+        name=f"{args.group}-{key}",
+        tags=[cfg.data.dataset, args.budget, cfg.model.architecture, args.group],
+        config={**cfg.to_dict(), "config_hash": key},
+    )
     out = Path(args.runs_dir) / f"{cfg.data.dataset}-{args.budget}" / key
     try:
         summary = Trainer(cfg, out, callbacks=[run]).fit(resume=True)
@@ -135,8 +174,10 @@ def wandb_workspaces(args: argparse.Namespace) -> int:
     from .workspace import build_workspace, describe, parse_project_path, save, select_experiments  # loads wandb
 
     entity, project = parse_project_path(args.project_path)
-    workspaces = [build_workspace(experiment, entity, project, args.dataset, args.budget)
-                  for experiment in select_experiments(args.experiment)]
+    workspaces = [
+        build_workspace(experiment, entity, project, args.dataset, args.budget)
+        for experiment in select_experiments(args.experiment)
+    ]
     for workspace in workspaces:
         print("\n".join(describe(workspace)) if args.dry_run else f"{workspace.name}: {save(workspace)}")
     return 0
@@ -186,17 +227,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "retry":
         sweep = Sweep.from_storage(args.failed, args.storage)
         count = sweep.requeue_failed()
-        print(f"requeued {count} failed point(s) of {sweep.study_name}; the next `python -m sweeps run` or "
-              f"`python -m sweeps worker --study {sweep.study_name}` trains them")
+        print(
+            f"requeued {count} failed point(s) of {sweep.study_name}; the next `python -m sweeps run` or "
+            f"`python -m sweeps worker --study {sweep.study_name}` trains them"
+        )
         return 0
-    tracking = TrackingConfig(enabled=not args.no_wandb, project=args.wandb_project, entity=args.wandb_entity,
-                              dir=args.runs_dir)
+    tracking = TrackingConfig(
+        enabled=not args.no_wandb, project=args.wandb_project, entity=args.wandb_entity, dir=args.runs_dir
+    )
     try:
         with _sigterm_as_ctrl_c():
             common = dict(runs_dir=args.runs_dir, tracking=tracking)
             if args.command == "run":
-                sweep = Sweep(load_experiment(args.experiment), args.budget, args.storage, dataset=args.dataset,
-                              overrides=args.overrides, **common)
+                sweep = Sweep(
+                    load_experiment(args.experiment),
+                    args.budget,
+                    args.storage,
+                    dataset=args.dataset,
+                    overrides=args.overrides,
+                    **common,
+                )
             else:
                 sweep = Sweep.from_storage(args.study, args.storage, **common)
             if not sweep.experiment.train:
@@ -212,7 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _tables(args, sweep.study_name)
     if not args.no_tables:
         print(f"tables and figures: {args.reports_dir}/ (regenerate with `make tables`)")
-    print(f"W&B runs: {Path(args.runs_dir) / 'wandb'} (offline runs: `wandb sync {Path(args.runs_dir) / 'wandb'}/offline-run-*`)")
+    print(
+        f"W&B runs: {Path(args.runs_dir) / 'wandb'} (offline runs: `wandb sync {Path(args.runs_dir) / 'wandb'}/offline-run-*`)"
+    )
     return 1 if counts.get("failed") else 0
 
 

@@ -26,9 +26,10 @@ loop over the grid, each point's single-task baseline first.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -86,8 +87,9 @@ class Sweep:
         self.storage_url = storage
         self.storage = open_storage(storage)
         self.log = lambda line: log(redact(line))
-        self.runner = TrialRunner(experiment, self.dataset, budget, Path(runs_dir), tracking, self.log,
-                                  on_trial_complete)
+        self.runner = TrialRunner(
+            experiment, self.dataset, budget, Path(runs_dir), tracking, self.log, on_trial_complete
+        )
         self.study_name = experiment.study_name(self.dataset, budget)
         self._migrate_legacy_baselines(self.dataset, budget)
         self.by_hash = {config_hash(p.config): p for p in self.points}
@@ -107,12 +109,16 @@ class Sweep:
         if experiment.baseline == "single_task":
             baselines = [baseline_config(p.config) for p in self.points]
             self.baseline_by_hash = {config_hash(cfg): cfg for cfg in baselines}
-            self.baseline_ledger = Ledger(self.storage, R.baseline_study_name(self.dataset, budget),
-                                          self.baseline_by_hash, {SEED_KEY: IntDistribution(0, 2**31 - 1)})
+            self.baseline_ledger = Ledger(
+                self.storage,
+                R.baseline_study_name(self.dataset, budget),
+                self.baseline_by_hash,
+                {SEED_KEY: IntDistribution(0, 2**31 - 1)},
+            )
             self.baseline_study = self.baseline_ledger.study
 
     @classmethod
-    def from_storage(cls, study_name: str, storage: str, **kwargs: Any) -> "Sweep":
+    def from_storage(cls, study_name: str, storage: str, **kwargs: Any) -> Sweep:
         """Rebuild a running sweep from what its study stored (``python -m sweeps worker``)."""
         backend = open_storage(storage, create=False)
         try:
@@ -121,10 +127,13 @@ class Sweep:
             attrs = None
         if attrs is None or R.STUDY_EXPERIMENT_ATTR not in attrs:  # missing, or the shared single-task baselines
             names = sorted(n for n in optuna.get_all_study_names(backend) if not R.is_baseline_study(n))
-            raise ValueError(f"no experiment study {study_name!r} in {redact(storage)}; valid: "
-                             f"{', '.join(names) or 'none yet'}") from None
+            raise ValueError(
+                f"no experiment study {study_name!r} in {redact(storage)}; valid: {', '.join(names) or 'none yet'}"
+            ) from None
         experiment = parse_experiment(attrs[R.STUDY_EXPERIMENT_ATTR], attrs.get("experiment_path", study_name))
-        return cls(experiment, attrs["budget"], storage, dataset=attrs["dataset"], overrides=attrs["overrides"], **kwargs)
+        return cls(
+            experiment, attrs["budget"], storage, dataset=attrs["dataset"], overrides=attrs["overrides"], **kwargs
+        )
 
     def _migrate_legacy_baselines(self, dataset: str, budget: str) -> None:
         """Rename a shared baseline study stored as ``baselines-{dataset}-{budget}`` (before experiment names were
@@ -143,13 +152,16 @@ class Sweep:
             return
         if current in names:
             if self.study_name == legacy:
-                raise ValueError(f"study {legacy} in {redact(self.storage_url)} is an old shared baseline study and "
-                                 f"{current} exists too; compare them, then `optuna delete-study --study-name "
-                                 f"{legacy} --storage {redact(self.storage_url)}`")
+                raise ValueError(
+                    f"study {legacy} in {redact(self.storage_url)} is an old shared baseline study and "
+                    f"{current} exists too; compare them, then `optuna delete-study --study-name "
+                    f"{legacy} --storage {redact(self.storage_url)}`"
+                )
             return
         try:
-            optuna.copy_study(from_study_name=legacy, from_storage=self.storage, to_storage=self.storage,
-                              to_study_name=current)
+            optuna.copy_study(
+                from_study_name=legacy, from_storage=self.storage, to_storage=self.storage, to_study_name=current
+            )
         except optuna.exceptions.DuplicatedStudyError:  # another worker is copying it
             return
         optuna.delete_study(study_name=legacy, storage=self.storage)
@@ -189,8 +201,11 @@ class Sweep:
         if trial is None:
             status = self.baseline_ledger.status().get(config_hash(single_task))
             return None, status == "failed"
-        provenance = {"study": self.baseline_ledger.study.study_name, "trial": trial.number,
-                      "config_hash": trial.user_attrs[R.CONFIG_HASH]}
+        provenance = {
+            "study": self.baseline_ledger.study.study_name,
+            "trial": trial.number,
+            "config_hash": trial.user_attrs[R.CONFIG_HASH],
+        }
         by_epoch = {epoch: e["primary"] for epoch, e in (trial.user_attrs.get(R.EVALUATIONS) or {}).items()}
         return Baseline(trial.user_attrs[R.PRIMARY], provenance, by_epoch), True
 
@@ -259,5 +274,16 @@ def _result_line(summary: Mapping[str, Any]) -> str:
     return (f"Δm={dm['value']:+.2f}% " if dm else "") + metrics
 
 
-__all__ = ["Sweep", "TrialTiming", "Interrupted", "EnvironmentFault", "baseline_config", "GridPoint", "one_line",
-           "DUPLICATE_OF", "INTERRUPTED", "STRAY", "WORKER"]
+__all__ = [
+    "Sweep",
+    "TrialTiming",
+    "Interrupted",
+    "EnvironmentFault",
+    "baseline_config",
+    "GridPoint",
+    "one_line",
+    "DUPLICATE_OF",
+    "INTERRUPTED",
+    "STRAY",
+    "WORKER",
+]

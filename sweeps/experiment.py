@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from tsn.config import (
     BUDGETS_FILE,
@@ -146,8 +147,11 @@ def parse_experiment(data: Any, path: str) -> Experiment:
                 scientific.append(key)
     size = math.prod(len(values) for values in axes.values())
     if size > MAX_GRID_POINTS:
-        _fail(path, f"the grid has {size:,} points ({' x '.join(str(len(v)) for v in axes.values())}), more than "
-                    f"the maximum {MAX_GRID_POINTS:,}; split the experiment or shorten its axes")
+        _fail(
+            path,
+            f"the grid has {size:,} points ({' x '.join(str(len(v)) for v in axes.values())}), more than "
+            f"the maximum {MAX_GRID_POINTS:,}; split the experiment or shorten its axes",
+        )
     baseline = data.get("baseline", "single_task")
     if baseline not in BASELINES:
         _fail(path, f"baseline: {baseline!r} is not valid; valid: {', '.join(BASELINES)}")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import optuna
 
@@ -32,8 +33,9 @@ def trial_dict(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "number": trial.number,
         "state": trial.state.name,
         "params": dict(trial.params),
-        "distributions": {k: json.loads(optuna.distributions.distribution_to_json(d))
-                          for k, d in trial.distributions.items()},
+        "distributions": {
+            k: json.loads(optuna.distributions.distribution_to_json(d)) for k, d in trial.distributions.items()
+        },
         "datetime_complete": None if trial.datetime_complete is None else trial.datetime_complete.isoformat(),
         "user_attrs": dict(trial.user_attrs),
     }
@@ -47,8 +49,12 @@ def distribution(data: Mapping[str, Any]) -> optuna.distributions.BaseDistributi
 def study_dict(storage: str, name: str) -> dict[str, Any]:
     study = optuna.load_study(study_name=name, storage=open_storage(storage))
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    return {"format": FORMAT, "study": name, "user_attrs": dict(study.user_attrs),
-            "trials": [trial_dict(t) for t in trials]}
+    return {
+        "format": FORMAT,
+        "study": name,
+        "user_attrs": dict(study.user_attrs),
+        "trials": [trial_dict(t) for t in trials],
+    }
 
 
 def encode(data: Mapping[str, Any]) -> tuple[str, bytes]:

@@ -22,10 +22,11 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import submitit
 from sqlalchemy.engine import make_url
@@ -47,12 +48,24 @@ PASSWORD_VARIABLE = "PGPASSWORD"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``launch`` beyond those it shares with ``run``."""
     parser.add_argument("--workers", type=cli_number(int, 1, 1024), required=True, help="how many workers to start")
-    parser.add_argument("--executor", choices=EXECUTORS, default="local",
-                        help="local: processes on this machine; slurm: a Slurm job array (needs --slurm-config)")
-    parser.add_argument("--gpus", default=None, metavar="0,1,...",
-                        help="local executor: one GPU per worker (CUDA_VISIBLE_DEVICES), worker i gets the i-th")
-    parser.add_argument("--slurm-config", default=None, metavar="FILE.yaml",
-                        help="Slurm settings (see experiments/cluster/slurm.example.yaml)")
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: processes on this machine; slurm: a Slurm job array (needs --slurm-config)",
+    )
+    parser.add_argument(
+        "--gpus",
+        default=None,
+        metavar="0,1,...",
+        help="local executor: one GPU per worker (CUDA_VISIBLE_DEVICES), worker i gets the i-th",
+    )
+    parser.add_argument(
+        "--slurm-config",
+        default=None,
+        metavar="FILE.yaml",
+        help="Slurm settings (see experiments/cluster/slurm.example.yaml)",
+    )
 
 
 # ----------------------------------------------------------------------------------------------- Slurm settings
@@ -74,7 +87,9 @@ def _key(submitit_name: str, kind: str, default: Any = None, bounds: Domain | No
 class SlurmConfig:
     """The keys of a ``--slurm-config`` file (experiments/cluster/slurm.example.yaml)."""
 
-    time: int = _key("timeout_min", "int", MISSING, Domain(1, 366 * 24 * 60), "the time limit of each worker in minutes")
+    time: int = _key(
+        "timeout_min", "int", MISSING, Domain(1, 366 * 24 * 60), "the time limit of each worker in minutes"
+    )
     partition: str | None = _key("slurm_partition", "text")
     gpus_per_node: int = _key("gpus_per_node", "int", 0, Domain(0, 64))
     cpus_per_task: int | None = _key("cpus_per_task", "int", None, Domain(1, 1024))
@@ -145,22 +160,27 @@ def parse_gpus(text: str) -> list[int]:
     items = [item.strip() for item in text.split(",")]
     if not all(item.isdigit() for item in items):
         bad = next(item for item in items if not item.isdigit())
-        raise ValueError(f"--gpus {text}: {bad!r} is not a GPU index; give indices separated by commas, e.g. --gpus 0,1")
+        raise ValueError(
+            f"--gpus {text}: {bad!r} is not a GPU index; give indices separated by commas, e.g. --gpus 0,1"
+        )
     gpus = [int(item) for item in items]
     if len(set(gpus)) != len(gpus):
         raise ValueError(f"--gpus {text} names a GPU twice; give each GPU once (one worker per GPU)")
     return gpus
 
 
-def local_plans(workers: int, cores: Sequence[int], gpus: Sequence[int] | None,
-                inherited_cuda: str | None) -> list[WorkerPlan]:
+def local_plans(
+    workers: int, cores: Sequence[int], gpus: Sequence[int] | None, inherited_cuda: str | None
+) -> list[WorkerPlan]:
     """N workers sharing this machine: ``len(cores) // workers`` cores each (at least one; with more workers than
     cores, neighbours share), and one GPU each from ``gpus`` (else the launcher's own ``CUDA_VISIBLE_DEVICES``,
     which submitit's local executor would otherwise clear)."""
     if gpus is not None and len(gpus) < workers:
         listed = ",".join(map(str, gpus))
-        raise ValueError(f"--gpus {listed} gives {len(gpus)} GPU{'s' if len(gpus) != 1 else ''} for {workers} workers; "
-                         f"give one GPU per worker, or --workers {len(gpus)}")
+        raise ValueError(
+            f"--gpus {listed} gives {len(gpus)} GPU{'s' if len(gpus) != 1 else ''} for {workers} workers; "
+            f"give one GPU per worker, or --workers {len(gpus)}"
+        )
     ordered = sorted(cores)
     share = max(1, len(ordered) // workers)
     plans = []
@@ -194,8 +214,10 @@ def split_password(url: str) -> tuple[str, str | None]:
     if parsed.password is None:
         return url, None
     if not parsed.drivername.startswith("postgres"):
-        raise ValueError(f"storage {redact(url)}: launch hands a password to its workers only for PostgreSQL (as "
-                         f"{PASSWORD_VARIABLE}); remove it from the URL and let the database client find it")
+        raise ValueError(
+            f"storage {redact(url)}: launch hands a password to its workers only for PostgreSQL (as "
+            f"{PASSWORD_VARIABLE}); remove it from the URL and let the database client find it"
+        )
     return parsed._replace(password=None).render_as_string(hide_password=False), str(parsed.password) or None
 
 
@@ -253,8 +275,18 @@ class Worker(submitit.helpers.Checkpointable):
 
 def worker_argv(args: argparse.Namespace, study: str, storage: str) -> list[str]:
     """``python -m sweeps worker`` options for each job (``storage`` without its password)."""
-    argv = ["worker", "--study", study, "--storage", storage, "--runs-dir", str(args.runs_dir), "--no-tables",
-            "--wandb-project", args.wandb_project]
+    argv = [
+        "worker",
+        "--study",
+        study,
+        "--storage",
+        storage,
+        "--runs-dir",
+        str(args.runs_dir),
+        "--no-tables",
+        "--wandb-project",
+        args.wandb_project,
+    ]
     if args.wandb_entity:
         argv += ["--wandb-entity", args.wandb_entity]
     if args.no_wandb:
@@ -277,8 +309,9 @@ def make_executor(kind: str, folder: Path, slurm: SlurmConfig | None) -> submiti
     return executor
 
 
-def submit(executor: submitit.Executor, plans: Sequence[WorkerPlan], argv: Sequence[str],
-           password: str | None) -> list[submitit.Job]:
+def submit(
+    executor: submitit.Executor, plans: Sequence[WorkerPlan], argv: Sequence[str], password: str | None
+) -> list[submitit.Job]:
     """One job per plan (a Slurm job array), each running :class:`Worker`; the password only in the environment."""
     with password_in_environment(password), executor.batch():
         jobs = [executor.submit(Worker(), list(argv), plan, os.getcwd()) for plan in plans]
@@ -289,13 +322,19 @@ def plan(args: argparse.Namespace) -> tuple[SlurmConfig | None, list[WorkerPlan]
     """Every launch option checked, before the study is touched; the Slurm settings and each worker's placement."""
     if args.executor == "slurm":
         if args.gpus is not None:
-            raise ValueError("--gpus is for --executor local; on Slurm ask for GPUs with gpus_per_node in --slurm-config")
+            raise ValueError(
+                "--gpus is for --executor local; on Slurm ask for GPUs with gpus_per_node in --slurm-config"
+            )
         if args.slurm_config is None:
-            raise ValueError("--executor slurm needs --slurm-config FILE.yaml (see experiments/cluster/slurm.example.yaml)")
+            raise ValueError(
+                "--executor slurm needs --slurm-config FILE.yaml (see experiments/cluster/slurm.example.yaml)"
+            )
         slurm = load_slurm_config(args.slurm_config)
         if submitit.SlurmExecutor.affinity() <= 0:
-            raise ValueError("--executor slurm: Slurm's srun is not on PATH here; launch from a machine of the "
-                             "cluster (a login node), or use --executor local")
+            raise ValueError(
+                "--executor slurm: Slurm's srun is not on PATH here; launch from a machine of the "
+                "cluster (a login node), or use --executor local"
+            )
         return slurm, slurm_plans(args.workers, slurm)
     if args.slurm_config is not None:
         raise ValueError("--slurm-config is for --executor slurm; leave it out or add --executor slurm")
@@ -320,20 +359,33 @@ def launch(args: argparse.Namespace, tables: Callable[[argparse.Namespace, str],
     slurm, plans = plan(args)
     storage, password = split_password(args.storage)
     if args.executor == "slurm" and args.storage.startswith("sqlite"):
-        print(f"warning: {args.storage} is SQLite: every Slurm node must see this file, and SQLite on a network "
-              "file system is unreliable; use a postgresql:// storage", file=sys.stderr)
-    tracking = TrackingConfig(enabled=not args.no_wandb, project=args.wandb_project, entity=args.wandb_entity,
-                              dir=args.runs_dir)
-    sweep = Sweep(load_experiment(args.experiment), args.budget, args.storage, dataset=args.dataset,
-                  overrides=args.overrides, runs_dir=args.runs_dir, tracking=tracking)
+        print(
+            f"warning: {args.storage} is SQLite: every Slurm node must see this file, and SQLite on a network "
+            "file system is unreliable; use a postgresql:// storage",
+            file=sys.stderr,
+        )
+    tracking = TrackingConfig(
+        enabled=not args.no_wandb, project=args.wandb_project, entity=args.wandb_entity, dir=args.runs_dir
+    )
+    sweep = Sweep(
+        load_experiment(args.experiment),
+        args.budget,
+        args.storage,
+        dataset=args.dataset,
+        overrides=args.overrides,
+        runs_dir=args.runs_dir,
+        tracking=tracking,
+    )
     if not sweep.experiment.train:
         print(f"{sweep.experiment.name}: nothing to train; see analysis/make_tables.py")
         return 0
     logs = Path(args.runs_dir) / "launch" / sweep.study_name
     executor = make_executor(args.executor, logs / "%j", slurm)
     jobs = submit(executor, plans, worker_argv(args, sweep.study_name, storage), password)
-    print(f"study {sweep.study_name}: {len(jobs)} workers submitted ({args.executor}), jobs "
-          f"{' '.join(str(job.job_id) for job in jobs)}; logs in {logs}/")
+    print(
+        f"study {sweep.study_name}: {len(jobs)} workers submitted ({args.executor}), jobs "
+        f"{' '.join(str(job.job_id) for job in jobs)}; logs in {logs}/"
+    )
     try:
         _wait(jobs, [job.paths.stdout for job in jobs])
     except KeyboardInterrupt:
@@ -346,6 +398,8 @@ def launch(args: argparse.Namespace, tables: Callable[[argparse.Namespace, str],
     counts = sweep.counts()
     complete, failed = counts.get("complete", 0), counts.get("failed", 0)
     pending = len(sweep.points) - complete - failed
-    print(f"launched {len(jobs)} workers ({args.executor}): {complete} complete, {failed} failed, {pending} pending; "
-          f"logs in {logs}/")
+    print(
+        f"launched {len(jobs)} workers ({args.executor}): {complete} complete, {failed} failed, {pending} pending; "
+        f"logs in {logs}/"
+    )
     return 0 if complete == len(sweep.points) else 1

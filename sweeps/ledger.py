@@ -22,8 +22,9 @@ import os
 import socket
 import threading
 import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -69,8 +70,13 @@ def final_failures(trials: Iterable[optuna.trial.FrozenTrial]) -> set[int]:
         if R.RETRY_OF in trial.user_attrs:
             key = trial.user_attrs[R.CONFIG_HASH]
             retried[key] = max(retried.get(key, -1), trial.number)
-    return {t.number for t in trials if t.state == TrialState.FAIL and R.FAIL_REASON in t.user_attrs
-            and t.number >= retried.get(t.user_attrs.get(R.CONFIG_HASH), -1)}
+    return {
+        t.number
+        for t in trials
+        if t.state == TrialState.FAIL
+        and R.FAIL_REASON in t.user_attrs
+        and t.number >= retried.get(t.user_attrs.get(R.CONFIG_HASH), -1)
+    }
 
 
 class Ledger:
@@ -80,16 +86,24 @@ class Ledger:
     ledger only tests membership); ``distributions`` are the parameters a point is enqueued with.
     """
 
-    def __init__(self, storage: optuna.storages.BaseStorage, name: str, runnable: Mapping[str, Any],
-                 distributions: Mapping[str, BaseDistribution]) -> None:
+    def __init__(
+        self,
+        storage: optuna.storages.BaseStorage,
+        name: str,
+        runnable: Mapping[str, Any],
+        distributions: Mapping[str, BaseDistribution],
+    ) -> None:
         self.storage = storage
         self.runnable = runnable
         self.distributions = dict(distributions)
         # The caller enumerates the grid and every point is enqueued with fixed parameters, so the sampler never
         # chooses a value (Optuna's GridSampler cannot guarantee exactly-once under parallel workers).
         self.study = optuna.create_study(
-            study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(seed=0),
-            direction="minimize", load_if_exists=True,
+            study_name=name,
+            storage=storage,
+            sampler=optuna.samplers.RandomSampler(seed=0),
+            direction="minimize",
+            load_if_exists=True,
         )
 
     # ------------------------------------------------------------------------------------------------ reading

@@ -8,8 +8,9 @@ line removed) is left alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import optuna
 from optuna_dashboard import get_note, save_note
@@ -46,8 +47,10 @@ def _cell(text: str) -> str:
 
 def objective_text(experiment: Experiment, dataset: str, budget: str) -> str:
     if experiment.baseline == "single_task":
-        return (f"Δm (astmt, %, lower is better) against the single-task study "
-                f"`{R.baseline_study_name(dataset, budget)}`, same seed")
+        return (
+            f"Δm (astmt, %, lower is better) against the single-task study "
+            f"`{R.baseline_study_name(dataset, budget)}`, same seed"
+        )
     return "mean validation loss (lower is better); no single-task baseline"
 
 
@@ -56,8 +59,11 @@ def study_note(experiment: Experiment, dataset: str, budget: str, reports_dir: s
     study = experiment.study_name(dataset, budget)
     table = Path(reports_dir) / f"{study}.md"
     scientific = [f"`{axis}` ∈ {{{_values(experiment.axes[axis])}}}" for axis in experiment.scientific]
-    nuisance = [f"`{axis}` ∈ {{{_values(values)}}}" for axis, values in experiment.axes.items()
-                if axis not in experiment.scientific]
+    nuisance = [
+        f"`{axis}` ∈ {{{_values(values)}}}"
+        for axis, values in experiment.axes.items()
+        if axis not in experiment.scientific
+    ]
     max_seeds = budget_max_seeds(budget)
     if max_seeds is not None and SEED_KEY in experiment.axes and len(experiment.axes[SEED_KEY]) > max_seeds:
         nuisance.append(f"(the {budget} budget caps the seeds at {max_seeds})")
@@ -69,17 +75,28 @@ def study_note(experiment: Experiment, dataset: str, budget: str, reports_dir: s
         ("repeated (nuisance axes)", "; ".join(nuisance) or "—"),
         ("fixed", ", ".join(f"`{item}`" for item in _flat(experiment.fixed)) or "—"),
         ("objective", objective_text(experiment, dataset, budget)),
-        ("table", (f"`{table}` (and `.tex`, `.csv`); regenerate with `make tables` "
-                   f"or `python analysis/make_tables.py --study {study}`")),
-        ("W&B", (f"runs in group `{study}`; workspace: `python -m sweeps wandb-workspace ENTITY/PROJECT "
-                 f"--experiment {experiment.name} --dataset {dataset} --budget {budget}`")),
+        (
+            "table",
+            (
+                f"`{table}` (and `.tex`, `.csv`); regenerate with `make tables` "
+                f"or `python analysis/make_tables.py --study {study}`"
+            ),
+        ),
+        (
+            "W&B",
+            (
+                f"runs in group `{study}`; workspace: `python -m sweeps wandb-workspace ENTITY/PROJECT "
+                f"--experiment {experiment.name} --dataset {dataset} --budget {budget}`"
+            ),
+        ),
     ]
     lines = [f"## {experiment.name}: {experiment.description or 'no description'}", "", "| | |", "|---|---|"]
     return "\n".join([*lines, *(f"| {key} | {_cell(value)} |" for key, value in rows)])
 
 
-def write_study_note(study: optuna.Study, experiment: Experiment, dataset: str, budget: str,
-                     reports_dir: str | Path = "reports") -> bool:
+def write_study_note(
+    study: optuna.Study, experiment: Experiment, dataset: str, budget: str, reports_dir: str | Path = "reports"
+) -> bool:
     """Store :func:`study_note` as the study's optuna-dashboard note; False when it was unchanged or hand-edited."""
     body = f"{study_note(experiment, dataset, budget, reports_dir)}\n\n{GENERATED}"
     current = get_note(study)

@@ -18,7 +18,8 @@ Storages written before this rule hold the shared study as ``baselines-{dataset}
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # Study-level (study.user_attrs)
 GRID = "grid"  # [{axis: value}]: every grid point the study must finish (the budget may cap the seeds)
@@ -37,7 +38,9 @@ RUN_DIR = "run_dir"  # str: folder with checkpoint.pt and metrics.json
 JOB_TYPE = "job_type"  # "trial" or "baseline"
 
 # Results
-METRICS = "metrics"  # {task: {"values": {name: float}, "conventions": {name: str}, "primary": str, "higher_is_better": bool}}
+METRICS = (
+    "metrics"  # {task: {"values": {name: float}, "conventions": {name: str}, "primary": str, "higher_is_better": bool}}
+)
 PRIMARY = "primary"  # {task: float}: each task's Delta-m metric
 DELTA_M = "delta_m"  # float or None, percent, astmt convention (positive = worse than single-task)
 DELTA_M_CONVENTION = "delta_m_convention"  # "astmt"
@@ -70,8 +73,10 @@ STUDY_EXPERIMENT_ATTR = "experiment"  # study.user_attrs key an experiment's stu
 def check_experiment_name(name: Any, where: str = "name") -> str:
     """``name`` if it is a valid experiment name, else a one-line ValueError."""
     if not isinstance(name, str) or not EXPERIMENT_NAME.fullmatch(name):
-        raise ValueError(f"{where} must be letters, digits, '-' or '_', not starting with '_' "
-                         f"(reserved for {SHARED_BASELINES}), got {name!r}")
+        raise ValueError(
+            f"{where} must be letters, digits, '-' or '_', not starting with '_' "
+            f"(reserved for {SHARED_BASELINES}), got {name!r}"
+        )
     return name
 
 
@@ -102,8 +107,7 @@ def parse_study_name(name: str) -> tuple[str, str, str]:
             return parts[0], parts[1], parts[2]
         except ValueError:
             pass
-    raise ValueError(f"study name {name!r} is not of the form experiment-dataset-budget "
-                     f"(e.g. embedding-synthetic-cpu)")
+    raise ValueError(f"study name {name!r} is not of the form experiment-dataset-budget (e.g. embedding-synthetic-cpu)")
 
 
 def is_baseline_study(name: str) -> bool:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NoReturn
+from typing import Any, NoReturn
 
 import optuna
 
@@ -64,15 +65,23 @@ def objective(summary: Mapping[str, Any]) -> float:
 def results(summary: Mapping[str, Any]) -> dict[str, Any]:
     """A Trainer's summary as the trial's records (sweeps.records)."""
     stored = {
-        R.METRICS: summary["metrics"], R.PRIMARY: summary["primary"], R.PARAMS: summary["params"],
-        R.MACS: summary["macs"], R.WALL_TIME: summary["wall_time_s"], R.HISTORY: summary["history"],
+        R.METRICS: summary["metrics"],
+        R.PRIMARY: summary["primary"],
+        R.PARAMS: summary["params"],
+        R.MACS: summary["macs"],
+        R.WALL_TIME: summary["wall_time_s"],
+        R.HISTORY: summary["history"],
         R.EVALUATIONS: summary["evaluations"],
     }
     if summary.get("delta_m"):
-        stored.update({
-            R.DELTA_M: summary["delta_m"]["value"], R.DELTA_M_CONVENTION: summary["delta_m"]["convention"],
-            R.BASELINE_RUNS: [summary["delta_m"]["baseline"]], R.BASELINE_METRICS: summary["delta_m"]["baseline_metrics"],
-        })
+        stored.update(
+            {
+                R.DELTA_M: summary["delta_m"]["value"],
+                R.DELTA_M_CONVENTION: summary["delta_m"]["convention"],
+                R.BASELINE_RUNS: [summary["delta_m"]["baseline"]],
+                R.BASELINE_METRICS: summary["delta_m"]["baseline_metrics"],
+            }
+        )
     return stored
 
 
@@ -101,14 +110,26 @@ class TrialRunner:
         point_params = {k: v for k, v in trial.params.items()}
         tags = [self.dataset, self.budget, cfg.model.architecture, self.experiment.name, *self.experiment.scientific]
         wandb_run = WandbRun(
-            self.tracking, study=study.study_name, config_hash=key, job_type=job_type,
-            name=f"{study.study_name}-{trial.number}", tags=tags, config={**cfg.to_dict(), "config_hash": key},
+            self.tracking,
+            study=study.study_name,
+            config_hash=key,
+            job_type=job_type,
+            name=f"{study.study_name}-{trial.number}",
+            tags=tags,
+            config={**cfg.to_dict(), "config_hash": key},
         )
         attrs = {
             R.EXPERIMENT: self.experiment.name if job_type == "trial" else R.SHARED_BASELINES,
-            R.DATASET: self.dataset, R.BUDGET: self.budget, R.ARCHITECTURE: cfg.model.architecture,
-            R.SEED: cfg.train.seed, R.CONFIG: cfg.to_dict(), R.CONFIG_HASH: key, R.GIT_COMMIT: git_commit(),
-            R.WANDB_RUN_ID: wandb_run.run_id, R.RUN_DIR: str(run_dir), R.JOB_TYPE: job_type,
+            R.DATASET: self.dataset,
+            R.BUDGET: self.budget,
+            R.ARCHITECTURE: cfg.model.architecture,
+            R.SEED: cfg.train.seed,
+            R.CONFIG: cfg.to_dict(),
+            R.CONFIG_HASH: key,
+            R.GIT_COMMIT: git_commit(),
+            R.WANDB_RUN_ID: wandb_run.run_id,
+            R.RUN_DIR: str(run_dir),
+            R.JOB_TYPE: job_type,
         }
         for name, value in attrs.items():
             trial.set_user_attr(name, value)
@@ -133,12 +154,18 @@ class TrialRunner:
                 return None
             # The atomic writes kept the last checkpoint, from which the retry resumes.
             what, remedy = fault
-            _stop(ledger, trial, wandb_run, one_line(err),
-                  EnvironmentFault(f"{what} during {where}: {one_line(err)}; {remedy}"))
+            _stop(
+                ledger,
+                trial,
+                wandb_run,
+                one_line(err),
+                EnvironmentFault(f"{what} during {where}: {one_line(err)}; {remedy}"),
+            )
         wandb_run.finish()
         if self.on_trial_complete is not None:
-            self.on_trial_complete(TrialTiming(study.study_name, trial.number, cfg, fit_seconds,
-                                               wandb_run.callback_seconds))
+            self.on_trial_complete(
+                TrialTiming(study.study_name, trial.number, cfg, fit_seconds, wandb_run.callback_seconds)
+            )
         return summary
 
 

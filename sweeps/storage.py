@@ -44,8 +44,10 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
     would outlive the process. Every message names the URL without its password.
     """
     if url.split("?")[0] in IN_MEMORY:
-        raise StorageError(f"study storage {url} keeps everything in memory and loses it when the process ends; "
-                           "give a file, e.g. sqlite:///runs/studies.db")
+        raise StorageError(
+            f"study storage {url} keeps everything in memory and loses it when the process ends; "
+            "give a file, e.g. sqlite:///runs/studies.db"
+        )
     if not create:
         _require_optuna_tables(url)
     if url.startswith(JOURNAL_PREFIX):
@@ -60,8 +62,9 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:  # a missing, read-only or non-folder parent: say which URL, not only the path
-            raise StorageError(f"cannot open study storage {redact(url)}: cannot create folder {folder}: "
-                               f"{err.strerror or err}") from None
+            raise StorageError(
+                f"cannot open study storage {redact(url)}: cannot create folder {folder}: {err.strerror or err}"
+            ) from None
     elif "://" not in url:
         raise StorageError(
             f"storage {redact(url)!r} is not a URL; valid: sqlite:///runs/studies.db, postgresql://user@host/db, "
@@ -170,5 +173,7 @@ def _require_optuna_tables(url: str) -> None:
     except Exception as err:  # noqa: BLE001 - driver errors vary by backend; all mean "cannot open"
         raise StorageError(f"cannot open study storage {shown}: {_reason(err)}") from None
     if not has_tables:
-        raise StorageError(f"no study storage at {shown}: it holds no Optuna tables (nothing was written to it); "
-                           "start a sweep with `python -m sweeps run` first, or check --storage")
+        raise StorageError(
+            f"no study storage at {shown}: it holds no Optuna tables (nothing was written to it); "
+            "start a sweep with `python -m sweeps run` first, or check --storage"
+        )

@@ -11,10 +11,11 @@ import netrc
 import os
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from tsn.train import Callback
 
@@ -68,8 +69,17 @@ def flatten_record(record: Mapping[str, Any]) -> dict[str, float]:
 class WandbRun(Callback):
     """A trainer callback that mirrors one trial into one W&B run; every W&B failure is a warning only."""
 
-    def __init__(self, cfg: TrackingConfig, *, study: str, config_hash: str, job_type: str, name: str,
-                 tags: list[str], config: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        cfg: TrackingConfig,
+        *,
+        study: str,
+        config_hash: str,
+        job_type: str,
+        name: str,
+        tags: list[str],
+        config: Mapping[str, Any],
+    ) -> None:
         self.mode = resolve_mode(cfg)
         self.run = None
         self.callback_seconds = 0.0  # wall time spent in the trainer callbacks below (the sweep's, not training's)
@@ -142,8 +152,12 @@ class WandbRun(Callback):
             if summary.get("delta_m"):
                 values["delta_m"] = summary["delta_m"]["value"]
                 values["delta_m_convention"] = summary["delta_m"]["convention"]
-            values.update(params=summary["params"], macs=summary["macs"], wall_time_s=summary["wall_time_s"],
-                          mean_val_loss=summary["mean_val_loss"])
+            values.update(
+                params=summary["params"],
+                macs=summary["macs"],
+                wall_time_s=summary["wall_time_s"],
+                mean_val_loss=summary["mean_val_loss"],
+            )
             self.run.summary.update(values)
         except Exception as err:  # noqa: BLE001
             self._warn("summary", err)

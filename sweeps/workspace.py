@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import wandb
 import wandb_workspaces.reports.v2 as wr
@@ -64,8 +65,10 @@ def parse_project_path(text: str) -> tuple[str, str]:
     """``ENTITY/PROJECT`` -> (entity, project), else a one-line ValueError."""
     match = PROJECT_PATH.fullmatch(text)
     if match is None:
-        raise ValueError(f"ENTITY/PROJECT must be a W&B entity and project separated by one '/' "
-                         f"(e.g. my-team/tsn-ablations), got {text!r}")
+        raise ValueError(
+            f"ENTITY/PROJECT must be a W&B entity and project separated by one '/' "
+            f"(e.g. my-team/tsn-ablations), got {text!r}"
+        )
     return match[1], match[2]
 
 
@@ -79,8 +82,9 @@ def select_experiments(names: Sequence[str] | None) -> list[Experiment]:
     known = trained_experiments()
     for name in names or ():
         if name not in known:
-            raise ValueError(f"no experiment {name!r} that trains (and so has W&B runs); "
-                             f"valid: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"no experiment {name!r} that trains (and so has W&B runs); valid: {', '.join(sorted(known))}"
+            )
     return [known[name] for name in dict.fromkeys(names or sorted(known))]
 
 
@@ -115,15 +119,25 @@ def run_groups(experiment: Experiment) -> list[str]:
 def objective_section(experiment: Experiment, goal: Objective) -> ws.Section:
     """The study's objective per grid point, against d where d is an axis, and over every scientific axis."""
     grid = " × ".join(axis.split(".")[-1] for axis in run_groups(experiment)) or "run"
-    panels: list[Any] = [wr.BarPlot(title=f"{goal.label} per {grid}: mean ± sd over seeds",
-                                    metrics=[wr.SummaryMetric(goal.summary)], **MEAN_SD)]
+    panels: list[Any] = [
+        wr.BarPlot(
+            title=f"{goal.label} per {grid}: mean ± sd over seeds", metrics=[wr.SummaryMetric(goal.summary)], **MEAN_SD
+        )
+    ]
     if EMBEDDING_DIM in experiment.scientific:
         # A scatter plot has no grouping of its own: its runs take the runs table's groups (encoding first).
         by = ", by encoding" if ENCODING in experiment.scientific else ""
-        panels.append(wr.ScatterPlot(title=f"{goal.label} against the embedding dimension d{by}",
-                                     x=wr.Config(EMBEDDING_DIM), y=wr.SummaryMetric(goal.summary)))
-    columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(a), log=_spans_decades(experiment.axes[a]) or None)
-               for a in experiment.scientific]
+        panels.append(
+            wr.ScatterPlot(
+                title=f"{goal.label} against the embedding dimension d{by}",
+                x=wr.Config(EMBEDDING_DIM),
+                y=wr.SummaryMetric(goal.summary),
+            )
+        )
+    columns = [
+        wr.ParallelCoordinatesPlotColumn(metric=wr.Config(a), log=_spans_decades(experiment.axes[a]) or None)
+        for a in experiment.scientific
+    ]
     columns.append(wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(goal.summary), display_name=goal.label))
     panels.append(wr.ParallelCoordinatesPlot(title=f"{goal.label} over the scientific axes", columns=columns))
     return ws.Section(name=goal.name, panels=panels, is_open=True)
@@ -134,31 +148,51 @@ def task_sections(experiment: Experiment, tasks: DatasetTasks, goal: Objective) 
     an axis (the convergence figure), else by the runs table's groups (the grid points)."""
     by = wr.Config(ARCHITECTURE) if ARCHITECTURE in experiment.scientific else None
     epochs = {"x": "Step", "title_x": "epoch", "groupby": by, **MEAN_SD}
-    final = [wr.BarPlot(title=f"{t.name}: final {t.metric} ({_arrow(t)})",
-                        metrics=[wr.SummaryMetric(f"final/{t.name}")], groupby=by, **MEAN_SD) for t in tasks.tasks]
-    curves = [wr.LinePlot(title=f"{t.name}: validation {t.metric} per epoch ({_arrow(t)})",
-                          y=[wr.Metric(f"val/{t.name}")], **epochs) for t in tasks.tasks]
+    final = [
+        wr.BarPlot(
+            title=f"{t.name}: final {t.metric} ({_arrow(t)})",
+            metrics=[wr.SummaryMetric(f"final/{t.name}")],
+            groupby=by,
+            **MEAN_SD,
+        )
+        for t in tasks.tasks
+    ]
+    curves = [
+        wr.LinePlot(
+            title=f"{t.name}: validation {t.metric} per epoch ({_arrow(t)})", y=[wr.Metric(f"val/{t.name}")], **epochs
+        )
+        for t in tasks.tasks
+    ]
     if goal.history:
         curves.append(wr.LinePlot(title=f"{goal.label} per epoch", y=[wr.Metric(goal.history)], **epochs))
-    losses = [wr.LinePlot(title=f"{t.name}: training and validation loss per epoch",
-                          y=[wr.Metric(f"train_loss/{t.name}"), wr.Metric(f"val_loss/{t.name}")], **epochs)
-              for t in tasks.tasks]
+    losses = [
+        wr.LinePlot(
+            title=f"{t.name}: training and validation loss per epoch",
+            y=[wr.Metric(f"train_loss/{t.name}"), wr.Metric(f"val_loss/{t.name}")],
+            **epochs,
+        )
+        for t in tasks.tasks
+    ]
     losses.append(wr.LinePlot(title="learning rate per parameter group", metric_regex="^lr/", **epochs))
-    return [ws.Section(name="Per-task metrics", panels=final, is_open=True),
-            ws.Section(name="Convergence", panels=curves, is_open=True),
-            ws.Section(name="Losses and learning rates", panels=losses, is_open=False)]
+    return [
+        ws.Section(name="Per-task metrics", panels=final, is_open=True),
+        ws.Section(name="Convergence", panels=curves, is_open=True),
+        ws.Section(name="Losses and learning rates", panels=losses, is_open=False),
+    ]
 
 
-def build_workspace(experiment: Experiment, entity: str, project: str, dataset: str | None = None,
-                    budget: str = "cpu") -> ws.Workspace:
+def build_workspace(
+    experiment: Experiment, entity: str, project: str, dataset: str | None = None, budget: str = "cpu"
+) -> ws.Workspace:
     """The W&B workspace of ``experiment``'s study at ``budget`` and ``dataset`` (default: the budget's); no network."""
     cfg = run_config(experiment, budget, dataset)
     dataset = cfg.data.dataset
     study = experiment.study_name(dataset, budget)
     tasks = dataset_tasks(dataset, cfg.data.tasks or None)
     goal = objective(experiment)
-    about = ws.Section(name="About", panels=[wr.MarkdownPanel(markdown=study_note(experiment, dataset, budget))],
-                       is_open=True)
+    about = ws.Section(
+        name="About", panels=[wr.MarkdownPanel(markdown=study_note(experiment, dataset, budget))], is_open=True
+    )
     columns = [f"config:{axis.replace('.', '.value.', 1)}" for axis in experiment.scientific]
     columns += [f"summary:{goal.summary}", *(f"summary:final/{t}" for t in tasks.names)]
     return ws.Workspace(
@@ -200,8 +234,10 @@ def describe(workspace: ws.Workspace) -> list[str]:
     """What :func:`save` would create: the workspace and its runs, then one line per panel."""
     settings = workspace.runset_settings
     groups = ", ".join(_key(g) for g in settings.groupby) or "nothing"
-    header = (f"workspace {workspace.name!r} in {workspace.entity}/{workspace.project}: "
-              f"runs where {settings.filters}, grouped by {groups}")
+    header = (
+        f"workspace {workspace.name!r} in {workspace.entity}/{workspace.project}: "
+        f"runs where {settings.filters}, grouped by {groups}"
+    )
     return [header, *(f"  {s.name}: {describe_panel(panel)}" for s in workspace.sections for panel in s.panels)]
 
 

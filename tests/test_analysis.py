@@ -12,6 +12,16 @@ from types import SimpleNamespace
 import optuna
 import pandas as pd
 import pytest
+from test_analysis_fixtures import (
+    BASELINE_VALUES,
+    BASELINES,
+    EMBEDDING,
+    FAILED,
+    SHARED,
+    build_storage,
+    metrics_attrs,
+    point_config,
+)
 
 import analysis.runs as runs
 from analysis import make_tables, published, tables
@@ -19,8 +29,6 @@ from analysis.runs import AnalysisError, load_study, wandb_records
 from sweeps import records as R
 from sweeps.tracking import WandbRun, flatten_record
 from tsn.config import resolve
-from test_analysis_fixtures import (BASELINE_VALUES, BASELINES, EMBEDDING, FAILED, SHARED, build_storage, metrics_attrs,
-                                    point_config)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,8 +53,9 @@ def test_frame_has_one_row_per_trial_task_metric_and_keeps_failed_trials(storage
     failed = frame[frame["state"] == "FAIL"]
     assert failed["fail_reason"].tolist() == [FAILED[1]] and failed["task"].isna().all()
     assert set(frame.columns) >= {"config_hash", "git_commit", "trial", "state", "encoding", "d", "seed", "convention"}
-    row = frame[(frame["encoding"] == "orthogonal") & (frame["d"] == 10) & (frame["seed"] == 1)
-                & (frame["metric"] == "miou")]
+    row = frame[
+        (frame["encoding"] == "orthogonal") & (frame["d"] == 10) & (frame["seed"] == 1) & (frame["metric"] == "miou")
+    ]
     assert row["value"].tolist() == [45.0] and row["primary"].tolist() == [True]
     assert len(data.history) == 6 * 2 * 2  # trials × epochs × tasks
 
@@ -54,7 +63,9 @@ def test_frame_has_one_row_per_trial_task_metric_and_keeps_failed_trials(storage
 def test_missing_grid_points_are_the_unfinished_ones(storage: str) -> None:
     missing = load_study(EMBEDDING, storage).missing_points()
     assert sorted((p["model.encoding"], p["model.embedding_dim"], p["train.seed"]) for p in missing) == [
-        ("gaussian", 20, 1), ("orthogonal", 20, 1)]
+        ("gaussian", 20, 1),
+        ("orthogonal", 20, 1),
+    ]
 
 
 def test_unknown_study_names_the_valid_ones(storage: str) -> None:
@@ -81,9 +92,14 @@ def test_cache_converts_only_new_or_changed_trials(tmp_path: Path, monkeypatch) 
     pd.testing.assert_frame_equal(first.metrics, second.metrics)
     study = optuna.load_study(study_name=EMBEDDING, storage=storage)
     trial = study.trials[0]
-    study.add_trial(optuna.trial.create_trial(params={**trial.params, "train.seed": 1, "model.embedding_dim": 20},
-                                              distributions=trial.distributions, value=0.0,
-                                              user_attrs=trial.user_attrs))
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={**trial.params, "train.seed": 1, "model.embedding_dim": 20},
+            distributions=trial.distributions,
+            value=0.0,
+            user_attrs=trial.user_attrs,
+        )
+    )
     third = load_study(EMBEDDING, storage, tmp_path / "cache")
     assert calls[7:] == [7] and len(third.metrics) == len(first.metrics) + 4
 
@@ -104,19 +120,35 @@ def fake_runs(storage: str, study_name: str) -> list[SimpleNamespace]:
         logger = WandbRun.__new__(WandbRun)
         logger.run = FakeSummary()
         if t.state.name == "COMPLETE":
-            logger.log_summary({"primary": attrs[R.PRIMARY], "metrics": attrs[R.METRICS], "params": attrs[R.PARAMS],
-                                "macs": attrs[R.MACS], "wall_time_s": attrs[R.WALL_TIME],
-                                "mean_val_loss": 1.0,
-                                "delta_m": {"value": attrs[R.DELTA_M], "convention": "astmt"}})
+            logger.log_summary(
+                {
+                    "primary": attrs[R.PRIMARY],
+                    "metrics": attrs[R.METRICS],
+                    "params": attrs[R.PARAMS],
+                    "macs": attrs[R.MACS],
+                    "wall_time_s": attrs[R.WALL_TIME],
+                    "mean_val_loss": 1.0,
+                    "delta_m": {"value": attrs[R.DELTA_M], "convention": "astmt"},
+                }
+            )
             assert logger.run is not None, "sweeps.tracking.log_summary rejected the summary"
-        summary = {**logger.run, "_timestamp": 1.0, **({"fail_reason": attrs[R.FAIL_REASON]}
-                                                        if R.FAIL_REASON in attrs else {})}
+        summary = {
+            **logger.run,
+            "_timestamp": 1.0,
+            **({"fail_reason": attrs[R.FAIL_REASON]} if R.FAIL_REASON in attrs else {}),
+        }
         rows = [{"_step": h["epoch"], **flatten_record(h)} for h in attrs.get(R.HISTORY, [])]
-        out.append(SimpleNamespace(
-            id=f"run{t.number}", name=f"{study_name}-{t.number}", group=study_name,
-            state="finished" if t.state.name == "COMPLETE" else "failed",
-            config={**attrs[R.CONFIG], "config_hash": attrs.get(R.CONFIG_HASH)}, summary=summary,
-            scan_history=lambda rows=rows: iter(rows)))
+        out.append(
+            SimpleNamespace(
+                id=f"run{t.number}",
+                name=f"{study_name}-{t.number}",
+                group=study_name,
+                state="finished" if t.state.name == "COMPLETE" else "failed",
+                config={**attrs[R.CONFIG], "config_hash": attrs.get(R.CONFIG_HASH)},
+                summary=summary,
+                scan_history=lambda rows=rows: iter(rows),
+            )
+        )
     return out
 
 
@@ -125,8 +157,9 @@ def test_wandb_reader_gives_the_optuna_frame(storage: str) -> None:
     records, space = wandb_records(fake_runs(storage, EMBEDDING))
     from_wandb = runs.build_study(EMBEDDING, records, space)
     not_in_wandb = ["wandb_run_id", "git_commit", "run_dir", "convention"]  # W&B does not hold them
-    pd.testing.assert_frame_equal(from_optuna.metrics.drop(columns=not_in_wandb),
-                                  from_wandb.metrics.drop(columns=not_in_wandb))
+    pd.testing.assert_frame_equal(
+        from_optuna.metrics.drop(columns=not_in_wandb), from_wandb.metrics.drop(columns=not_in_wandb)
+    )
     pd.testing.assert_frame_equal(from_optuna.history, from_wandb.history)
     assert from_wandb.missing_points() == from_optuna.missing_points()
 
@@ -169,13 +202,25 @@ def test_shared_baselines_with_only_a_seed_param_join_the_architecture_grid(tmp_
     config = resolve("smoke").to_dict()
     for (arch, seed), (seg, nor) in BASELINE_VALUES.items():
         params = {"train.seed": seed} if arch == "single_task" else {"model.architecture": arch, "train.seed": seed}
-        dists = {"train.seed": optuna.distributions.IntDistribution(0, 2**31 - 1)} if arch == "single_task" else {
-            "model.architecture": optuna.distributions.CategoricalDistribution(["task_in", "tsn"]),
-            "train.seed": optuna.distributions.IntDistribution(0, 2**31 - 1)}
-        info = {"experiment": "baselines", "architecture": arch, "n_params": 1,
-                "config": point_config(config, {"model.architecture": arch, "train.seed": seed})}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=0.0,
-                                                  user_attrs=metrics_attrs(seg, nor, seed, info)))
+        dists = (
+            {"train.seed": optuna.distributions.IntDistribution(0, 2**31 - 1)}
+            if arch == "single_task"
+            else {
+                "model.architecture": optuna.distributions.CategoricalDistribution(["task_in", "tsn"]),
+                "train.seed": optuna.distributions.IntDistribution(0, 2**31 - 1),
+            }
+        )
+        info = {
+            "experiment": "baselines",
+            "architecture": arch,
+            "n_params": 1,
+            "config": point_config(config, {"model.architecture": arch, "train.seed": seed}),
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params, distributions=dists, value=0.0, user_attrs=metrics_attrs(seg, nor, seed, info)
+            )
+        )
     data = load_study(BASELINES, storage)
     assert data.missing_points() == []
     table, _ = tables.ablation_table(data, data)
@@ -220,9 +265,14 @@ def test_csv_has_mean_and_std_per_column(storage: str, tmp_path: Path) -> None:
 
 
 def test_comparison_with_the_paper_uses_published_numbers() -> None:
-    table = tables.Table("baselines-pascal_context-paper", "t", ["model.architecture"],
-                         [tables.Column("semseg", "semseg", True)],
-                         pd.DataFrame({"semseg": [64.0]}, index=["tsn"]), pd.DataFrame({"semseg": [0.1]}, index=["tsn"]))
+    table = tables.Table(
+        "baselines-pascal_context-paper",
+        "t",
+        ["model.architecture"],
+        [tables.Column("semseg", "semseg", True)],
+        pd.DataFrame({"semseg": [64.0]}, index=["tsn"]),
+        pd.DataFrame({"semseg": [0.1]}, index=["tsn"]),
+    )
     assert tables.is_comparable(table.name) and not tables.is_comparable(BASELINES)
     comparison = tables.comparison_table(table)
     assert comparison.mean.loc[("tsn", "semseg")].tolist() == pytest.approx([64.0, 64.2, -0.2])
@@ -243,8 +293,9 @@ def few_task_counts(monkeypatch) -> None:
     monkeypatch.setattr(published, "SCALING_TASK_COUNTS", (1, 2))
 
 
-def test_cli_writes_tables_prints_markdown_and_checks_claims(storage: str, tmp_path: Path, capsys,
-                                                              few_task_counts) -> None:
+def test_cli_writes_tables_prints_markdown_and_checks_claims(
+    storage: str, tmp_path: Path, capsys, few_task_counts
+) -> None:
     out = tmp_path / "reports"
     assert make_tables.main(["--storage", storage, "--out", str(out), "--no-figures"]) == 0
     printed = capsys.readouterr().out
@@ -268,8 +319,9 @@ def test_a_report_of_chosen_studies_writes_no_claims(storage: str, tmp_path: Pat
 
 def test_cli_shows_the_papers_numbers_beside_ours_for_the_paper_budget(tmp_path: Path, capsys) -> None:
     # trials of 129 epochs: the paper budget's report epoch is their last, so their final metrics are reported
-    storage = build_storage(tmp_path, resolve("smoke", overrides=["train.epochs=129"]).to_dict(),
-                            suffix="pascal_context-paper")
+    storage = build_storage(
+        tmp_path, resolve("smoke", overrides=["train.epochs=129"]).to_dict(), suffix="pascal_context-paper"
+    )
     studies = ["--study", "baselines-pascal_context-paper", "embedding-pascal_context-paper"]
     assert make_tables.main(["--storage", storage, "--out", str(tmp_path / "r"), "--no-figures", *studies]) == 0
     printed = capsys.readouterr().out
@@ -281,12 +333,26 @@ def test_cli_shows_the_papers_numbers_beside_ours_for_the_paper_budget(tmp_path:
 
 
 def test_script_with_unknown_study_is_one_line_and_exit_2(storage: str, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "analysis/make_tables.py", "--storage", storage, "--study",
-                           "nope-synthetic-smoke", "--out", str(tmp_path), "--no-figures"],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "analysis/make_tables.py",
+            "--storage",
+            storage,
+            "--study",
+            "nope-synthetic-smoke",
+            "--out",
+            str(tmp_path),
+            "--no-figures",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == (f"error: unknown study 'nope-synthetic-smoke'; valid: {SHARED}, {BASELINES}, "
-                                   f"{EMBEDDING}")
+    assert proc.stderr.strip() == (
+        f"error: unknown study 'nope-synthetic-smoke'; valid: {SHARED}, {BASELINES}, {EMBEDDING}"
+    )
 
 
 def test_unreachable_storage_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
@@ -322,12 +388,14 @@ def test_a_hyphenated_experiment_gets_its_table_and_its_delta_m(storage: str, tm
     out = tmp_path / "r"
     assert make_tables.main(["--storage", url, "--out", str(out), "--no-figures"]) == 0
     assert _delta_m_column(out, "my-ablation-synthetic-smoke") == pytest.approx(
-        _delta_m_column_of(storage, EMBEDDING, tmp_path / "ref"))
+        _delta_m_column_of(storage, EMBEDDING, tmp_path / "ref")
+    )
     assert (out / "scaling-params-synthetic-smoke.md").exists()
 
 
-def test_a_storage_from_before_the_reserved_name_reads_its_shared_baselines_under_the_old_one(tmp_path: Path,
-                                                                                             capsys) -> None:
+def test_a_storage_from_before_the_reserved_name_reads_its_shared_baselines_under_the_old_one(
+    tmp_path: Path, capsys
+) -> None:
     legacy = build_storage(tmp_path, resolve("smoke").to_dict(), legacy=True)
     assert runs.baseline_study_of(EMBEDDING, legacy) == BASELINES
     out = tmp_path / "r"

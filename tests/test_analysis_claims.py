@@ -15,16 +15,28 @@ T_975_2 = 4.302652729749464  # Student's t, 97.5 % quantile, 2 degrees of freedo
 
 def table1(delta_m: dict[str, list[float]], n_params: dict[str, float] | None = None) -> pd.DataFrame:
     """The per-trial frame of a Table 1 study: one row per architecture x seed (seeds 1, 2, …)."""
-    params = {"single_task": 88e6, "multi_decoder": 44e6, "task_bn": 18e6, "task_in": 18e6, "tsn": 18.3e6,
-              **(n_params or {})}
-    rows = [{"architecture": arch, "seed": seed, "delta_m": value, "n_params": params[arch]}
-            for arch, values in {"single_task": [0.0] * 3, **delta_m}.items() for seed, value in zip(SEEDS, values)]
+    params = {
+        "single_task": 88e6,
+        "multi_decoder": 44e6,
+        "task_bn": 18e6,
+        "task_in": 18e6,
+        "tsn": 18.3e6,
+        **(n_params or {}),
+    }
+    rows = [
+        {"architecture": arch, "seed": seed, "delta_m": value, "n_params": params[arch]}
+        for arch, values in {"single_task": [0.0] * 3, **delta_m}.items()
+        for seed, value in zip(SEEDS, values)
+    ]
     return pd.DataFrame(rows).rename_axis("trial").reset_index()
 
 
 def embedding(delta_m: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
-    rows = [{"architecture": "tsn", "seed": seed, "model.encoding": enc, "model.embedding_dim": d, "delta_m": value}
-            for (enc, d), values in delta_m.items() for seed, value in zip(SEEDS, values)]
+    rows = [
+        {"architecture": "tsn", "seed": seed, "model.encoding": enc, "model.embedding_dim": d, "delta_m": value}
+        for (enc, d), values in delta_m.items()
+        for seed, value in zip(SEEDS, values)
+    ]
     return pd.DataFrame(rows).rename_axis("trial").reset_index()
 
 
@@ -40,10 +52,28 @@ def history(reached: dict[str, list[tuple[int, int]]], epochs: int = 6) -> pd.Da
     for arch, per_seed in reached.items():
         for seed, (k_sem, k_nor) in zip(SEEDS, per_seed):
             for epoch in range(1, epochs + 1):
-                rows.append({"trial": trial, "state": "COMPLETE", "architecture": arch, "seed": seed, "epoch": epoch,
-                             "task": "semseg", "value": 60.0 * (0.5 if epoch < k_sem else 1.0)})
-                rows.append({"trial": trial, "state": "COMPLETE", "architecture": arch, "seed": seed, "epoch": epoch,
-                             "task": "normals", "value": 15.0 * (2.0 if epoch < k_nor else 1.0)})
+                rows.append(
+                    {
+                        "trial": trial,
+                        "state": "COMPLETE",
+                        "architecture": arch,
+                        "seed": seed,
+                        "epoch": epoch,
+                        "task": "semseg",
+                        "value": 60.0 * (0.5 if epoch < k_sem else 1.0),
+                    }
+                )
+                rows.append(
+                    {
+                        "trial": trial,
+                        "state": "COMPLETE",
+                        "architecture": arch,
+                        "seed": seed,
+                        "epoch": epoch,
+                        "task": "normals",
+                        "value": 15.0 * (2.0 if epoch < k_nor else 1.0),
+                    }
+                )
             trial += 1
     return pd.DataFrame(rows)
 
@@ -71,11 +101,21 @@ def test_an_interval_needs_two_values() -> None:
     assert C.decide(low, high, n, "above") == C.INCONCLUSIVE
 
 
-@pytest.mark.parametrize("side, low, high, verdict", [
-    ("above", 0.1, 2.0, C.HOLDS), ("above", -2.0, -0.1, C.FAILS), ("above", -0.1, 2.0, C.INCONCLUSIVE),
-    ("below", -1.0, 1.9, C.HOLDS), ("below", 2.1, 3.0, C.FAILS), ("below", 1.0, 3.0, C.INCONCLUSIVE),
-    ("within", -0.9, 0.9, C.HOLDS), ("within", 1.1, 2.0, C.FAILS), ("within", -2.0, -1.1, C.FAILS),
-    ("within", 0.5, 1.5, C.INCONCLUSIVE)])
+@pytest.mark.parametrize(
+    "side, low, high, verdict",
+    [
+        ("above", 0.1, 2.0, C.HOLDS),
+        ("above", -2.0, -0.1, C.FAILS),
+        ("above", -0.1, 2.0, C.INCONCLUSIVE),
+        ("below", -1.0, 1.9, C.HOLDS),
+        ("below", 2.1, 3.0, C.FAILS),
+        ("below", 1.0, 3.0, C.INCONCLUSIVE),
+        ("within", -0.9, 0.9, C.HOLDS),
+        ("within", 1.1, 2.0, C.FAILS),
+        ("within", -2.0, -1.1, C.FAILS),
+        ("within", 0.5, 1.5, C.INCONCLUSIVE),
+    ],
+)
 def test_the_verdict_is_read_off_the_interval(side: str, low: float, high: float, verdict: str) -> None:
     threshold = 0.0 if side == "above" else 2.0 if side == "below" else 1.0
     assert C.decide(low, high, 3, side, threshold) == verdict
@@ -105,8 +145,12 @@ def test_c1_is_inconclusive_when_the_interval_straddles_the_margin_or_data_is_mi
 
 
 # ------------------------------------------------------------------------------------------------ C2
-ORDERED = {"tsn": [0.0, 0.0, 0.0], "task_in": [2.0, 2.5, 3.0], "task_bn": [4.0, 5.0, 6.0],
-           "multi_decoder": [4.1, 4.9, 6.0]}
+ORDERED = {
+    "tsn": [0.0, 0.0, 0.0],
+    "task_in": [2.0, 2.5, 3.0],
+    "task_bn": [4.0, 5.0, 6.0],
+    "multi_decoder": [4.1, 4.9, 6.0],
+}
 
 
 def test_c2_holds_when_each_adjacent_pair_is_ordered_and_bn_matches_multi_decoder() -> None:
@@ -138,8 +182,9 @@ def test_c2_is_inconclusive_when_an_architecture_is_missing_or_a_pair_straddles(
 
 # ------------------------------------------------------------------------------------------------ C3
 def _codes(orthogonal: dict[int, list[float]], gaussian: dict[int, list[float]]) -> pd.DataFrame:
-    return embedding({**{("orthogonal", d): v for d, v in orthogonal.items()},
-                      **{("gaussian", d): v for d, v in gaussian.items()}})
+    return embedding(
+        {**{("orthogonal", d): v for d, v in orthogonal.items()}, **{("gaussian", d): v for d, v in gaussian.items()}}
+    )
 
 
 STEADY = {10: [30.0, -30.0, 0.0], 50: [1.0, 1.2, 0.8], 100: [1.1, 1.0, 0.9], 150: [0.9, 1.1, 1.0]}

@@ -8,14 +8,18 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.contrasts import ALL, HIGHER, LOWER, contrasts, to_markdown, verdict
 from analysis.claims import INCONCLUSIVE
+from analysis.contrasts import ALL, HIGHER, LOWER, contrasts, to_markdown, verdict
 
 
 def frame(rows: list[tuple[str, str, int, float]]) -> pd.DataFrame:
     """(schedule, lr_schedule, seed, Δm) rows -> a per-trial frame as analysis.tables.per_trial gives it."""
-    return pd.DataFrame([{"trial": i, "train.schedule": s, "train.lr_schedule": lr, "seed": seed, "delta_m": dm}
-                         for i, (s, lr, seed, dm) in enumerate(rows)])
+    return pd.DataFrame(
+        [
+            {"trial": i, "train.schedule": s, "train.lr_schedule": lr, "seed": seed, "delta_m": dm}
+            for i, (s, lr, seed, dm) in enumerate(rows)
+        ]
+    )
 
 
 LEVELS = {"train.schedule": ["epoch", "batch"], "train.lr_schedule": ["plateau", "cosine"]}
@@ -24,9 +28,14 @@ AXES = list(LEVELS)
 
 def test_a_consistent_effect_is_lower_with_the_hand_computed_paired_interval() -> None:
     # batch is 20, 22, 18 points below epoch for seeds 1, 2, 3 (plateau); the seeds' own levels differ widely.
-    rows = [("epoch", "plateau", 1, 10.0), ("batch", "plateau", 1, -10.0),
-            ("epoch", "plateau", 2, 30.0), ("batch", "plateau", 2, 8.0),
-            ("epoch", "plateau", 3, -5.0), ("batch", "plateau", 3, -23.0)]
+    rows = [
+        ("epoch", "plateau", 1, 10.0),
+        ("batch", "plateau", 1, -10.0),
+        ("epoch", "plateau", 2, 30.0),
+        ("batch", "plateau", 2, 8.0),
+        ("epoch", "plateau", 3, -5.0),
+        ("batch", "plateau", 3, -23.0),
+    ]
     tidy = contrasts(frame(rows), ["train.schedule"], LEVELS)
     (row,) = tidy.to_dict("records")
     half = stats.t.ppf(0.975, 2) * 2.0 / math.sqrt(3)  # sd of (-20, -22, -18) is 2
@@ -36,11 +45,16 @@ def test_a_consistent_effect_is_lower_with_the_hand_computed_paired_interval() -
 
 
 def test_pairs_need_the_same_seed_and_the_same_other_axes() -> None:
-    rows = [("epoch", "plateau", 1, 10.0), ("batch", "plateau", 1, 14.0),
-            ("epoch", "cosine", 2, 10.0), ("batch", "cosine", 2, 15.0),
-            ("epoch", "plateau", 3, 10.0), ("batch", "plateau", 3, 16.0),
-            ("batch", "cosine", 1, 99.0),    # no epoch/cosine/seed-1 trial: unpaired, ignored
-            ("epoch", "plateau", 4, 50.0)]   # no batch partner: ignored
+    rows = [
+        ("epoch", "plateau", 1, 10.0),
+        ("batch", "plateau", 1, 14.0),
+        ("epoch", "cosine", 2, 10.0),
+        ("batch", "cosine", 2, 15.0),
+        ("epoch", "plateau", 3, 10.0),
+        ("batch", "plateau", 3, 16.0),
+        ("batch", "cosine", 1, 99.0),  # no epoch/cosine/seed-1 trial: unpaired, ignored
+        ("epoch", "plateau", 4, 50.0),
+    ]  # no batch partner: ignored
     tidy = contrasts(frame(rows), AXES, LEVELS)
     schedule = tidy[tidy["axis"] == "train.schedule"].set_index("within")
     assert schedule.loc[ALL, "n"] == 3 and schedule.loc[ALL, "mean"] == pytest.approx(5.0)
@@ -54,23 +68,36 @@ def test_pairs_need_the_same_seed_and_the_same_other_axes() -> None:
 
 
 def test_an_interval_across_zero_is_inconclusive() -> None:
-    rows = [("epoch", "plateau", 1, 10.0), ("batch", "plateau", 1, 15.0),
-            ("epoch", "plateau", 2, 10.0), ("batch", "plateau", 2, 4.0),
-            ("epoch", "plateau", 3, 10.0), ("batch", "plateau", 3, 11.0)]
+    rows = [
+        ("epoch", "plateau", 1, 10.0),
+        ("batch", "plateau", 1, 15.0),
+        ("epoch", "plateau", 2, 10.0),
+        ("batch", "plateau", 2, 4.0),
+        ("epoch", "plateau", 3, 10.0),
+        ("batch", "plateau", 3, 11.0),
+    ]
     (row,) = contrasts(frame(rows), ["train.schedule"], LEVELS).to_dict("records")
     assert row["low"] < 0 < row["high"] and row["verdict"] == INCONCLUSIVE
 
 
-@pytest.mark.parametrize("low, high, n, expected", [(-3.0, -1.0, 3, LOWER), (1.0, 2.0, 3, HIGHER),
-                                                    (-1.0, 1.0, 3, INCONCLUSIVE), (-3.0, -1.0, 1, INCONCLUSIVE),
-                                                    (math.nan, math.nan, 5, INCONCLUSIVE)])
+@pytest.mark.parametrize(
+    "low, high, n, expected",
+    [
+        (-3.0, -1.0, 3, LOWER),
+        (1.0, 2.0, 3, HIGHER),
+        (-1.0, 1.0, 3, INCONCLUSIVE),
+        (-3.0, -1.0, 1, INCONCLUSIVE),
+        (math.nan, math.nan, 5, INCONCLUSIVE),
+    ],
+)
 def test_verdict_is_decided_by_the_interval(low, high, n, expected) -> None:
     assert verdict(low, high, n) == expected
 
 
 def test_markdown_names_each_contrast_its_interval_and_verdict() -> None:
-    rows = [("epoch", "plateau", s, 10.0 + s) for s in (1, 2, 3)] + [("batch", "plateau", s, -10.0 + s * 1.1)
-                                                                     for s in (1, 2, 3)]
+    rows = [("epoch", "plateau", s, 10.0 + s) for s in (1, 2, 3)] + [
+        ("batch", "plateau", s, -10.0 + s * 1.1) for s in (1, 2, 3)
+    ]
     text = to_markdown("x-synthetic-cpu-contrasts", contrasts(frame(rows), ["train.schedule"], LEVELS))
     (line,) = [ln for ln in text.splitlines() if ln.startswith("| train.schedule")]
     assert line.startswith("| train.schedule: batch − epoch | all | -19.80 | [") and line.endswith("| 3 | **lower** |")

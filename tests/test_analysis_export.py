@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from test_analysis_fixtures import BASELINES, EMBEDDING, SHARED, build_storage
 
 from analysis import make_tables, published
 from sweeps import export as E
 from sweeps.__main__ import main as sweeps_main
-from test_analysis_fixtures import BASELINES, EMBEDDING, SHARED, build_storage
 from tsn.config import resolve
 
 
@@ -57,8 +57,10 @@ def test_a_large_study_is_gzipped_and_the_stale_json_removed(storage: str, tmp_p
     monkeypatch.setattr(E, "GZIP_ABOVE", 100)
     path = E.export(storage, tmp_path / "t", [EMBEDDING])[0]
     assert path.name == f"{EMBEDDING}.json.gz" and not (tmp_path / "t" / f"{EMBEDDING}.json").exists()
-    assert gzip.decompress(path.read_bytes()) == json.dumps(E.read_study(tmp_path / "t", EMBEDDING), sort_keys=True,
-                                                            separators=(",", ":")).encode()
+    assert (
+        gzip.decompress(path.read_bytes())
+        == json.dumps(E.read_study(tmp_path / "t", EMBEDDING), sort_keys=True, separators=(",", ":")).encode()
+    )
     assert E.export(storage, tmp_path / "u", [EMBEDDING])[0].read_bytes() == path.read_bytes()  # no timestamp
 
 

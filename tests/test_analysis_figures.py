@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from test_analysis_fixtures import BASELINES, EMBEDDING, build_storage
 
 from analysis import figures, make_tables, tables
 from analysis.runs import load_study
@@ -16,10 +17,8 @@ from tsn.config import resolve
 from tsn.models import build_model
 from tsn.tasks import dataset_tasks
 from tsn.train import Trainer
-from test_analysis_fixtures import BASELINES, EMBEDDING, build_storage
 
-SMOKE = ["data.train_samples=16", "data.val_samples=8", "train.batch_size=8", "train.epochs=1",
-         "train.progress=false"]
+SMOKE = ["data.train_samples=16", "data.val_samples=8", "train.batch_size=8", "train.epochs=1", "train.progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +30,9 @@ def run_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     task_in = resolve("smoke", overrides=[*SMOKE, "model.architecture=task_in"])
     torch.manual_seed(0)
     model = build_model(task_in.model, dataset_tasks(task_in.data.dataset, task_in.data.tasks))
-    save_checkpoint(root / "task_in" / "checkpoint.pt", {"model": model.state_dict(), "config": task_in.to_dict(),
-                                                         "epoch": 1})
+    save_checkpoint(
+        root / "task_in" / "checkpoint.pt", {"model": model.state_dict(), "config": task_in.to_dict(), "epoch": 1}
+    )
     return {"tsn": str(root / "tsn"), "task_in": str(root / "task_in")}
 
 
@@ -44,8 +44,14 @@ def assert_written(paths: list[Path]) -> None:
 
 def test_scaling_figure(tmp_path: Path) -> None:
     counts = pd.DataFrame({1: [18.3e6, 17.7e6], 2: [18.3e6, 35.4e6]}, index=["tsn", "single_task"])
-    params = tables.Table("scaling-params-synthetic-smoke", "Parameters", ["architecture"],
-                          [tables.Column(t, f"T={t}") for t in counts.columns], counts, counts * float("nan"))
+    params = tables.Table(
+        "scaling-params-synthetic-smoke",
+        "Parameters",
+        ["architecture"],
+        [tables.Column(t, f"T={t}") for t in counts.columns],
+        counts,
+        counts * float("nan"),
+    )
     paths = figures.scaling_figure(params, tmp_path)
     assert_written(paths)
     assert "log scale" in paths[2].read_text()
@@ -59,10 +65,14 @@ def test_delta_m_vs_d_and_convergence_figures(tmp_path: Path) -> None:
     assert_written(paths)
     assert "standard deviation (sd) over seeds" in paths[2].read_text()
     by_seed = tables.baseline_by_seed(base)
-    assert_written(figures.convergence_figure(base.history, by_seed, {"semseg": True, "normals": False},
-                                              tmp_path / "fig", BASELINES))
-    long = figures.convergence_frame(base.history[base.history["architecture"] == "tsn"], by_seed,
-                                     {"semseg": True, "normals": False})
+    assert_written(
+        figures.convergence_figure(
+            base.history, by_seed, {"semseg": True, "normals": False}, tmp_path / "fig", BASELINES
+        )
+    )
+    long = figures.convergence_frame(
+        base.history[base.history["architecture"] == "tsn"], by_seed, {"semseg": True, "normals": False}
+    )
     assert set(long["quantity"]) == {"Δm %", "semseg", "normals"}
 
 
@@ -79,6 +89,10 @@ def test_cli_writes_every_figure(run_dirs: dict[str, str], tmp_path: Path) -> No
     out = tmp_path / "reports"
     assert make_tables.main(["--storage", storage, "--out", str(out), "--study", BASELINES, EMBEDDING]) == 0
     names = {p.name for p in (out / "figures").iterdir()}
-    for stem in (f"{EMBEDDING}-delta-m-vs-d", f"{BASELINES}-convergence", f"{BASELINES}-embedding-similarity",
-                 f"{BASELINES}-qualitative"):
+    for stem in (
+        f"{EMBEDDING}-delta-m-vs-d",
+        f"{BASELINES}-convergence",
+        f"{BASELINES}-embedding-similarity",
+        f"{BASELINES}-qualitative",
+    ):
         assert {f"{stem}.png", f"{stem}.pdf", f"{stem}.md"} <= names

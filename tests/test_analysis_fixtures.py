@@ -47,23 +47,44 @@ FAILED = (("gaussian", 20, 1), "non-finite loss at epoch 1")
 def metrics_attrs(semseg: float, normals: float, seed: int, config: dict[str, Any]) -> dict[str, Any]:
     """user_attrs of a finished trial, as records.py describes them; stored Δm against the same-seed baseline."""
     metrics = {
-        "semseg": {"values": {"miou": semseg, "pixel_acc": semseg + 30}, "conventions": {"miou": "astmt",
-                   "pixel_acc": "astmt"}, "primary": "miou", "higher_is_better": True},
-        "normals": {"values": {"mean": normals, "median": normals - 3}, "conventions": {"mean": "astmt",
-                    "median": "astmt"}, "primary": "mean", "higher_is_better": False},
+        "semseg": {
+            "values": {"miou": semseg, "pixel_acc": semseg + 30},
+            "conventions": {"miou": "astmt", "pixel_acc": "astmt"},
+            "primary": "miou",
+            "higher_is_better": True,
+        },
+        "normals": {
+            "values": {"mean": normals, "median": normals - 3},
+            "conventions": {"mean": "astmt", "median": "astmt"},
+            "primary": "mean",
+            "higher_is_better": False,
+        },
     }
     base = dict(zip(("semseg", "normals"), BASELINE_VALUES[("single_task", seed)]))
     primary = {"semseg": semseg, "normals": normals}
-    history = [{"epoch": e, "metrics": {"semseg": semseg - 5 / e, "normals": normals + 2 / e}, "delta_m": None}
-               for e in (1, 2)]
+    history = [
+        {"epoch": e, "metrics": {"semseg": semseg - 5 / e, "normals": normals + 2 / e}, "delta_m": None} for e in (1, 2)
+    ]
     return {
-        R.EXPERIMENT: config["experiment"], R.DATASET: "synthetic", R.BUDGET: "smoke",
-        R.ARCHITECTURE: config["architecture"], R.SEED: seed, R.CONFIG: config["config"],
-        R.CONFIG_HASH: f"hash-{config['architecture']}-{seed}", R.GIT_COMMIT: "abc123",
-        R.METRICS: metrics, R.PRIMARY: primary,
-        R.DELTA_M: delta_m(primary, base, HIGHER), R.DELTA_M_CONVENTION: "astmt",
-        R.BASELINE_METRICS: base, R.PARAMS: config["n_params"], R.MACS: 1000, R.WALL_TIME: 1.5,
-        R.HISTORY: history, R.RUN_DIR: config.get("run_dir"), R.WANDB_RUN_ID: None,
+        R.EXPERIMENT: config["experiment"],
+        R.DATASET: "synthetic",
+        R.BUDGET: "smoke",
+        R.ARCHITECTURE: config["architecture"],
+        R.SEED: seed,
+        R.CONFIG: config["config"],
+        R.CONFIG_HASH: f"hash-{config['architecture']}-{seed}",
+        R.GIT_COMMIT: "abc123",
+        R.METRICS: metrics,
+        R.PRIMARY: primary,
+        R.DELTA_M: delta_m(primary, base, HIGHER),
+        R.DELTA_M_CONVENTION: "astmt",
+        R.BASELINE_METRICS: base,
+        R.PARAMS: config["n_params"],
+        R.MACS: 1000,
+        R.WALL_TIME: 1.5,
+        R.HISTORY: history,
+        R.RUN_DIR: config.get("run_dir"),
+        R.WANDB_RUN_ID: None,
     }
 
 
@@ -76,16 +97,27 @@ def point_config(config: dict[str, Any], params: dict[str, Any]) -> dict[str, An
     return out
 
 
-def _add(study: optuna.Study, params: dict[str, Any], space: dict[str, list], attrs: dict[str, Any],
-         state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE) -> None:
+def _add(
+    study: optuna.Study,
+    params: dict[str, Any],
+    space: dict[str, list],
+    attrs: dict[str, Any],
+    state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE,
+) -> None:
     dists = {k: optuna.distributions.CategoricalDistribution(v) for k, v in space.items()}
     value = attrs.get(R.DELTA_M) if state == optuna.trial.TrialState.COMPLETE else None
-    study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value, user_attrs=attrs,
-                                              state=state))
+    study.add_trial(
+        optuna.trial.create_trial(params=params, distributions=dists, value=value, user_attrs=attrs, state=state)
+    )
 
 
-def build_storage(tmp_path, config: dict[str, Any], run_dirs: dict[str, str] | None = None,
-                  suffix: str = "synthetic-smoke", legacy: bool = False) -> str:
+def build_storage(
+    tmp_path,
+    config: dict[str, Any],
+    run_dirs: dict[str, str] | None = None,
+    suffix: str = "synthetic-smoke",
+    legacy: bool = False,
+) -> str:
     """Three studies in one SQLite file (``baselines-{suffix}``: Table 1, ``embedding-{suffix}`` and the shared
     single-task study ``_single_task-{suffix}``); returns the storage URL.
 
@@ -103,8 +135,13 @@ def build_storage(tmp_path, config: dict[str, Any], run_dirs: dict[str, str] | N
         shared = optuna.create_study(study_name=f"{R.SHARED_BASELINES}-{suffix}", storage=storage)
     for (arch, seed), (seg, nor) in BASELINE_VALUES.items():
         params = {"model.architecture": arch, "train.seed": seed}
-        info = {"experiment": "baselines", "architecture": arch, "config": point_config(config, params),
-                "n_params": params_by_arch[arch], "run_dir": (run_dirs or {}).get(arch)}
+        info = {
+            "experiment": "baselines",
+            "architecture": arch,
+            "config": point_config(config, params),
+            "n_params": params_by_arch[arch],
+            "run_dir": (run_dirs or {}).get(arch),
+        }
         _add(base, params, space, metrics_attrs(seg, nor, seed, info))
         if shared is not None and arch == "single_task":
             info = {**info, "experiment": R.SHARED_BASELINES}
@@ -113,12 +150,23 @@ def build_storage(tmp_path, config: dict[str, Any], run_dirs: dict[str, str] | N
     space = {"model.encoding": ["orthogonal", "gaussian"], "model.embedding_dim": [10, 20], "train.seed": [0, 1]}
     for (enc, d, seed), (seg, nor) in EMBEDDING_VALUES.items():
         params = {"model.encoding": enc, "model.embedding_dim": d, "train.seed": seed}
-        info = {"experiment": "embedding", "architecture": "tsn", "config": point_config(config, params),
-                "n_params": 18_000_000 + 1000 * d}
+        info = {
+            "experiment": "embedding",
+            "architecture": "tsn",
+            "config": point_config(config, params),
+            "n_params": 18_000_000 + 1000 * d,
+        }
         _add(emb, params, space, metrics_attrs(seg, nor, seed, info))
     (enc, d, seed), reason = FAILED
     params = {"model.encoding": enc, "model.embedding_dim": d, "train.seed": seed}
-    started = {R.EXPERIMENT: "embedding", R.DATASET: "synthetic", R.BUDGET: "smoke", R.ARCHITECTURE: "tsn",
-               R.SEED: seed, R.CONFIG: point_config(config, params), R.CONFIG_HASH: "hash-failed"}
+    started = {
+        R.EXPERIMENT: "embedding",
+        R.DATASET: "synthetic",
+        R.BUDGET: "smoke",
+        R.ARCHITECTURE: "tsn",
+        R.SEED: seed,
+        R.CONFIG: point_config(config, params),
+        R.CONFIG_HASH: "hash-failed",
+    }
     _add(emb, params, space, {**started, R.FAIL_REASON: reason}, optuna.trial.TrialState.FAIL)
     return storage

@@ -10,10 +10,10 @@ import optuna
 import pandas as pd
 import pytest
 from scipy import stats
+from test_analysis_fixtures import _add, metrics_attrs, point_config
 
 from analysis import make_tables, recency
 from sweeps import records as R
-from test_analysis_fixtures import _add, metrics_attrs, point_config
 from tsn.config import resolve
 
 BY = ["train.schedule", "train.lr_schedule"]
@@ -21,9 +21,18 @@ BY = ["train.schedule", "train.lr_schedule"]
 
 def frame(deficit_at: dict[int, list[float]], schedule: str = "epoch", lr: str = "plateau") -> pd.DataFrame:
     """(seed, task) pairs: deficit_at[position][seed] is the deficit of the task trained at that position."""
-    rows = [{"train.schedule": schedule, "train.lr_schedule": lr, "seed": seed, "task": f"t{position}",
-             "position": position, "deficit": value}
-            for position, values in deficit_at.items() for seed, value in enumerate(values)]
+    rows = [
+        {
+            "train.schedule": schedule,
+            "train.lr_schedule": lr,
+            "seed": seed,
+            "task": f"t{position}",
+            "position": position,
+            "deficit": value,
+        }
+        for position, values in deficit_at.items()
+        for seed, value in enumerate(values)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -65,8 +74,9 @@ def test_each_schedule_pair_gets_its_own_row_and_a_single_position_has_no_slope(
 
 
 def test_positions_come_from_the_last_epoch_up_to_the_reported_one() -> None:
-    history = pd.DataFrame({"trial": [0] * 4, "epoch": [1, 1, 2, 2], "task": ["a", "b", "a", "b"],
-                            "position": [0, 1, 1, 0]})
+    history = pd.DataFrame(
+        {"trial": [0] * 4, "epoch": [1, 1, 2, 2], "task": ["a", "b", "a", "b"], "position": [0, 1, 1, 0]}
+    )
     assert recency.positions(history, None).to_dict() == {(0, "a"): 1, (0, "b"): 0}
     assert recency.positions(history, 1).to_dict() == {(0, "a"): 0, (0, "b"): 1}
 
@@ -80,18 +90,39 @@ def test_make_tables_writes_the_recency_table_of_a_switching_study(tmp_path: Pat
     study = optuna.create_study(study_name="switching-synthetic-smoke", storage=storage)
     space = {"train.schedule": ["epoch"], "train.lr_schedule": ["plateau"], "train.seed": [0, 1]}
     for seed, (seg, nor) in {0: (40.0, 19.0), 1: (44.0, 22.0)}.items():
-        _add(shared, {"train.seed": seed}, {"train.seed": [0, 1]}, metrics_attrs(seg, nor, seed, {
-            "experiment": R.SHARED_BASELINES, "architecture": "single_task", "n_params": 1,
-            "config": point_config(config, {"model.architecture": "single_task", "train.seed": seed})}))
+        _add(
+            shared,
+            {"train.seed": seed},
+            {"train.seed": [0, 1]},
+            metrics_attrs(
+                seg,
+                nor,
+                seed,
+                {
+                    "experiment": R.SHARED_BASELINES,
+                    "architecture": "single_task",
+                    "n_params": 1,
+                    "config": point_config(config, {"model.architecture": "single_task", "train.seed": seed}),
+                },
+            ),
+        )
         params = {"train.schedule": "epoch", "train.lr_schedule": "plateau", "train.seed": seed}
-        attrs = metrics_attrs(seg * 0.9, nor, seed, {"experiment": "switching", "architecture": "tsn", "n_params": 1,
-                                                     "config": point_config(config, params)})
+        attrs = metrics_attrs(
+            seg * 0.9,
+            nor,
+            seed,
+            {"experiment": "switching", "architecture": "tsn", "n_params": 1, "config": point_config(config, params)},
+        )
         for record in attrs[R.HISTORY]:
             record["task_order"] = ["semseg", "normals"]
         _add(study, params, space, attrs)
     out = tmp_path / "r"
-    assert make_tables.main(["--storage", storage, "--out", str(out), "--no-figures",
-                             "--study", "switching-synthetic-smoke"]) == 0
+    assert (
+        make_tables.main(
+            ["--storage", storage, "--out", str(out), "--no-figures", "--study", "switching-synthetic-smoke"]
+        )
+        == 0
+    )
     tidy = pd.read_csv(out / "switching-synthetic-smoke-recency.csv").set_index("quantity")
     assert tidy.loc["position 0", "estimate"] == pytest.approx(10.0) and tidy.loc["position 0", "n"] == 2
     assert tidy.loc["position 1", "estimate"] == pytest.approx(0.0)

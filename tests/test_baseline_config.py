@@ -31,14 +31,26 @@ def test_the_baseline_keeps_a_field_iff_it_is_not_marked_multi_task_only(section
 
 def test_the_multi_task_only_fields_are_the_task_conditioning_and_the_task_schedule() -> None:
     marked = {f"{section}.{item.name}" for section, item in EVERY_FIELD if is_multi_task_only(item)}
-    assert marked == {"model.architecture", "model.encoding", "model.embedding_dim", "model.n_fc", "model.code_seed",
-                      "model.codes_file", "model.head", "train.schedule"}
+    assert marked == {
+        "model.architecture",
+        "model.encoding",
+        "model.embedding_dim",
+        "model.n_fc",
+        "model.code_seed",
+        "model.codes_file",
+        "model.head",
+        "train.schedule",
+    }
 
 
 def listed_baseline_config(cfg: RunConfig) -> RunConfig:
     """sweeps.driver.baseline_config as it listed the kept fields before they were marked in the config types."""
-    model = ModelConfig(architecture="single_task", backbone=cfg.model.backbone, pretrained=cfg.model.pretrained,
-                        decoder_width=cfg.model.decoder_width)
+    model = ModelConfig(
+        architecture="single_task",
+        backbone=cfg.model.backbone,
+        pretrained=cfg.model.pretrained,
+        decoder_width=cfg.model.decoder_width,
+    )
     return replace(cfg, model=model, train=replace(cfg.train, schedule="epoch"))
 
 

@@ -18,16 +18,33 @@ from tsn.cpu_kernels import (
     pointwise_conv,
     reference_ops,
 )
+from tsn.engine import build_optimizer
 from tsn.models import build_model
 from tsn.tasks import dataset_tasks
-from tsn.engine import build_optimizer
 
-SECTIONS = ["## Targets", "## 1. Training throughput", "## 2. Encoder once", "## 3. Achieved FLOP/s", "## 4. Data",
-            "## 5. Sweep overhead", "## 6. Peak memory", "## 7. CPU fast paths", "## 8. SEISM-compatible edge"]
+SECTIONS = [
+    "## Targets",
+    "## 1. Training throughput",
+    "## 2. Encoder once",
+    "## 3. Achieved FLOP/s",
+    "## 4. Data",
+    "## 5. Sweep overhead",
+    "## 6. Peak memory",
+    "## 7. CPU fast paths",
+    "## 8. SEISM-compatible edge",
+]
 
 
-@pytest.mark.parametrize("shape, size", [((2, 3, 4, 4), (8, 8)), ((1, 5, 3, 7), (6, 13)), ((2, 2, 1, 1), (2, 2)),
-                                         ((3, 4, 8, 8), (8, 8)), ((1, 2, 6, 6), (3, 3))])
+@pytest.mark.parametrize(
+    "shape, size",
+    [
+        ((2, 3, 4, 4), (8, 8)),
+        ((1, 5, 3, 7), (6, 13)),
+        ((2, 2, 1, 1), (2, 2)),
+        ((3, 4, 8, 8), (8, 8)),
+        ((1, 2, 6, 6), (3, 3)),
+    ],
+)
 def test_cpu_upsample_equals_f_interpolate_in_value_and_gradient(shape, size) -> None:
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)  # float64: both paths agree to rounding
     ref = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
@@ -35,7 +52,9 @@ def test_cpu_upsample_equals_f_interpolate_in_value_and_gradient(shape, size) ->
     assert out.shape == ref.shape and out.is_contiguous()
     torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-12)
     g = torch.randn_like(ref)
-    torch.testing.assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0], atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(
+        torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0], atol=1e-12, rtol=1e-12
+    )
 
 
 def test_interpolation_matrix_rows_are_convex_weights_hitting_the_corners() -> None:
@@ -55,8 +74,10 @@ def test_upsample_falls_back_to_f_interpolate_on_meta() -> None:
     assert bilinear_resize(torch.empty(1, 2, 4, 4, device="meta"), (8, 8)).shape == (1, 2, 8, 8)
 
 
-@pytest.mark.parametrize("shape, out_channels, bias", [((2, 16, 8, 8), 5, True), ((3, 4, 5, 7), 21, True),
-                                                       ((1, 8, 1, 1), 1, False), ((2, 3, 6, 6), 3, True)])
+@pytest.mark.parametrize(
+    "shape, out_channels, bias",
+    [((2, 16, 8, 8), 5, True), ((3, 4, 5, 7), 21, True), ((1, 8, 1, 1), 1, False), ((2, 3, 6, 6), 3, True)],
+)
 def test_cpu_pointwise_conv_equals_conv2d_in_value_and_gradients(shape, out_channels, bias) -> None:
     f64 = dict(dtype=torch.float64, requires_grad=True)  # float64: both paths agree to rounding on any CPU
     x = torch.randn(*shape, **f64)
@@ -169,8 +190,14 @@ def test_report_replaces_only_the_generated_part_between_the_markers() -> None:
     assert report.merge(existing, "new\n") == f"intro\n{report.BEGIN}\nnew\n{report.END}\n\n## By hand\n\nkept\n"
 
 
-@pytest.mark.parametrize("text", ["# Benchmarks, no markers\n", f"{report.END}\nx\n{report.BEGIN}\n",
-                                  f"{report.BEGIN}\n{report.BEGIN}\n{report.END}\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# Benchmarks, no markers\n",
+        f"{report.END}\nx\n{report.BEGIN}\n",
+        f"{report.BEGIN}\n{report.BEGIN}\n{report.END}\n",
+    ],
+)
 def test_report_refuses_a_file_without_one_pair_of_markers_before_measuring(tmp_path, capsys, text: str) -> None:
     out = tmp_path / "BENCHMARKS.md"
     out.write_text(text)
@@ -192,6 +219,13 @@ def test_peak_rss_of_a_child_is_its_own_not_its_large_parents() -> None:
 
     ballast = torch.ones(3 * 2**28 // 2)  # 1.5 GiB held (and touched) by this process while the child runs
     code = "from bench.measure import peak_rss_kib; print(peak_rss_kib())"
-    child_kib = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                   cwd=Path(__file__).resolve().parents[1]).stdout.split()[-1])
+    child_kib = int(
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+        ).stdout.split()[-1]
+    )
     assert ballast.sum() > 0 and 0 < child_kib < 2**20  # under 1 GiB: the child's own interpreter and torch

@@ -62,8 +62,11 @@ def test_a_codes_file_that_does_not_fit_is_a_one_line_error(tmp_path: Path, arra
 
 
 def test_a_missing_or_unreadable_codes_file_is_a_one_line_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"model.codes_file not found: .*missing.npy; expected a .npy array of "
-                                          r"shape \(5, 60\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.codes_file not found: .*missing.npy; expected a .npy array of "
+        r"shape \(5, 60\)",
+    ):
         with_codes(tmp_path / "missing.npy", "model.embedding_dim=60")
     pickled = tmp_path / "objects.npy"
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)

@@ -47,7 +47,8 @@ def pascal_root(tmp_path: Path) -> Path:
     (root / "json").mkdir()
     (root / "json" / "nyu_classes.json").write_text(json.dumps({"wall": 21, "floor": 11, "unknown": 20}))
     (root / "json" / "context_classes.json").write_text(
-        json.dumps({"wall": 440, "floor": 158, "sky": 360, "tvmonitor": 427, "unknown": 431}))
+        json.dumps({"wall": 440, "floor": 158, "sky": 360, "tvmonitor": 427, "unknown": 431})
+    )
     semseg = np.zeros((H, W), np.uint8)
     semseg[:, 5:] = 15
     semseg[0, 0] = 255
@@ -65,8 +66,11 @@ def pascal_root(tmp_path: Path) -> Path:
         _write_png(root / "semseg" / "pascal-context" / f"{name}.png", semseg)
         (root / "pascal-context" / "trainval").mkdir(parents=True, exist_ok=True)
         scipy.io.savemat(root / "pascal-context" / "trainval" / f"{name}.mat", {"LabelMap": label_map})
-        anno = _person_anno([("head", head), ("torso", torso), ("lfoot", np.eye(H, W, dtype=bool))], 15) if i == 0 \
+        anno = (
+            _person_anno([("head", head), ("torso", torso), ("lfoot", np.eye(H, W, dtype=bool))], 15)
+            if i == 0
             else _person_anno([], 12)
+        )
         (root / "human_parts").mkdir(exist_ok=True)
         scipy.io.savemat(root / "human_parts" / f"{name}.mat", {"anno": anno})
         _write_png(root / "normals_distill" / f"{name}.png", normals)

@@ -43,9 +43,11 @@ def test_same_seed_split_index_gives_identical_arrays_and_other_seeds_differ():
 
 
 def test_render_is_identical_in_a_fresh_process():
-    code = ("import hashlib, numpy as np; from tsn.data.synthetic import render; a = render(3, 'train', 5, 48); "
-            "h = hashlib.sha256(); [h.update(k.encode() + np.ascontiguousarray(a[k]).tobytes()) for k in sorted(a)]; "
-            "print(h.hexdigest())")
+    code = (
+        "import hashlib, numpy as np; from tsn.data.synthetic import render; a = render(3, 'train', 5, 48); "
+        "h = hashlib.sha256(); [h.update(k.encode() + np.ascontiguousarray(a[k]).tobytes()) for k in sorted(a)]; "
+        "print(h.hexdigest())"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == _digest(render(3, "train", 5, 48))
 
@@ -121,13 +123,15 @@ def test_normals_agree_with_normals_derived_from_depth(scenes):
         smooth = np.ones((h - 2, w - 2), dtype=bool)
         for dy in (0, 1, 2):
             for dx in (0, 1, 2):
-                smooth &= key[dy:dy + h - 2, dx:dx + w - 2] == key[1:-1, 1:-1]
+                smooth &= key[dy : dy + h - 2, dx : dx + w - 2] == key[1:-1, 1:-1]
         smooth &= s["depth"][1:-1, 1:-1] > 0
         cos = (_normals_from_depth(s["depth"]) * s["normals"].transpose(1, 2, 0)[1:-1, 1:-1]).sum(-1)
         angles.append(np.degrees(np.arccos(np.clip(cos[smooth], -1, 1))))
     angles = np.concatenate(angles)
-    print(f"normals vs depth: mean {angles.mean():.3f} deg, p99 {np.percentile(angles, 99):.2f} deg "
-          f"over {angles.size} pixels")
+    print(
+        f"normals vs depth: mean {angles.mean():.3f} deg, p99 {np.percentile(angles, 99):.2f} deg "
+        f"over {angles.size} pixels"
+    )
     assert angles.size > 20000
     assert angles.mean() < 1.0
 
@@ -225,8 +229,9 @@ def test_bad_names_raise_one_line_value_errors_naming_value_and_choices(tmp_path
 
 def test_validation_split_is_never_augmented(tmp_path):
     plain = build_dataset("synthetic", "val", ALL_TASKS, 32, num_samples=2, cache_dir=str(tmp_path))
-    augmented = build_dataset("synthetic", "val", ALL_TASKS, 32, num_samples=2, augment="paper",
-                              cache_dir=str(tmp_path))
+    augmented = build_dataset(
+        "synthetic", "val", ALL_TASKS, 32, num_samples=2, augment="paper", cache_dir=str(tmp_path)
+    )
     torch.manual_seed(0)
     assert torch.equal(plain[1]["image"], augmented[1]["image"])
     assert torch.equal(plain[1]["targets"]["normals"], augmented[1]["targets"]["normals"])
@@ -238,7 +243,8 @@ def test_preview_writes_a_png_grid_with_a_column_per_task(tmp_path, monkeypatch)
     from tsn.data.preview import main_preview
 
     monkeypatch.setenv("TSN_CACHE_DIR", str(tmp_path / "cache"))
-    out = main_preview(["--out", str(tmp_path / "grid.png"), "--n", "2", "--image-size", "32",
-                        "--tasks", "semseg", "normals", "depth"])
+    out = main_preview(
+        ["--out", str(tmp_path / "grid.png"), "--n", "2", "--image-size", "32", "--tasks", "semseg", "normals", "depth"]
+    )
     width, height = Image.open(out).size
     assert (width, height) == (640, 320)  # 4 columns x 2 rows of 1.6 in at 100 dpi

@@ -16,23 +16,25 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_analysis import EMBEDDING, build_storage
 
 from analysis import runs
 from analysis.make_tables import main as tables_main
 from sweeps.__main__ import main as sweeps_main
-from test_analysis import EMBEDDING, build_storage
 from tsn.__main__ import main as tsn_main
 from tsn.checkpoint import save_checkpoint
-from tsn.config import ConfigError, YAML_MAX_DEPTH, load_yaml, parse_yaml, resolve
+from tsn.config import YAML_MAX_DEPTH, ConfigError, load_yaml, parse_yaml, resolve
 from tsn.errors import entry_point, environment_fault
 from tsn.models import build_model
 from tsn.tasks import dataset_tasks
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD_AXES = "axes:\n  scientific:\n    model.embedding_dim: [5, 10]\n"
-LAUGHS = "name: x\n" + "".join(
-    f"l{k}: &l{k} [{', '.join([f'*l{k - 1}'] * 9) if k else ', '.join('123456789')}]\n" for k in range(9)
-) + GOOD_AXES
+LAUGHS = (
+    "name: x\n"
+    + "".join(f"l{k}: &l{k} [{', '.join([f'*l{k - 1}'] * 9) if k else ', '.join('123456789')}]\n" for k in range(9))
+    + GOOD_AXES
+)
 HUGE_GRID = "name: x\naxes:\n  scientific:\n" + "".join(
     f"    {key}: [{', '.join(map(str, range(40)))}]\n" for key in ("train.seed", "model.code_seed", "data.data_seed")
 )
@@ -68,8 +70,10 @@ TSN_CASES = [
     (_train("data.num_workers=-1"), "data.num_workers must be in [0, 256], got -1"),
     (_train("data.image_size=4096", "train.batch_size=65536"), "lower train.batch_size or data.image_size"),
     (_train("train.epochs=[1, [2]]"), "train.epochs: expected an integer"),
-    (_train("train.epochs=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"),
-     "override train.epochs: refused, the YAML document is nested deeper than"),
+    (
+        _train("train.epochs=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"),
+        "override train.epochs: refused, the YAML document is nested deeper than",
+    ),
     (_train("train.epochs=["), "override train.epochs: YAML syntax error"),
     (_train("--config", "{tmp}/latin1.yaml"), "latin1.yaml: not UTF-8 text (byte 9"),
     (_train("--config", "{tmp}/laughs.yaml"), "laughs.yaml: refused, the YAML document is larger than"),
@@ -88,10 +92,15 @@ TSN_CASES = [
     (["data", "preview", "--out", "{tmp}/p.png", "--n", "-5"], "argument --n: must be in [1, 1000], got -5"),
     (["data", "preview", "--out", "{tmp}", "--n", "1"], "--out: {tmp} is a folder; give a file path"),
     (["eval", "{tmp}/missing.pt"], "checkpoint not found: {tmp}/missing.pt"),
-    (["eval", "{tmp}/foreign.pt"], "checkpoint {tmp}/foreign.pt: its weights do not fit the model its config builds"
-                                   ": key 'extra.weight' is not in the model"),
-    (["eval", "{tmp}/renamed.pt"], "checkpoint {tmp}/renamed.pt: its weights do not fit the model its config builds"
-                                   ": key "),
+    (
+        ["eval", "{tmp}/foreign.pt"],
+        "checkpoint {tmp}/foreign.pt: its weights do not fit the model its config builds"
+        ": key 'extra.weight' is not in the model",
+    ),
+    (
+        ["eval", "{tmp}/renamed.pt"],
+        "checkpoint {tmp}/renamed.pt: its weights do not fit the model its config builds: key ",
+    ),
     (["eval", "{tmp}/foreign.pt", "--json", "{tmp}"], "--json: {tmp} is a folder; give a file path"),
 ]
 
@@ -125,8 +134,10 @@ def hostile(tmp_path: Path) -> Path:
     cfg = resolve("smoke", overrides=["model.pretrained=none"])
     model = build_model(cfg.model, dataset_tasks(cfg.data.dataset, cfg.data.tasks))
     weights = model.state_dict()
-    save_checkpoint(tmp_path / "foreign.pt", {"model": {**weights, "extra.weight": torch.zeros(1)},
-                                              "config": cfg.to_dict(), "epoch": 1})
+    save_checkpoint(
+        tmp_path / "foreign.pt",
+        {"model": {**weights, "extra.weight": torch.zeros(1)}, "config": cfg.to_dict(), "epoch": 1},
+    )
     first = next(iter(weights))
     renamed = {("renamed." + k if k == first else k): v for k, v in weights.items()}
     save_checkpoint(tmp_path / "renamed.pt", {"model": renamed, "config": cfg.to_dict()})
@@ -136,9 +147,11 @@ def hostile(tmp_path: Path) -> Path:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     "main, argv, message",
-    [(tsn_main, a, m) for a, m in TSN_CASES] + [(sweeps_main, a, m) for a, m in SWEEPS_CASES]
+    [(tsn_main, a, m) for a, m in TSN_CASES]
+    + [(sweeps_main, a, m) for a, m in SWEEPS_CASES]
     + [(tables_main, a, m) for a, m in TABLES_CASES],
-    ids=[f"tsn-{k}" for k in range(len(TSN_CASES))] + [f"sweeps-{k}" for k in range(len(SWEEPS_CASES))]
+    ids=[f"tsn-{k}" for k in range(len(TSN_CASES))]
+    + [f"sweeps-{k}" for k in range(len(SWEEPS_CASES))]
     + [f"tables-{k}" for k in range(len(TABLES_CASES))],
 )
 def test_bad_input_is_one_line_naming_the_culprit_exit_2_and_writes_nothing(
@@ -148,8 +161,14 @@ def test_bad_input_is_one_line_naming_the_culprit_exit_2_and_writes_nothing(
     before = files(hostile)
     argv = [a.replace("{tmp}", str(hostile)) for a in argv]
     if main is sweeps_main:
-        argv += ["--storage", f"sqlite:///{hostile}/studies.db", "--no-wandb", "--no-tables", "--runs-dir",
-                 str(hostile / "runs")]
+        argv += [
+            "--storage",
+            f"sqlite:///{hostile}/studies.db",
+            "--no-wandb",
+            "--no-tables",
+            "--runs-dir",
+            str(hostile / "runs"),
+        ]
     if main is tables_main:
         argv += ["--storage", f"sqlite:///{hostile}/studies.db", "--out", str(hostile / "reports")]
     assert main(argv) == 2
@@ -169,15 +188,27 @@ def _raising(err: BaseException):
 @pytest.mark.parametrize(
     "err, code, message",
     [
-        (RuntimeError("CUDA error: an illegal memory access\nmore"), 1,
-         "error: RuntimeError: CUDA error: an illegal memory access (the run failed; TSN_DEBUG=1 shows the traceback)"),
+        (
+            RuntimeError("CUDA error: an illegal memory access\nmore"),
+            1,
+            "error: RuntimeError: CUDA error: an illegal memory access (the run failed; TSN_DEBUG=1 shows the traceback)",
+        ),
         (MemoryError(), 1, "error: MemoryError: MemoryError (the run failed; TSN_DEBUG=1 shows the traceback)"),
-        (PermissionError(errno.EACCES, "Permission denied", "/data/runs/x"), 2,
-         "error: /data/runs/x: permission denied; give a path this user can write (and read) (Permission denied)"),
-        (OSError(errno.EROFS, "Read-only file system", "/mnt/ro/run"), 2,
-         "error: /mnt/ro/run: is on a read-only file system; give a writable path (Read-only file system)"),
-        (NotADirectoryError(errno.ENOTDIR, "Not a directory", "/tmp/f/run"), 2,
-         "error: /tmp/f/run: a file is in the way where a folder is expected; give a folder path (Not a directory)"),
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/data/runs/x"),
+            2,
+            "error: /data/runs/x: permission denied; give a path this user can write (and read) (Permission denied)",
+        ),
+        (
+            OSError(errno.EROFS, "Read-only file system", "/mnt/ro/run"),
+            2,
+            "error: /mnt/ro/run: is on a read-only file system; give a writable path (Read-only file system)",
+        ),
+        (
+            NotADirectoryError(errno.ENOTDIR, "Not a directory", "/tmp/f/run"),
+            2,
+            "error: /tmp/f/run: a file is in the way where a folder is expected; give a folder path (Not a directory)",
+        ),
         (OSError(errno.ENOSPC, "No space left on device", "/x"), 1, "error: OSError: [Errno 28] No space left"),
         (KeyError("semseg"), 1, "error: KeyError: semseg (the run failed"),
         (KeyboardInterrupt(), 130, "stopped: interrupted"),
@@ -275,9 +306,22 @@ def test_sub_kilobyte_experiment_file_fails_fast_in_a_shell(tmp_path: Path) -> N
     for text in (LAUGHS, HUGE_GRID):
         assert len(text.encode()) < 1024
         (tmp_path / "e.yaml").write_text(text)
-        done = subprocess.run([sys.executable, "-m", "sweeps", "run", str(tmp_path / "e.yaml"), "--no-wandb",
-                               "--storage", f"sqlite:///{tmp_path}/s.db"], cwd=REPO, capture_output=True,
-                              text=True, timeout=50)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sweeps",
+                "run",
+                str(tmp_path / "e.yaml"),
+                "--no-wandb",
+                "--storage",
+                f"sqlite:///{tmp_path}/s.db",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=50,
+        )
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert not (tmp_path / "s.db").exists()
 
@@ -287,8 +331,10 @@ def test_sub_kilobyte_experiment_file_fails_fast_in_a_shell(tmp_path: Path) -> N
     [
         ("a: " + "[" * (YAML_MAX_DEPTH + 1) + "]" * (YAML_MAX_DEPTH + 1), "nested deeper than 32 levels"),
         ("a: &a [*a]", "recursive"),
-        ("a: &a " + "[" * 20 + "1" + "]" * 20 + "\nb: " + "[" * 14 + "*a" + "]" * 14,
-         "nested deeper than 32 levels once its aliases are expanded"),
+        (
+            "a: &a " + "[" * 20 + "1" + "]" * 20 + "\nb: " + "[" * 14 + "*a" + "]" * 14,
+            "nested deeper than 32 levels once its aliases are expanded",
+        ),
         ("a: &a 1\nb: [" + ", ".join(["*a"] * 1001) + "]", "more than 1000 alias references"),
     ],
 )

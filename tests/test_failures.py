@@ -13,11 +13,6 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
-
-from sweeps import records as R
-from sweeps.__main__ import main as sweeps_main
-from sweeps.driver import INTERRUPTED, Sweep
-from sweeps.storage import open_storage
 from test_data_real import nyud_root  # noqa: F401 - fixture
 from test_sweeps import (
     ENCODINGS,
@@ -29,9 +24,14 @@ from test_sweeps import (
     make_sweep,
     write_experiment,
 )
+
+from sweeps import records as R
+from sweeps.__main__ import main as sweeps_main
+from sweeps.driver import Sweep
+from sweeps.storage import open_storage
 from tsn import atomic
 from tsn.checkpoint import load_checkpoint
-from tsn.config import config_hash, resolve
+from tsn.config import resolve
 from tsn.data import build_dataset
 from tsn.train import Trainer
 
@@ -40,11 +40,17 @@ GOOD_AXES = "axes: {nuisance: {train.seed: [1]}}\n"
 # (experiment file text, expected fragment of the one-line error)
 BAD_EXPERIMENTS = [
     ("name: x\naxes: {scientific: {model.encoding: []}}\n", "axis model.encoding must be a non-empty list"),
-    ("name: x\naxes: {scientific: {model.encodings: [orthogonal]}}\n", "unknown key model.encodings; valid keys in model"),
+    (
+        "name: x\naxes: {scientific: {model.encodings: [orthogonal]}}\n",
+        "unknown key model.encodings; valid keys in model",
+    ),
     ("name: x\naxes: {}\n", "the grid is empty"),
     ("name: x\n", "the grid is empty"),
     ("name: x\nfixed: {model: {architecture: tsm}}\n" + GOOD_AXES, "unknown architecture 'tsm'; valid: ['tsn'"),
-    ("name: x\naxes: {scientific: {model.embedding_dim: [7]}}\n", "divisible by the number of tasks (5); got 7, valid: 5, 10"),
+    (
+        "name: x\naxes: {scientific: {model.embedding_dim: [7]}}\n",
+        "divisible by the number of tasks (5); got 7, valid: 5, 10",
+    ),
     ("name: x\naxes: {scientific: {model.encoding: [orthogonal]}\n", "YAML syntax error at line"),
     ("name: x\nbaseline: multi\n" + GOOD_AXES, "baseline: 'multi' is not valid; valid: single_task, none"),
     ("name: x\nseeds: [1]\n" + GOOD_AXES, "unknown key 'seeds'; valid: name"),
@@ -59,12 +65,23 @@ BAD_EXPERIMENTS = [
     ("name: x\nfixed: {train: {batch_size: -4}}\n" + GOOD_AXES, "train.batch_size must be in [1, 65536], got -4"),
     ("name: x\nfixed: {data: {image_size: 0}}\n" + GOOD_AXES, "data.image_size must be in [64, 4096], got 0"),
     ("name: x\nfixed: {train: {epochs: many}}\n" + GOOD_AXES, "train.epochs: expected an integer, got 'many'"),
-    ("name: x\nfixed: {data: {dataset: pascal_context, root: /nonexistent/PASCAL_MT}}\n" + GOOD_AXES,
-     "data.root: folder not found: /nonexistent/PASCAL_MT"),
+    (
+        "name: x\nfixed: {data: {dataset: pascal_context, root: /nonexistent/PASCAL_MT}}\n" + GOOD_AXES,
+        "data.root: folder not found: /nonexistent/PASCAL_MT",
+    ),
     ("name: x\nfixed: {data: {dataset: nyud}}\n" + GOOD_AXES, "data.root is required for nyud"),
-    ("name: x\nfixed: {data: {dataset: cityscapes}}\n" + GOOD_AXES, "data.dataset: 'cityscapes' is not valid; valid: nyud"),
-    ("name: x\nfixed: {data: {tasks: [semseg, sky]}}\n" + GOOD_AXES, "unknown task 'sky' for dataset 'synthetic'; valid"),
-    ("name: x\nfixed: {train: {schedule: random}}\n" + GOOD_AXES, "train.schedule: 'random' is not valid; valid: epoch, batch"),
+    (
+        "name: x\nfixed: {data: {dataset: cityscapes}}\n" + GOOD_AXES,
+        "data.dataset: 'cityscapes' is not valid; valid: nyud",
+    ),
+    (
+        "name: x\nfixed: {data: {tasks: [semseg, sky]}}\n" + GOOD_AXES,
+        "unknown task 'sky' for dataset 'synthetic'; valid",
+    ),
+    (
+        "name: x\nfixed: {train: {schedule: random}}\n" + GOOD_AXES,
+        "train.schedule: 'random' is not valid; valid: epoch, batch",
+    ),
     ("name: x\nfixed: {model: {encoding: uniform}}\n" + GOOD_AXES, "unknown task encoding 'uniform'; valid"),
     ("name: x\nfixed: {model: {backbone: vgg16}}\n" + GOOD_AXES, "unknown backbone 'vgg16'; valid"),
     ("name: x\nfixed: {train: {plateau_factor: 2}}\n" + GOOD_AXES, "train.plateau_factor must be in (0, 1), got 2.0"),
@@ -77,8 +94,20 @@ BAD_EXPERIMENTS = [
 def test_malformed_experiment_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, text, message) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    code = sweeps_main(["run", str(path), "--budget", "smoke", "--storage", f"sqlite:///{tmp_path / 's.db'}",
-                        "--runs-dir", str(tmp_path / "runs"), "--no-wandb", "--no-tables"])
+    code = sweeps_main(
+        [
+            "run",
+            str(path),
+            "--budget",
+            "smoke",
+            "--storage",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-wandb",
+            "--no-tables",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
@@ -88,16 +117,42 @@ def test_malformed_experiment_is_one_line_exit_2_and_writes_nothing(tmp_path, ca
 def test_bad_experiment_through_a_real_process_prints_no_traceback(tmp_path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(BAD_EXPERIMENTS[4][0])
-    result = subprocess.run([sys.executable, "-m", "sweeps", "run", str(path), "--budget", "smoke", "--storage",
-                             f"sqlite:///{tmp_path / 's.db'}", "--no-wandb"], cwd=REPO, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweeps",
+            "run",
+            str(path),
+            "--budget",
+            "smoke",
+            "--storage",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "--no-wandb",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
 
 
 def test_storage_that_does_not_answer_is_one_line_exit_2_and_quick(tmp_path, capsys) -> None:
     started = time.monotonic()
-    code = sweeps_main(["run", str(REPO / "experiments" / "embedding.yaml"), "--budget", "smoke", "--storage",
-                        "postgresql://postgres@127.0.0.1:1/test", "--runs-dir", str(tmp_path / "runs"), "--no-wandb"])
+    code = sweeps_main(
+        [
+            "run",
+            str(REPO / "experiments" / "embedding.yaml"),
+            "--budget",
+            "smoke",
+            "--storage",
+            "postgresql://postgres@127.0.0.1:1/test",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-wandb",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "cannot open study storage postgresql://postgres@127.0.0.1:1/test" in err
     assert err.count("\n") == 1 and time.monotonic() - started < 30 and not (tmp_path / "runs").exists()
@@ -149,7 +204,8 @@ def test_damaged_label_file_in_a_real_dataset_names_the_file(nyud_root) -> None:
     depth.write_bytes(depth.read_bytes()[:20])
     with pytest.raises(ValueError, match=f"damaged file {depth}"):
         build_dataset("nyud", "train", ["depth"], 64, root=str(nyud_root))[
-            [i for i, n in enumerate(dataset.ids) if n == depth.stem][0]]
+            [i for i, n in enumerate(dataset.ids) if n == depth.stem][0]
+        ]
 
 
 def _workers_complete_grid_once(tmp_path: Path, storage: str, name: str) -> None:
@@ -205,8 +261,9 @@ def test_sweep_rebuilt_from_storage_is_the_same_sweep(tmp_path) -> None:
 
 
 def test_a_retried_trial_resumes_its_wandb_run_instead_of_creating_another(tmp_path) -> None:
-    from sweeps.tracking import TrackingConfig, WandbRun
     from wandb_offline import read_offline_run
+
+    from sweeps.tracking import TrackingConfig, WandbRun
 
     cfg = TrackingConfig(mode="offline", dir=str(tmp_path))
     ids = []

@@ -30,10 +30,12 @@ from sweeps.__main__ import main as sweeps_main
 from tsn.__main__ import main as tsn_main
 from tsn.config import SECTIONS
 
-settings.register_profile("quick", max_examples=30, deadline=None, database=None,
-                          suppress_health_check=list(HealthCheck))
-settings.register_profile("fuzz", max_examples=1500, deadline=None, database=None,
-                          suppress_health_check=list(HealthCheck))
+settings.register_profile(
+    "quick", max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
+settings.register_profile(
+    "fuzz", max_examples=1500, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 PROFILE = settings.get_profile(os.environ.get("TSN_FUZZ_PROFILE", "quick"))
 
 TASKS = ("semseg", "parts", "edge", "normals", "saliency", "depth")
@@ -75,14 +77,19 @@ def valid_value(section: str, item: dataclasses.Field) -> st.SearchStrategy:
     if kind is str:
         return st.sampled_from(CHOICES[item.name]) if item.name in CHOICES else st.text(max_size=8)
     if typing.get_origin(kind) is tuple:
-        return st.lists(st.sampled_from(TASKS) if typing.get_args(kind)[0] is str else st.integers(1, 3),
-                        min_size=1, max_size=3)
+        return st.lists(
+            st.sampled_from(TASKS) if typing.get_args(kind)[0] is str else st.integers(1, 3), min_size=1, max_size=3
+        )
     return st.dictionaries(st.sampled_from(TASKS), st.floats(0.0, 2.0), max_size=3)
 
 
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.sampled_from(["", "nan", "-inf", "1e999", "∞", "é", "\u202e", "0x10", "~"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["", "nan", "-inf", "1e999", "∞", "é", "\u202e", "0x10", "~"]),
 )
 
 
@@ -128,8 +135,10 @@ def file_bytes(draw, document: Any) -> bytes:
     if damage == "latin1":
         return text.encode("utf-8") + "é: 1\n".encode("latin-1")
     if damage == "laughs":
-        return ("b0: &b0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
-            f"b{k}: &b{k} [{', '.join([f'*b{k - 1}'] * 10)}]\n" for k in range(1, 7))).encode() + text.encode()
+        return (
+            "b0: &b0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+            + "".join(f"b{k}: &b{k} [{', '.join([f'*b{k - 1}'] * 10)}]\n" for k in range(1, 7))
+        ).encode() + text.encode()
     if damage == "cut":
         return text.encode()[: draw(st.integers(0, len(text)))]
     if damage == "tabs":
@@ -145,9 +154,11 @@ def experiment(draw) -> dict[str, Any]:
         if draw(st.booleans()):
             values[0] = draw(mutate(values[0]))
         axes[f"{section}.{item.name}"] = values
-    doc: dict[str, Any] = {"name": draw(st.sampled_from(["fuzz", "a-b_c", "fuzz"]) | st.text(max_size=6)),
-                           "axes": {draw(st.sampled_from(["scientific"] * 4 + ["nuisance", "other"])): axes},
-                           "fixed": draw(config(max_keys=2))}
+    doc: dict[str, Any] = {
+        "name": draw(st.sampled_from(["fuzz", "a-b_c", "fuzz"]) | st.text(max_size=6)),
+        "axes": {draw(st.sampled_from(["scientific"] * 4 + ["nuisance", "other"])): axes},
+        "fixed": draw(config(max_keys=2)),
+    }
     if draw(st.booleans()):
         doc["baseline"] = draw(st.sampled_from(["single_task", "none", "none", "both"]))
     return doc
@@ -166,8 +177,11 @@ def run_entry_point(main, argv: list[str], root: Path) -> tuple[int, str]:
     """Run ``main(argv)`` in-process (no training, no network); (exit code, stderr)."""
     err = io.StringIO()
     before = _files(root)
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(err), \
-            contextlib.redirect_stdout(io.StringIO()):
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        contextlib.redirect_stderr(err),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
         patch.setattr(tsn.train, "Trainer", _stop)
         patch.setattr(sweeps.driver, "open_storage", _stop)
         patch.setattr(tsn.config, "ensure_imagenet_file", lambda backbone: None)
@@ -191,8 +205,11 @@ def test_tsn_train_on_drawn_configs_and_overrides(cfg, extra, data) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "cfg.yaml").write_bytes(data.draw(file_bytes(cfg)))
-        run_entry_point(tsn_main, ["train", "--out", str(root / "run"), "--budget", "smoke",
-                                   "--config", str(root / "cfg.yaml"), *extra], root)
+        run_entry_point(
+            tsn_main,
+            ["train", "--out", str(root / "run"), "--budget", "smoke", "--config", str(root / "cfg.yaml"), *extra],
+            root,
+        )
 
 
 @PROFILE
@@ -201,6 +218,16 @@ def test_sweeps_run_on_drawn_experiment_files(doc, sets, data) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "e.yaml").write_bytes(data.draw(file_bytes(doc)))
-        argv = ["run", str(root / "e.yaml"), "--budget", "smoke", "--no-wandb", "--no-tables",
-                "--storage", f"sqlite:///{root}/s.db", "--runs-dir", str(root / "runs")]
+        argv = [
+            "run",
+            str(root / "e.yaml"),
+            "--budget",
+            "smoke",
+            "--no-wandb",
+            "--no-tables",
+            "--storage",
+            f"sqlite:///{root}/s.db",
+            "--runs-dir",
+            str(root / "runs"),
+        ]
         run_entry_point(sweeps_main, argv + [a for s in sets for a in ("--set", s)], root)

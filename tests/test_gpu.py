@@ -16,11 +16,19 @@ from tsn.config import resolve
 from tsn.models import ARCHITECTURES
 from tsn.train import Trainer
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)"),
+]
 
-TINY = ["data.train_samples=16", "data.val_samples=8", "train.batch_size=8", "train.progress=false",
-        "train.epochs=1", "train.device=cuda"]
+TINY = [
+    "data.train_samples=16",
+    "data.val_samples=8",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.epochs=1",
+    "train.device=cuda",
+]
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d:
@@ -33,8 +41,11 @@ def test_trainer_steps_on_cuda_in_bf16_autocast_with_channels_last(tmp_path: Pat
     conv = first_conv(trainer.model)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.dtype == torch.float32
     seen = {}
-    conv.register_forward_hook(lambda module, args, out: seen.update(
-        input_channels_last=args[0].is_contiguous(memory_format=torch.channels_last), output_dtype=out.dtype))
+    conv.register_forward_hook(
+        lambda module, args, out: seen.update(
+            input_channels_last=args[0].is_contiguous(memory_format=torch.channels_last), output_dtype=out.dtype
+        )
+    )
     plan, loader = trainer.epoch_batches(1)
     step, batch = plan[0], next(iter(loader))
     before = [p.detach().clone() for p in trainer.model.parameters()]
@@ -68,8 +79,10 @@ def test_forward_tasks_on_cuda_equals_per_task_predictions(arch: str, train_mode
     def outputs_and_grads(together: bool) -> tuple[dict, list[torch.Tensor]]:
         model.zero_grad(set_to_none=True)
         out = model.forward_tasks(x, tasks) if together else {t: model(x, t) for t in tasks}
-        sum((o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype, device=o.device).view_as(o)).sum()
-            for o in out.values()).backward()
+        sum(
+            (o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype, device=o.device).view_as(o)).sum()
+            for o in out.values()
+        ).backward()
         return out, [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     together, together_grads = outputs_and_grads(True)
@@ -93,8 +106,10 @@ def test_out_of_memory_on_cuda_fails_its_trial_in_one_line_and_the_grid_goes_on(
     from sweeps.tracking import TrackingConfig
 
     experiment = tmp_path / "oom.yaml"
-    experiment.write_text("name: oom\nfixed: {model: {architecture: tsn}}\nbaseline: none\n"
-                          "axes: {scientific: {model.encoding: [orthogonal, gaussian]}}\n")
+    experiment.write_text(
+        "name: oom\nfixed: {model: {architecture: tsn}}\nbaseline: none\n"
+        "axes: {scientific: {model.encoding: [orthogonal, gaussian]}}\n"
+    )
     original = Trainer.train_step
 
     def step(self, tasks, batch, where=""):
@@ -103,8 +118,15 @@ def test_out_of_memory_on_cuda_fails_its_trial_in_one_line_and_the_grid_goes_on(
         return original(self, tasks, batch, where)
 
     monkeypatch.setattr(Trainer, "train_step", step)
-    sweep = Sweep(load_experiment(experiment), "smoke", f"sqlite:///{tmp_path / 'studies.db'}", overrides=TINY,
-                  runs_dir=tmp_path / "runs", tracking=TrackingConfig(enabled=False), log=lambda line: None)
+    sweep = Sweep(
+        load_experiment(experiment),
+        "smoke",
+        f"sqlite:///{tmp_path / 'studies.db'}",
+        overrides=TINY,
+        runs_dir=tmp_path / "runs",
+        tracking=TrackingConfig(enabled=False),
+        log=lambda line: None,
+    )
     assert sweep.run() == {"complete": 1, "failed": 1}
     (failed,) = sweep.study.get_trials(states=(TrialState.FAIL,))
     (done,) = sweep.study.get_trials(states=(TrialState.COMPLETE,))

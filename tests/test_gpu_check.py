@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -26,8 +26,14 @@ TINY = gpu.gpu_sizes(tiny=True)
 
 def test_without_cuda_gpu_check_prints_one_line_exits_0_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--out", str(out)], capture_output=True, text=True,
-                          check=False, cwd=REPO, env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"},
+    )
     assert (done.returncode, done.stdout) == (0, gpu_check.SKIP_LINE + "\n"), done.stderr
     assert not out.exists()
 
@@ -45,8 +51,16 @@ def test_the_trial_time_of_the_whole_budget_is_extrapolated_from_its_measured_pa
 def check(tmp_path: Path) -> Iterator[gpu_check.Check]:
     """A dry-run check writing into ``tmp_path``, a minute on its clock."""
     with open(tmp_path / "log.txt", "w") as log:
-        yield gpu_check.Check(tmp_path, tmp_path, log, dry_run=True, archs=("tsn",), trial_epochs=1,
-                              deadline=time.monotonic() + 60, env=gpu_check.environment(60))
+        yield gpu_check.Check(
+            tmp_path,
+            tmp_path,
+            log,
+            dry_run=True,
+            archs=("tsn",),
+            trial_epochs=1,
+            deadline=time.monotonic() + 60,
+            env=gpu_check.environment(60),
+        )
 
 
 def test_a_stage_past_its_time_limit_is_stopped_with_its_children(check: gpu_check.Check, tmp_path: Path) -> None:
@@ -58,8 +72,9 @@ def test_a_stage_past_its_time_limit_is_stopped_with_its_children(check: gpu_che
     assert code is None and seconds < 15 and not marker.exists()
 
 
-def test_a_failing_stage_is_reported_and_the_next_one_runs(check: gpu_check.Check, tmp_path: Path, monkeypatch,
-                                                           capsys) -> None:
+def test_a_failing_stage_is_reported_and_the_next_one_runs(
+    check: gpu_check.Check, tmp_path: Path, monkeypatch, capsys
+) -> None:
     ran = []
 
     def broken(check, stage):
@@ -73,17 +88,28 @@ def test_a_failing_stage_is_reported_and_the_next_one_runs(check: gpu_check.Chec
     assert gpu_check.run_checks(check) == 1
     assert ran == ["bench", "trials"]
     stages = json.loads((tmp_path / "gpu-check.json").read_text())["stages"]
-    assert [(s["name"], s["status"]) for s in stages] == [("tests", "failed"), ("bench", "passed"), ("trials", "passed")]
+    assert [(s["name"], s["status"]) for s in stages] == [
+        ("tests", "failed"),
+        ("bench", "passed"),
+        ("trials", "passed"),
+    ]
     assert stages[0]["detail"] == "RuntimeError: CUDA error: an illegal memory access was encountered"
     assert "gpu-check: 2/3 stages passed" in capsys.readouterr().out
 
 
 def test_pytest_junit_counts_and_skip_reasons(tmp_path: Path) -> None:
     junit = tmp_path / "junit.xml"
-    junit.write_text('<testsuites><testsuite tests="4" failures="1" errors="0" skipped="1"><testcase name="a"/>'
-                     '<testcase name="b"><skipped message="optuna missing"/></testcase></testsuite></testsuites>')
-    assert gpu_check.junit_counts(junit) == {"tests": 4, "failures": 1, "errors": 0, "skipped": 1,
-                                             "skip_reasons": ["optuna missing"]}
+    junit.write_text(
+        '<testsuites><testsuite tests="4" failures="1" errors="0" skipped="1"><testcase name="a"/>'
+        '<testcase name="b"><skipped message="optuna missing"/></testcase></testsuite></testsuites>'
+    )
+    assert gpu_check.junit_counts(junit) == {
+        "tests": 4,
+        "failures": 1,
+        "errors": 0,
+        "skipped": 1,
+        "skip_reasons": ["optuna missing"],
+    }
 
 
 def test_sync_sites_count_synchronising_operations_per_step_by_source_line() -> None:
@@ -93,7 +119,8 @@ def test_sync_sites_count_synchronising_operations_per_step_by_source_line() -> 
     layers = str(REPO / "tsn" / "layers.py")
     caught = [warning("called a synchronizing CUDA operation", layers, 39)] * 4 + [
         warning("called a synchronizing CUDA operation", "/x/site-packages/torch/optim/adam.py", 7),
-        warning("some other warning", layers, 1)]
+        warning("some other warning", layers, 1),
+    ]
     assert gpu.sync_sites(caught, steps=2) == {"tsn/layers.py:39": 2.0, "torch/optim/adam.py:7": 0.5}
 
 
@@ -123,8 +150,21 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     benchmarks = tmp / "BENCHMARKS.md"
     benchmarks.write_text((REPO / "BENCHMARKS.md").read_text())
     files = {name: tmp / name for name in ("r.json", "r.md", "profile.txt")}
-    argv = ["--device", "cpu", "--tiny", "--archs", "tsn", "--json", str(files["r.json"]), "--md", str(files["r.md"]),
-            "--profile", str(files["profile.txt"]), "--out", str(benchmarks)]
+    argv = [
+        "--device",
+        "cpu",
+        "--tiny",
+        "--archs",
+        "tsn",
+        "--json",
+        str(files["r.json"]),
+        "--md",
+        str(files["r.md"]),
+        "--profile",
+        str(files["profile.txt"]),
+        "--out",
+        str(benchmarks),
+    ]
     assert gpu.main(argv) == 0
     return {"benchmarks": benchmarks, **files, "results": json.loads(files["r.json"].read_text())}
 
@@ -151,13 +191,20 @@ def test_the_tiny_cpu_run_measures_every_size_and_schedule(tiny_run: dict) -> No
 
 def test_the_section_goes_between_the_gpu_markers_and_renders_again_from_its_json(tiny_run: dict, capsys) -> None:
     section = tiny_run["r.md"].read_text()
-    for heading in ("## GPU (--tiny dry run", "### Targets (issue 14)", "### Step time, throughput",
-                    "### Waiting for data", "### Steady state"):
+    for heading in (
+        "## GPU (--tiny dry run",
+        "### Targets (issue 14)",
+        "### Step time, throughput",
+        "### Waiting for data",
+        "### Steady state",
+    ):
         assert heading in section
     text = tiny_run["benchmarks"].read_text()
     original = (REPO / "BENCHMARKS.md").read_text()
     assert section.rstrip() in text and "Not measured yet" not in text
-    assert report.merge(text, "x", markers=report.GPU_MARKERS) == report.merge(original, "x", markers=report.GPU_MARKERS)
+    assert report.merge(text, "x", markers=report.GPU_MARKERS) == report.merge(
+        original, "x", markers=report.GPU_MARKERS
+    )
     capsys.readouterr()
     assert gpu.main(["--from-json", str(tiny_run["r.json"])]) == 0
     assert capsys.readouterr().out.rstrip() == section.rstrip()
@@ -175,8 +222,11 @@ def test_a_failed_schedule_is_recorded_and_the_other_one_still_measured(monkeypa
     row, table = gpu.measure_arch(TINY[1], "task_in", "cpu")
     one, joint = row["steps"]
     assert one["seconds"] > 0 and "error" not in row["steady"] and table
-    assert joint == {"schedule": "joint", "tasks": 5,
-                     "error": "OutOfMemoryError: CUDA out of memory. Tried to allocate 40 GiB"}
+    assert joint == {
+        "schedule": "joint",
+        "tasks": 5,
+        "error": "OutOfMemoryError: CUDA out of memory. Tried to allocate 40 GiB",
+    }
 
 
 def test_failed_measurements_render_and_fail_the_bench_stage(tiny_run: dict) -> None:
@@ -227,7 +277,10 @@ def test_the_whole_check_runs_on_cpu_in_a_dry_run(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == sorted(gpu_check.FILES)  # the device tool brings back 8 at most
     summary = json.loads((out / "gpu-check.json").read_text())
     assert [(s["name"], s["status"]) for s in summary["stages"]] == [
-        ("tests", "skipped"), ("bench", "passed"), ("trials", "passed")]
+        ("tests", "skipped"),
+        ("bench", "passed"),
+        ("trials", "passed"),
+    ]
     (trial,) = summary["trials"]
     assert trial["arch"] == "tsn" and trial["epochs"] == 1 and trial["full_epochs"] == 2
     assert trial["full_trial_basis"] == "extrapolated from 1 epoch" and trial["full_trial_s"] > trial["process_s"]

@@ -8,8 +8,8 @@ dict must give our imported model's outputs.
 
 from __future__ import annotations
 
-import datetime
 import argparse
+import datetime
 import math
 from pathlib import Path
 
@@ -172,10 +172,16 @@ def test_tsn_checkpoint_imports_every_tensor_in_place_and_predicts_as_the_offici
     saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     cfg = from_dict(saved["config"])
     assert (cfg.model.architecture, cfg.model.backbone, cfg.model.embedding_dim, cfg.model.encoding) == (
-        "tsn", "resnet18", 100, "orthogonal",
+        "tsn",
+        "resnet18",
+        100,
+        "orthogonal",
     )
     assert (cfg.data.dataset, cfg.data.root, cfg.model.pretrained, saved["epoch"]) == (
-        "pascal_context", "/data/PASCAL", "none", 129,
+        "pascal_context",
+        "/data/PASCAL",
+        "none",
+        129,
     )
     ours = saved["model"]
     names = NameMap(TSN_TABLE)

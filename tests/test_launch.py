@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from test_sweeps import REPO, _postgres_url
 
 from sweeps import records as R
 from sweeps import runner
@@ -33,7 +34,6 @@ from sweeps.launch import (
 )
 from sweeps.storage import open_storage
 from sweeps.tracking import TrackingConfig
-from test_sweeps import REPO, _postgres_url
 from tsn.config import config_hash
 
 # Two grid points, no single-task baseline: each of the two workers has one trial to train.
@@ -42,15 +42,28 @@ TINY = ["data.train_samples=8", "data.val_samples=8", "train.batch_size=8", "tra
 
 def write_experiment(tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(f"name: {name}\nfixed: {{model: {{architecture: tsn}}}}\n"
-                    "axes: {scientific: {model.embedding_dim: [5, 10]}, nuisance: {train.seed: [1337]}}\n"
-                    "baseline: none\n")
+    path.write_text(
+        f"name: {name}\nfixed: {{model: {{architecture: tsn}}}}\n"
+        "axes: {scientific: {model.embedding_dim: [5, 10]}, nuisance: {train.seed: [1337]}}\n"
+        "baseline: none\n"
+    )
     return path
 
 
 def launch(tmp_path: Path, experiment: Path, storage: str, *extra: str) -> int:
-    args = ["launch", str(experiment), "--budget", "smoke", "--storage", storage, "--runs-dir", str(tmp_path / "runs"),
-            "--no-wandb", "--no-tables", *extra]
+    args = [
+        "launch",
+        str(experiment),
+        "--budget",
+        "smoke",
+        "--storage",
+        storage,
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--no-wandb",
+        "--no-tables",
+        *extra,
+    ]
     for override in TINY:
         args += ["--set", override]
     return sweeps_main(args)
@@ -139,12 +152,15 @@ def test_a_plan_applied_in_a_worker_process_sets_its_environment_and_cores(monke
 
 
 # ----------------------------------------------------------------------------------------------- credentials
-@pytest.mark.parametrize("url, expected", [
-    ("postgresql://tsn:s3cr%40t@db.example:5432/optuna", ("postgresql://tsn@db.example:5432/optuna", "s3cr@t")),
-    ("postgresql://tsn@db.example/optuna", ("postgresql://tsn@db.example/optuna", None)),
-    ("sqlite:///runs/studies.db", ("sqlite:///runs/studies.db", None)),
-    ("journal:/shared/journal.log", ("journal:/shared/journal.log", None)),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgresql://tsn:s3cr%40t@db.example:5432/optuna", ("postgresql://tsn@db.example:5432/optuna", "s3cr@t")),
+        ("postgresql://tsn@db.example/optuna", ("postgresql://tsn@db.example/optuna", None)),
+        ("sqlite:///runs/studies.db", ("sqlite:///runs/studies.db", None)),
+        ("journal:/shared/journal.log", ("journal:/shared/journal.log", None)),
+    ],
+)
 def test_a_password_is_taken_out_of_the_storage_url(url, expected) -> None:
     assert split_password(url) == expected
 
@@ -160,8 +176,10 @@ def _fake_slurm(tmp_path: Path, monkeypatch) -> Path:
     bin_dir.mkdir()
     record.mkdir()
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
-    (bin_dir / "sbatch").write_text(f'#!/bin/sh\nfor last; do :; done\ncp "$last" {record}/script.sh\n'
-                                    f'env > {record}/env\necho "Submitted batch job 4242"\n')
+    (bin_dir / "sbatch").write_text(
+        f'#!/bin/sh\nfor last; do :; done\ncp "$last" {record}/script.sh\n'
+        f'env > {record}/env\necho "Submitted batch job 4242"\n'
+    )
     for tool in ("srun", "sbatch"):
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -169,7 +187,8 @@ def _fake_slurm(tmp_path: Path, monkeypatch) -> Path:
 
 
 def test_a_slurm_array_gets_the_configured_resources_and_the_password_only_through_the_environment(
-        tmp_path, monkeypatch) -> None:
+    tmp_path, monkeypatch
+) -> None:
     record = _fake_slurm(tmp_path, monkeypatch)
     shipped = load_slurm_config(REPO / "experiments" / "cluster" / "slurm.example.yaml")
     config = replace(shipped, array_parallelism=2, setup=("module load cuda",))
@@ -179,8 +198,15 @@ def test_a_slurm_array_gets_the_configured_resources_and_the_password_only_throu
     jobs = submit(executor, slurm_plans(3, config), argv, password)
     assert [job.job_id for job in jobs] == ["4242_0", "4242_1", "4242_2"]
     script = (record / "script.sh").read_text()
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=1440", "#SBATCH --gpus-per-node=1",
-                 "#SBATCH --cpus-per-task=8", "#SBATCH --mem=64GB", "#SBATCH --array=0-2%2", "module load cuda"):
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=1440",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=64GB",
+        "#SBATCH --array=0-2%2",
+        "module load cuda",
+    ):
         assert line in script, line
     assert "PGPASSWORD=hunter2" in (record / "env").read_text().splitlines()  # what the jobs inherit
     assert "PGPASSWORD" not in os.environ or os.environ["PGPASSWORD"] != "hunter2"  # restored after submitting
@@ -190,10 +216,18 @@ def test_a_slurm_array_gets_the_configured_resources_and_the_password_only_throu
 
 # ----------------------------------------------------------------------------------------------- time limits
 def test_a_worker_at_its_time_limit_records_its_trial_as_interrupted_then_lets_submitit_requeue(
-        tmp_path, monkeypatch) -> None:
+    tmp_path, monkeypatch
+) -> None:
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    sweep = Sweep(load_experiment(write_experiment(tmp_path, "limit")), "smoke", storage, overrides=TINY,
-                  runs_dir=tmp_path / "runs", tracking=TrackingConfig(enabled=False), log=lambda _: None)
+    sweep = Sweep(
+        load_experiment(write_experiment(tmp_path, "limit")),
+        "smoke",
+        storage,
+        overrides=TINY,
+        runs_dir=tmp_path / "runs",
+        tracking=TrackingConfig(enabled=False),
+        log=lambda _: None,
+    )
 
     class SignalledTrainer(runner.Trainer):
         def fit(self, *args, **kwargs):  # Slurm's warning arrives during the first epoch
@@ -210,8 +244,21 @@ def test_a_worker_at_its_time_limit_records_its_trial_as_interrupted_then_lets_s
     previous = signal.signal(signal.SIGUSR2, submitit_handler)
     try:
         with pytest.raises(SystemExit):
-            Worker()(["worker", "--study", sweep.study_name, "--storage", storage, "--runs-dir", str(tmp_path / "runs"),
-                      "--no-wandb", "--no-tables"], WorkerPlan(0, {}), os.getcwd())
+            Worker()(
+                [
+                    "worker",
+                    "--study",
+                    sweep.study_name,
+                    "--storage",
+                    storage,
+                    "--runs-dir",
+                    str(tmp_path / "runs"),
+                    "--no-wandb",
+                    "--no-tables",
+                ],
+                WorkerPlan(0, {}),
+                os.getcwd(),
+            )
         assert signal.getsignal(signal.SIGUSR2) is submitit_handler
     finally:
         signal.signal(signal.SIGUSR2, previous)
@@ -235,26 +282,48 @@ SLURM_MISTAKES = [
 
 @pytest.mark.parametrize("text, message", SLURM_MISTAKES, ids=[m.split(": ")[1][:20] for _, m in SLURM_MISTAKES])
 def test_a_bad_slurm_settings_file_is_one_line_naming_the_key_before_any_study_exists(
-        tmp_path, capsys, text, message) -> None:
+    tmp_path, capsys, text, message
+) -> None:
     (tmp_path / "slurm.yaml").write_text(text)
-    code = launch(tmp_path, write_experiment(tmp_path, "bad"), f"sqlite:///{tmp_path / 'studies.db'}",
-                  "--workers", "2", "--executor", "slurm", "--slurm-config", str(tmp_path / "slurm.yaml"))
+    code = launch(
+        tmp_path,
+        write_experiment(tmp_path, "bad"),
+        f"sqlite:///{tmp_path / 'studies.db'}",
+        "--workers",
+        "2",
+        "--executor",
+        "slurm",
+        "--slurm-config",
+        str(tmp_path / "slurm.yaml"),
+    )
     err = capsys.readouterr().err
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "studies.db").exists()
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--workers", "3", "--gpus", "0,1"], "--gpus 0,1 gives 2 GPUs for 3 workers; give one GPU per worker"),
-    (["--workers", "2", "--gpus", "0,x"], "--gpus 0,x: 'x' is not a GPU index"),
-    (["--workers", "2", "--gpus", "1,1"], "--gpus 1,1 names a GPU twice"),
-    (["--workers", "0"], "argument --workers: must be in [1, 1024], got 0"),
-    (["--workers", "2", "--executor", "slurm"], "--executor slurm needs --slurm-config FILE.yaml"),
-    (["--workers", "2", "--executor", "slurm", "--gpus", "0,1"], "--gpus is for --executor local"),
-    (["--workers", "2", "--slurm-config", "slurm.yaml"], "--slurm-config is for --executor slurm"),
-    (["--workers", "2", "--executor", "slurm", "--slurm-config", str(REPO / "experiments/cluster/slurm.example.yaml")],
-     "--executor slurm: Slurm's srun is not on PATH here"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--workers", "3", "--gpus", "0,1"], "--gpus 0,1 gives 2 GPUs for 3 workers; give one GPU per worker"),
+        (["--workers", "2", "--gpus", "0,x"], "--gpus 0,x: 'x' is not a GPU index"),
+        (["--workers", "2", "--gpus", "1,1"], "--gpus 1,1 names a GPU twice"),
+        (["--workers", "0"], "argument --workers: must be in [1, 1024], got 0"),
+        (["--workers", "2", "--executor", "slurm"], "--executor slurm needs --slurm-config FILE.yaml"),
+        (["--workers", "2", "--executor", "slurm", "--gpus", "0,1"], "--gpus is for --executor local"),
+        (["--workers", "2", "--slurm-config", "slurm.yaml"], "--slurm-config is for --executor slurm"),
+        (
+            [
+                "--workers",
+                "2",
+                "--executor",
+                "slurm",
+                "--slurm-config",
+                str(REPO / "experiments/cluster/slurm.example.yaml"),
+            ],
+            "--executor slurm: Slurm's srun is not on PATH here",
+        ),
+    ],
+)
 def test_bad_launch_options_are_one_line_before_any_study_exists(tmp_path, capsys, monkeypatch, options, message):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no srun here, whatever the machine
     code = launch(tmp_path, write_experiment(tmp_path, "bad"), f"sqlite:///{tmp_path / 'studies.db'}", *options)

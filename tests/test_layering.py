@@ -30,8 +30,10 @@ def test_imported_roots_sees_imports_inside_functions() -> None:
 
 
 def test_no_tsn_source_imports_optuna_wandb_sweeps_or_bench() -> None:
-    offenders = {str(path.relative_to(ROOT)): sorted(imported_roots(path.read_text()) & set(FORBIDDEN))
-                 for path in sorted((ROOT / "tsn").rglob("*.py"))}
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(imported_roots(path.read_text()) & set(FORBIDDEN))
+        for path in sorted((ROOT / "tsn").rglob("*.py"))
+    }
     assert len(offenders) > 20  # every module was read
     assert {path: names for path, names in offenders.items() if names} == {}
 
@@ -45,8 +47,14 @@ def test_importing_every_tsn_module_loads_no_optuna_wandb_sweeps_or_bench() -> N
         f"loaded = sorted(n for n in sys.modules if n.split('.')[0] in {FORBIDDEN!r})\n"
         "print(json.dumps({'modules': names, 'loaded': loaded}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    ).stdout
     result = json.loads(out.strip().splitlines()[-1])
     assert {"tsn.train", "tsn.engine", "tsn.cli", "tsn.__main__", "tsn.data.synthetic"} <= set(result["modules"])
     assert result["loaded"] == []

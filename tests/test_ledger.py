@@ -147,9 +147,14 @@ def test_requeue_failed_enqueues_each_final_failure_once_and_only_its_own(storag
 def test_a_point_that_failed_twice_is_requeued_once(storage) -> None:
     mine = ledger(storage)
     for _ in range(2):  # e.g. written by an older driver: two final failures of one point
-        mine.study.add_trial(optuna.trial.create_trial(
-            state=TrialState.FAIL, params=POINTS["a"], distributions=AXES,
-            user_attrs={R.CONFIG_HASH: "a", R.FAIL_REASON: "ValueError: bad"}))
+        mine.study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.FAIL,
+                params=POINTS["a"],
+                distributions=AXES,
+                user_attrs={R.CONFIG_HASH: "a", R.FAIL_REASON: "ValueError: bad"},
+            )
+        )
     assert mine.requeue_failed() == 1 and len(mine.study.get_trials(states=(TrialState.WAITING,))) == 1
 
 

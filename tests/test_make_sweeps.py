@@ -25,16 +25,26 @@ DATASET, BUDGET = "synthetic", "smoke"
 
 
 def _make(target: str, variables: list[str], env: dict[str, str]) -> str:
-    proc = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), target, *variables], env=env,
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), target, *variables],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, f"make {target}: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
 
 
 def _repo_state() -> str:
     """Every file git sees as changed, untracked or ignored (bytecode caches aside: the test process writes them)."""
-    out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return "\n".join(line for line in out.splitlines() if "__pycache__" not in line)
 
 
@@ -70,7 +80,8 @@ def test_help_lists_a_sweep_per_trained_experiment_and_sweep_all_runs_each(tmp_p
     assert _sweep_targets(variables, env) == expected
     dry = _make("sweep-all", ["-n", *variables, "BUDGET=smoke"], env)
     assert [line.split()[-1] for line in dry.splitlines() if " -m sweeps run " in line] == [
-        f"experiments/{n}.yaml" for n in _trained_experiments()]
+        f"experiments/{n}.yaml" for n in _trained_experiments()
+    ]
 
 
 @pytest.mark.slow
@@ -79,10 +90,24 @@ def test_every_sweep_target_then_make_tables_on_one_storage(tmp_path: Path) -> N
     stamp.touch()  # newer than requirements.txt: make's venv rule has nothing to do
     storage_url = f"sqlite:///{tmp_path / 'studies.db'}"
     runs, reports = tmp_path / "runs", tmp_path / "reports"
-    variables = [f"PY={sys.executable}", f"STAMP={stamp}", f"BUDGET={BUDGET}", f"STORAGE={storage_url}",
-                 f"RUNS={runs}", f"REPORTS={reports}", "SET=train.threads=1 train.progress=false"]
-    env = {**os.environ, "MAKEFLAGS": "", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
-           "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "TSN_CACHE_DIR": str(tmp_path / "cache")}
+    variables = [
+        f"PY={sys.executable}",
+        f"STAMP={stamp}",
+        f"BUDGET={BUDGET}",
+        f"STORAGE={storage_url}",
+        f"RUNS={runs}",
+        f"REPORTS={reports}",
+        "SET=train.threads=1 train.progress=false",
+    ]
+    env = {
+        **os.environ,
+        "MAKEFLAGS": "",
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TSN_CACHE_DIR": str(tmp_path / "cache"),
+    }
     before = _repo_state()
     targets = _sweep_targets(variables, env)
     for target in targets:
@@ -102,8 +127,12 @@ def test_every_sweep_target_then_make_tables_on_one_storage(tmp_path: Path) -> N
     for name in [shared, *studies, f"scaling-params-{DATASET}-{BUDGET}", f"scaling-macs-{DATASET}-{BUDGET}"]:
         assert all((reports / f"{name}.{ext}").stat().st_size > 0 for ext in ("md", "tex", "csv")), name
     figures = reports / "figures"
-    for stem in (f"embedding-{DATASET}-{BUDGET}-delta-m-vs-d", f"baselines-{DATASET}-{BUDGET}-convergence",
-                 f"convergence-{DATASET}-{BUDGET}-convergence", f"scaling-params-{DATASET}-{BUDGET}"):
+    for stem in (
+        f"embedding-{DATASET}-{BUDGET}-delta-m-vs-d",
+        f"baselines-{DATASET}-{BUDGET}-convergence",
+        f"convergence-{DATASET}-{BUDGET}-convergence",
+        f"scaling-params-{DATASET}-{BUDGET}",
+    ):
         assert (figures / f"{stem}.png").stat().st_size > 0, stem
     assert "| tsn |" in printed
     assert _repo_state() == before

@@ -177,8 +177,14 @@ def test_depth_log_rmse_clamps_non_positive_predictions_at_1e_minus_9_as_vandenh
     pred = torch.tensor([[[[0.0, -3.0, 2.0**-23, 7.0]]]], dtype=torch.float64)  # 2^-23: exact in float32, < 1e-6
     metric = DepthMetric()
     metric.update(pred, target)
-    expected = math.sqrt(((math.log(2.0) - math.log(1e-9)) ** 2 + (math.log(1.0) - math.log(1e-9)) ** 2
-                          + (math.log(4.0) - math.log(2.0**-23)) ** 2) / 3)
+    expected = math.sqrt(
+        (
+            (math.log(2.0) - math.log(1e-9)) ** 2
+            + (math.log(1.0) - math.log(1e-9)) ** 2
+            + (math.log(4.0) - math.log(2.0**-23)) ** 2
+        )
+        / 3
+    )
     assert metric.compute()["log_rmse"] == pytest.approx(expected, rel=1e-12)
 
 

@@ -6,9 +6,9 @@ import torch
 from scipy import ndimage
 from seism_reference import _NEIGHBOURS, _THIN_LUTS, ReferenceSeismEdgeMetric
 
+from tsn.evaluate import evaluate
 from tsn.metrics import FastEdgeMetric, SeismEdgeMetric
 from tsn.metrics.edge import HED_THRESHOLDS, _deletable, thin
-from tsn.evaluate import evaluate
 from tsn.metrics.pool import MetricPool
 from tsn.tasks import dataset_tasks
 
@@ -211,8 +211,21 @@ def _nan_logits(rng, n, size):
     return pred, gt
 
 
-MAPS = {f.__name__.lstrip("_"): f for f in (_random, _empty_prediction, _empty_ground_truth, _all_on, _thick_edges,
-                                             _border_edges, _ties, _blurred_curves, _ignored_band, _nan_logits)}
+MAPS = {
+    f.__name__.lstrip("_"): f
+    for f in (
+        _random,
+        _empty_prediction,
+        _empty_ground_truth,
+        _all_on,
+        _thick_edges,
+        _border_edges,
+        _ties,
+        _blurred_curves,
+        _ignored_band,
+        _nan_logits,
+    )
+}
 
 
 def _counts(metric_cls, pred, gt, max_dist, thresholds=HED_THRESHOLDS):
@@ -257,11 +270,17 @@ def test_evaluate_with_two_workers_equals_one_process():
     pred, gt = (torch.as_tensor(x, dtype=torch.float32) for x in _blurred_curves(rng, 5, 32))
     semseg = torch.as_tensor(rng.integers(0, 21, (5, 32, 32)))
     images = torch.cat([pred, torch.nn.functional.one_hot(semseg, 21).permute(0, 3, 1, 2).float()], dim=1)
-    batches = [{"image": images[i : i + 2], "targets": {"edge": gt[i : i + 2], "semseg": semseg[i : i + 2]}}
-               for i in range(0, 5, 2)]
+    batches = [
+        {"image": images[i : i + 2], "targets": {"edge": gt[i : i + 2], "semseg": semseg[i : i + 2]}}
+        for i in range(0, 5, 2)
+    ]
     weights = {"edge": 1.0, "semseg": 1.0}
-    one, two = (evaluate(_Replay(), batches, tasks, weights, edge_evaluator="seism", device=torch.device("cpu"),
-                         workers=workers) for workers in (1, 2))
+    one, two = (
+        evaluate(
+            _Replay(), batches, tasks, weights, edge_evaluator="seism", device=torch.device("cpu"), workers=workers
+        )
+        for workers in (1, 2)
+    )
     assert one.results["edge"].values == two.results["edge"].values
     assert one.results["semseg"].values == two.results["semseg"].values == pytest.approx({"miou": 100.0}, abs=1e-6)
     assert one.losses == two.losses

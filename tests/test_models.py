@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from tsn.encodings import gaussian_codes, orthogonal_codes
 from tsn.layers import AdaIN, EqualLinear, PixelNorm, TaskContext, TaskEmbeddingNet

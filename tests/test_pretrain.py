@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -171,13 +171,16 @@ def test_weights_path_changes_with_generator_and_recipe_versions(monkeypatch: py
     assert len({base, recipe, synthetic_weights_path(TINY)}) == 3
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["foo=1"], "unknown key pretrain.foo"),
-    (["epochs=x"], "pretrain.epochs: expected an integer"),
-    (["image_size=48"], "pretrain.image_size must be a multiple of 32"),
-    (["lr=0"], "pretrain.lr must be > 0"),
-    (["epochs"], "must look like key=value"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["foo=1"], "unknown key pretrain.foo"),
+        (["epochs=x"], "pretrain.epochs: expected an integer"),
+        (["image_size=48"], "pretrain.image_size must be a multiple of 32"),
+        (["lr=0"], "pretrain.lr must be > 0"),
+        (["epochs"], "must look like key=value"),
+    ],
+)
 def test_bad_overrides_are_one_line_errors(overrides: list[str], message: str):
     with pytest.raises(ConfigError, match=message):
         pretrain.with_overrides(PretrainConfig(), overrides)

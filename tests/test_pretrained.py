@@ -21,8 +21,14 @@ from tsn.tasks import dataset_tasks
 R18_FILE = "resnet18-f37072fd.pth"
 R18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 # torchvision ResNet module -> StagedEncoder stage (F1 = conv1, bn1, relu; F2 = maxpool, layer1; F3..F5).
-STAGE_OF = {"conv1.": "stages.0.0.", "bn1.": "stages.0.1.", "layer1.": "stages.1.1.", "layer2.": "stages.2.",
-            "layer3.": "stages.3.", "layer4.": "stages.4."}
+STAGE_OF = {
+    "conv1.": "stages.0.0.",
+    "bn1.": "stages.0.1.",
+    "layer1.": "stages.1.1.",
+    "layer2.": "stages.2.",
+    "layer3.": "stages.3.",
+    "layer4.": "stages.4.",
+}
 
 
 @pytest.fixture
@@ -49,7 +55,7 @@ def random_resnet18_state() -> dict[str, torch.Tensor]:
 
 def encoder_key(key: str) -> str:
     prefix = next(p for p in STAGE_OF if key.startswith(p))
-    return STAGE_OF[prefix] + key[len(prefix):]
+    return STAGE_OF[prefix] + key[len(prefix) :]
 
 
 def test_imagenet_file_is_the_enums_file_in_the_torch_hub_cache(torch_home: Path) -> None:
@@ -122,11 +128,17 @@ def test_a_resnet_without_weights_is_fine_when_its_encoder_learns() -> None:
 
 
 def test_named_weights_serve_only_their_backbones() -> None:
-    with pytest.raises(ConfigError, match=r"model.pretrained: imagenet weights exist for resnet18, resnet34, resnet50, "
-                                          r"not the compact backbone; valid for it: none, synthetic, a local .pth file"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.pretrained: imagenet weights exist for resnet18, resnet34, resnet50, "
+        r"not the compact backbone; valid for it: none, synthetic, a local .pth file",
+    ):
         resolve("smoke", overrides=["model.pretrained=imagenet"])
-    with pytest.raises(ConfigError, match=r"synthetic weights exist for compact, not the resnet18 backbone; valid for "
-                                          r"it: none, imagenet, a local .pth file"):
+    with pytest.raises(
+        ConfigError,
+        match=r"synthetic weights exist for compact, not the resnet18 backbone; valid for "
+        r"it: none, imagenet, a local .pth file",
+    ):
         resolve("smoke", overrides=["model.backbone=resnet18", "model.pretrained=synthetic"])
     assert resolve("smoke", overrides=["model.pretrained=none"]).model.pretrained == "none"
 
@@ -152,7 +164,9 @@ def test_the_compact_encoder_starts_from_the_synthetic_pretraining(tmp_path: Pat
 def test_a_local_weights_file_is_checked_before_the_run(tmp_path: Path) -> None:
     path = tmp_path / "r18.pth"
     cfg = resolve("paper", overrides=["data.dataset=synthetic", f"model.pretrained={path}"])
-    with pytest.raises(ConfigError, match=f"model.pretrained: file not found: {path}; valid: none, imagenet, synthetic"):
+    with pytest.raises(
+        ConfigError, match=f"model.pretrained: file not found: {path}; valid: none, imagenet, synthetic"
+    ):
         check_pretrained(cfg)
     torch.save(random_resnet18_state(), path)
     check_pretrained(cfg)
@@ -163,8 +177,22 @@ def test_a_local_weights_file_is_checked_before_the_run(tmp_path: Path) -> None:
 def test_train_cli_without_cached_weights_offline_exits_2_with_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), OFFLINE_ENV: "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "tsn", "train", "--budget", "paper", "--dataset", "synthetic", "--out",
-         str(tmp_path / "run")], capture_output=True, text=True, timeout=120, env=env,
+        [
+            sys.executable,
+            "-m",
+            "tsn",
+            "train",
+            "--budget",
+            "paper",
+            "--dataset",
+            "synthetic",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ImageNet weights for resnet18")

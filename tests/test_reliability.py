@@ -23,20 +23,20 @@ import pytest
 import scipy.io
 import torch
 from optuna.trial import TrialState
+from test_data_real import pascal_root  # noqa: F401 - fixture
+from test_sweeps import ENCODINGS, REPO, SHARED, TINY, complete, make_sweep, write_experiment
 from wandb.proto import wandb_internal_pb2
+from wandb_offline import _payloads, read_offline_run
 
 from analysis.make_tables import main as tables_main
 from sweeps import records as R
 from sweeps.__main__ import main as sweeps_main
 from sweeps.driver import INTERRUPTED, Interrupted
 from sweeps.tracking import WandbRun
-from test_data_real import pascal_root  # noqa: F401 - fixture
-from test_sweeps import ENCODINGS, REPO, SHARED, TINY, complete, make_sweep, write_experiment
 from tsn.__main__ import main as tsn_main
 from tsn.checkpoint import load_checkpoint
 from tsn.data import build_dataset
 from tsn.train import Trainer
-from wandb_offline import _payloads, read_offline_run
 
 SECRET = "0123456789abcdef0123456789abcdef0badc0de"
 DIMS = "  scientific:\n    model.embedding_dim: [5, 10, 15]\n  nuisance:\n    train.seed: [1337]\n"
@@ -84,9 +84,26 @@ def _sweep_process(experiment: Path, storage: str, tmp_path: Path, epochs: int) 
     # inherits it logs through that service, which outlives a kill -9 of the child (as a login shell's would not).
     env.pop("WANDB_SERVICE", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "sweeps", "run", str(experiment), "--budget", "smoke", *sets, "--storage", storage,
-         "--runs-dir", str(tmp_path / "runs"), "--no-tables"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "sweeps",
+            "run",
+            str(experiment),
+            "--budget",
+            "smoke",
+            *sets,
+            "--storage",
+            storage,
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-tables",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
 
 
@@ -104,7 +121,10 @@ BAD_RUN_CONFIGS = [
     ("data: {image_size: 50}\n", "data.image_size must be in [64, 4096], got 50"),
     ("data: {dataset: nyud, root: /missing/NYUD}\n", "data.root: folder not found: /missing/NYUD"),
     ("data: {train_samples: 0}\n", "data.train_samples must be in [1, 1e+08], got 0"),
-    ("data: {tasks: []}\n", "data.tasks is empty; name at least one task (or leave the key out for all); valid: semseg"),
+    (
+        "data: {tasks: []}\n",
+        "data.tasks is empty; name at least one task (or leave the key out for all); valid: semseg",
+    ),
     ("train: {batch_size: 2.5}\n", "train.batch_size: expected an integer, got 2.5"),
     ("train: {epochs: true}\n", "train.epochs: expected an integer, got True"),
     ("train: {lr_decoder: -0.1}\n", "train.lr_decoder must be in [0, 10], got -0.1"),
@@ -131,8 +151,20 @@ def test_more_malformed_run_configs_are_one_line_exit_2_and_write_nothing(tmp_pa
 def test_empty_task_list_in_an_experiment_or_override_is_an_error_not_the_default(tmp_path, capsys) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nfixed: {data: {tasks: []}}\naxes: {nuisance: {train.seed: [1]}}\n")
-    code = sweeps_main(["run", str(path), "--budget", "smoke", "--storage", f"sqlite:///{tmp_path / 's.db'}",
-                        "--runs-dir", str(tmp_path / "runs"), "--no-wandb", "--no-tables"])
+    code = sweeps_main(
+        [
+            "run",
+            str(path),
+            "--budget",
+            "smoke",
+            "--storage",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-wandb",
+            "--no-tables",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "data.tasks is empty" in err and err.count("\n") == 1, err
     assert not (tmp_path / "s.db").exists() and not (tmp_path / "runs").exists()
@@ -143,9 +175,25 @@ def test_empty_task_list_in_an_experiment_or_override_is_an_error_not_the_defaul
 def test_bad_run_config_through_a_real_process_prints_no_traceback(tmp_path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text("model: {architecture: tsm}\n")
-    result = subprocess.run([sys.executable, "-m", "tsn", "train", "--budget", "smoke", "--config", str(path),
-                             "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tsn",
+            "train",
+            "--budget",
+            "smoke",
+            "--config",
+            str(path),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: unknown architecture 'tsm'; valid:") and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
@@ -165,8 +213,20 @@ def test_unusable_study_storage_is_one_line_exit_2_naming_the_url(tmp_path, caps
         "journal_under_a_file": f"journal:{blocker}/journal.log",
     }[kind]
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    code = sweeps_main(["run", str(REPO / "experiments" / "embedding.yaml"), "--budget", "smoke", "--storage", url,
-                        "--runs-dir", str(tmp_path / "runs"), "--no-wandb", "--no-tables"])
+    code = sweeps_main(
+        [
+            "run",
+            str(REPO / "experiments" / "embedding.yaml"),
+            "--budget",
+            "smoke",
+            "--storage",
+            url,
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-wandb",
+            "--no-tables",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(f"error: cannot open study storage {url}: ") and err.count("\n") == 1, err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing written, nothing trained
@@ -188,9 +248,14 @@ def test_failures_in_user_code_are_missing_cells_with_reasons_and_a_full_disk_ke
 
     monkeypatch.setattr(Trainer, "train_step", step)
     assert sweep.run() == {"complete": 1, "failed": 2}
-    reasons = {t.params["model.embedding_dim"]: t.user_attrs[R.FAIL_REASON]
-               for t in sweep.study.get_trials(states=(TrialState.FAIL,))}
-    assert reasons == {10: "KeyError: 'semseg_logits'", 15: "OutOfMemoryError: CUDA out of memory. Tried to allocate 8.00 GiB"}
+    reasons = {
+        t.params["model.embedding_dim"]: t.user_attrs[R.FAIL_REASON]
+        for t in sweep.study.get_trials(states=(TrialState.FAIL,))
+    }
+    assert reasons == {
+        10: "KeyError: 'semseg_logits'",
+        15: "OutOfMemoryError: CUDA out of memory. Tried to allocate 8.00 GiB",
+    }
     assert make_sweep(tmp_path, write_experiment(tmp_path, DIMS, name="dims")).run() == {"complete": 1, "failed": 2}
 
     out = tmp_path / "reports"
@@ -200,7 +265,9 @@ def test_failures_in_user_code_are_missing_cells_with_reasons_and_a_full_disk_ke
     capsys.readouterr()
     markdown = (out / f"{sweep.study_name}.md").read_text()
     assert "missing: 2 of 3 grid points not finished" in markdown
-    assert "model.embedding_dim=10, train.seed=1337: trial" in markdown and "FAIL: KeyError: 'semseg_logits'" in markdown
+    assert (
+        "model.embedding_dim=10, train.seed=1337: trial" in markdown and "FAIL: KeyError: 'semseg_logits'" in markdown
+    )
     assert "FAIL: OutOfMemoryError: CUDA out of memory" in markdown
     table = pd.read_csv(out / f"{sweep.study_name}.csv")
     numbers = table.set_index("d").drop(columns=["n"])
@@ -230,8 +297,19 @@ def test_disk_full_during_a_trial_stops_the_sweep_keeps_the_checkpoint_and_the_r
     experiment = write_experiment(tmp_path, ENCODINGS)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     sets = [a for o in [*TINY[:-1], "train.epochs=2"] for a in ("--set", o)]
-    args = ["run", str(experiment), "--budget", "smoke", *sets, "--storage", storage, "--runs-dir",
-            str(tmp_path / "runs"), "--no-wandb", "--no-tables"]
+    args = [
+        "run",
+        str(experiment),
+        "--budget",
+        "smoke",
+        *sets,
+        "--storage",
+        storage,
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--no-wandb",
+        "--no-tables",
+    ]
     save, full = torch.save, []
 
     def disk_fills_up(obj, file, *a, **k):  # the first grid trial's second epoch hits a full disk
@@ -267,8 +345,19 @@ def test_disk_full_during_a_trial_stops_the_sweep_keeps_the_checkpoint_and_the_r
 # ------------------------------------------------------------------------------------ environment faults
 def _cli_args(tmp_path: Path, experiment: Path, storage: str) -> list[str]:
     sets = [a for o in TINY for a in ("--set", o)]
-    return ["run", str(experiment), "--budget", "smoke", *sets, "--storage", storage, "--runs-dir",
-            str(tmp_path / "runs"), "--no-wandb", "--no-tables"]
+    return [
+        "run",
+        str(experiment),
+        "--budget",
+        "smoke",
+        *sets,
+        "--storage",
+        storage,
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--no-wandb",
+        "--no-tables",
+    ]
 
 
 @pytest.mark.parametrize("fault", ["file_in_the_way", "read_only"])
@@ -329,7 +418,7 @@ def test_retry_failed_requeues_failed_points_once_and_the_next_worker_trains_the
     assert out.count("\n") == 1 and out.startswith("requeued 1 failed point(s) of mini-synthetic-smoke; "), out
     assert sweeps_main(retry) == 0 and capsys.readouterr().out.startswith("requeued 0 failed point(s)")
 
-    worker = ["worker", "--study", "mini-synthetic-smoke", *args[args.index("--storage"):]]
+    worker = ["worker", "--study", "mini-synthetic-smoke", *args[args.index("--storage") :]]
     assert sweeps_main(worker) == 0
     study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
     (failed,) = study.get_trials(states=(TrialState.FAIL,))  # kept for the record
@@ -378,18 +467,31 @@ def test_a_signal_during_wandb_logging_is_not_swallowed_by_its_error_handling(tm
     assert trial.state == TrialState.FAIL and trial.user_attrs[INTERRUPTED] and R.FAIL_REASON not in trial.user_attrs
     assert wandb_runs(tmp_path / "runs")[trial.user_attrs[R.WANDB_RUN_ID]] == [1]
 
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_between_trials_stops_in_one_line_with_exit_130(tmp_path, monkeypatch, capsys, sig) -> None:
     from sweeps.driver import Sweep
 
     monkeypatch.setattr(Sweep, "_next_ready", lambda self, pending: signal.raise_signal(sig))
     before = signal.getsignal(signal.SIGTERM)
-    code = sweeps_main(["run", str(write_experiment(tmp_path, ENCODINGS)), "--budget", "smoke", "--storage",
-                        f"sqlite:///{tmp_path / 's.db'}", "--runs-dir", str(tmp_path / "runs"), "--no-wandb",
-                        "--no-tables"])
+    code = sweeps_main(
+        [
+            "run",
+            str(write_experiment(tmp_path, ENCODINGS)),
+            "--budget",
+            "smoke",
+            "--storage",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-wandb",
+            "--no-tables",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 130 and err == "stopped: interrupted between trials; run the same command again to resume\n"
     assert signal.getsignal(signal.SIGTERM) == before  # the CLI's handler is removed again
+
 
 def test_every_torch_load_in_the_code_is_weights_only() -> None:
     import re
@@ -402,6 +504,7 @@ def test_every_torch_load_in_the_code_is_weights_only() -> None:
             calls += [(path, m.group(0)) for m in re.finditer(r"torch\.load\([^)]*\)", text)]
     assert calls and all("weights_only=True" in call for _, call in calls), calls
 
+
 # ------------------------------------------------------------------------------------------------ secrets
 def test_no_secret_in_cli_output_stored_config_wandb_config_or_reports(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
@@ -410,8 +513,23 @@ def test_no_secret_in_cli_output_stored_config_wandb_config_or_reports(tmp_path,
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     experiment = write_experiment(tmp_path, ENCODINGS.replace("[orthogonal, gaussian]", "[orthogonal]"))
     sets = [a for o in TINY for a in ("--set", o)]
-    assert sweeps_main(["run", str(experiment), "--budget", "smoke", *sets, "--storage", storage,
-                        "--runs-dir", str(tmp_path / "runs"), "--no-tables"]) == 0
+    assert (
+        sweeps_main(
+            [
+                "run",
+                str(experiment),
+                "--budget",
+                "smoke",
+                *sets,
+                "--storage",
+                storage,
+                "--runs-dir",
+                str(tmp_path / "runs"),
+                "--no-tables",
+            ]
+        )
+        == 0
+    )
     assert tables_main(["--storage", storage, "--out", str(tmp_path / "reports")]) == 0
     captured = capsys.readouterr()
     assert SECRET not in captured.out + captured.err

@@ -13,23 +13,32 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy
+from test_analysis_fixtures import build_storage
+from test_sweeps import ENCODINGS, TINY, _postgres_url, write_experiment
 
 from analysis.make_tables import main as tables_main
 from sweeps.__main__ import main as sweeps_main
 from sweeps.storage import PASSWORD_VARIABLE, StorageError, _driver_url, hide_password, open_storage
-from test_analysis_fixtures import build_storage
-from test_sweeps import ENCODINGS, TINY, _postgres_url, write_experiment
 from tsn.config import resolve
 from tsn.errors import redact
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("postgresql://user:s3cr:et@db.example/test", "postgresql://user:***@db.example/test"),
-    ("cannot open postgresql+psycopg2://u:p@h:5432/x or mysql://a:b@c/d", "cannot open postgresql+psycopg2://u:***@h:5432/x or mysql://a:***@c/d"),
-    ("postgresql://user@host/db and sqlite:///runs/studies.db", "postgresql://user@host/db and sqlite:///runs/studies.db"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("postgresql://user:s3cr:et@db.example/test", "postgresql://user:***@db.example/test"),
+        (
+            "cannot open postgresql+psycopg2://u:p@h:5432/x or mysql://a:b@c/d",
+            "cannot open postgresql+psycopg2://u:***@h:5432/x or mysql://a:***@c/d",
+        ),
+        (
+            "postgresql://user@host/db and sqlite:///runs/studies.db",
+            "postgresql://user@host/db and sqlite:///runs/studies.db",
+        ),
+    ],
+)
 def test_redact_hides_every_urls_password_and_nothing_else(text: str, expected: str) -> None:
     assert redact(text) == expected
 
@@ -71,8 +80,19 @@ def test_reading_a_missing_storage_creates_no_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
 def test_an_in_memory_storage_is_refused_for_a_sweep(tmp_path: Path, capsys, url: str) -> None:
-    code = sweeps_main(["run", str(REPO / "experiments" / "embedding.yaml"), "--budget", "smoke", "--storage", url,
-                        "--runs-dir", str(tmp_path / "runs"), "--no-wandb"])
+    code = sweeps_main(
+        [
+            "run",
+            str(REPO / "experiments" / "embedding.yaml"),
+            "--budget",
+            "smoke",
+            "--storage",
+            url,
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-wandb",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "keeps everything in memory" in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
@@ -80,10 +100,21 @@ def test_an_in_memory_storage_is_refused_for_a_sweep(tmp_path: Path, capsys, url
 
 def test_a_storage_password_never_reaches_the_terminal(tmp_path: Path, capsys) -> None:
     url = "postgresql://tsn:hunter2@127.0.0.1:1/test"  # nothing listens on port 1
-    for argv in (["run", str(REPO / "experiments" / "embedding.yaml"), "--budget", "smoke", "--storage", url,
-                  "--runs-dir", str(tmp_path / "runs"), "--no-wandb"],
-                 ["worker", "--study", "embedding-synthetic-smoke", "--storage", url],
-                 ["export", "--storage", url, "--out", str(tmp_path / "out")]):
+    for argv in (
+        [
+            "run",
+            str(REPO / "experiments" / "embedding.yaml"),
+            "--budget",
+            "smoke",
+            "--storage",
+            url,
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-wandb",
+        ],
+        ["worker", "--study", "embedding-synthetic-smoke", "--storage", url],
+        ["export", "--storage", url, "--out", str(tmp_path / "out")],
+    ):
         assert sweeps_main(argv) == 2
         captured = capsys.readouterr()
         assert "hunter2" not in captured.err + captured.out, argv
@@ -108,8 +139,11 @@ BAD_INPUT = [  # (entry point, argv, fragment of the one-line error); paths rela
     ("worker", ["worker", "--study", "_single_task-synthetic-smoke", "--storage", GOOD], "valid: baselines-synthetic"),
     ("worker", ["worker", "--study", "embedding-synthetic-smoke", "--storage", "sqlite:///app.db"], "no Optuna tables"),
     ("worker", ["worker", "--study", "embedding-synthetic-smoke", "--storage", "sqlite:///:memory:"], "in memory"),
-    ("worker", ["worker", "--study", "embedding-synthetic-smoke", "--storage", GOOD, "--runs-dir", "afile/runs"],
-     "--runs-dir: afile/runs cannot be created: afile is a file"),
+    (
+        "worker",
+        ["worker", "--study", "embedding-synthetic-smoke", "--storage", GOOD, "--runs-dir", "afile/runs"],
+        "--runs-dir: afile/runs cannot be created: afile is a file",
+    ),
     ("retry", ["retry", "--failed", "embedding-synthetic-smoke"], "no study storage at sqlite:///runs/studies.db"),
     ("retry", ["retry", "--failed", "nope-synthetic-smoke", "--storage", GOOD], "no experiment study 'nope-synthetic"),
     ("export", ["export"], "no study storage at sqlite:///runs/studies.db"),
@@ -164,15 +198,32 @@ def test_a_storage_password_reaches_no_file_output_child_process_or_storage_row(
     url = sqlalchemy.engine.make_url(plain).set(password=PASSWORD).render_as_string(hide_password=False)
     name = f"pw{os.getpid()}{int(time.time())}"
     experiment = write_experiment(tmp_path, ENCODINGS.replace("[orthogonal, gaussian]", "[orthogonal]"), name=name)
-    argv = ["run", str(experiment), "--budget", "smoke", *[a for o in TINY for a in ("--set", o)], "--storage", url,
-            "--runs-dir", str(tmp_path / "runs"), "--reports-dir", str(tmp_path / "reports")]
+    argv = [
+        "run",
+        str(experiment),
+        "--budget",
+        "smoke",
+        *[a for o in TINY for a in ("--set", o)],
+        "--storage",
+        url,
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--reports-dir",
+        str(tmp_path / "reports"),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
     env.pop("WANDB_SERVICE", None)
     try:
         outputs = []
         for command in (argv, ["export", "--storage", url, "--out", str(tmp_path / "reports" / "trials")]):
-            done = subprocess.run([sys.executable, "-m", "sweeps", *command], cwd=tmp_path, env=env,
-                                  capture_output=True, text=True, timeout=600)
+            done = subprocess.run(
+                [sys.executable, "-m", "sweeps", *command],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert done.returncode == 0, done.stdout + done.stderr
             outputs.append(done.stdout + done.stderr)
         assert all(PASSWORD not in output for output in outputs), outputs

@@ -11,29 +11,37 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from wandb_offline import read_offline_run
 
 from analysis.runs import load_study
 from sweeps import records as R
 from sweeps import runner
 from sweeps.__main__ import main as sweeps_main
-from sweeps.driver import DUPLICATE_OF, STRAY, Sweep, WORKER
-from sweeps.runner import TrialRunner, TrialTiming
+from sweeps.driver import DUPLICATE_OF, STRAY, WORKER, Sweep
 from sweeps.experiment import SEED_KEY, load_experiment
+from sweeps.runner import TrialRunner, TrialTiming
 from sweeps.storage import open_storage
 from sweeps.tracking import TrackingConfig
 from tsn.config import ConfigError, config_hash
 from tsn.engine import NonFiniteLossError
 from tsn.metrics.delta_m import delta_m
 from tsn.train import Trainer
-from wandb_offline import read_offline_run
 
-TINY = ["data.train_samples=16", "data.val_samples=8", "train.batch_size=8", "train.progress=false",
-        "train.threads=1", "train.epochs=1"]
+TINY = [
+    "data.train_samples=16",
+    "data.val_samples=8",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.threads=1",
+    "train.epochs=1",
+]
 REPO = Path(__file__).resolve().parent.parent
 SHARED = R.baseline_study_name("synthetic", "smoke")
 
 
-def write_experiment(tmp_path: Path, axes: str, name: str = "mini", fixed: str = "{model: {architecture: tsn}}") -> Path:
+def write_experiment(
+    tmp_path: Path, axes: str, name: str = "mini", fixed: str = "{model: {architecture: tsn}}"
+) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(f"name: {name}\nfixed: {fixed}\naxes:\n{axes}\nbaseline: single_task\n")
     return path
@@ -70,12 +78,26 @@ def test_smoke_grid_completes_and_stores_everything(tmp_path: Path) -> None:
     assert baseline.user_attrs[R.ARCHITECTURE] == "single_task" and baseline.user_attrs[R.JOB_TYPE] == "baseline"
     for trial in trials:
         attrs = trial.user_attrs
-        for key in (R.METRICS, R.PRIMARY, R.DELTA_M, R.PARAMS, R.MACS, R.WALL_TIME, R.HISTORY, R.CONFIG,
-                    R.CONFIG_HASH, R.GIT_COMMIT, R.WANDB_RUN_ID, R.BASELINE_RUNS, R.RUN_DIR):
+        for key in (
+            R.METRICS,
+            R.PRIMARY,
+            R.DELTA_M,
+            R.PARAMS,
+            R.MACS,
+            R.WALL_TIME,
+            R.HISTORY,
+            R.CONFIG,
+            R.CONFIG_HASH,
+            R.GIT_COMMIT,
+            R.WANDB_RUN_ID,
+            R.BASELINE_RUNS,
+            R.RUN_DIR,
+        ):
             assert attrs.get(key) is not None, key
         assert attrs[R.METRICS]["semseg"]["conventions"]["miou"] == "astmt"
-        assert attrs[R.BASELINE_RUNS] == [{"study": SHARED, "trial": baseline.number,
-                                           "config_hash": baseline.user_attrs[R.CONFIG_HASH]}]
+        assert attrs[R.BASELINE_RUNS] == [
+            {"study": SHARED, "trial": baseline.number, "config_hash": baseline.user_attrs[R.CONFIG_HASH]}
+        ]
         higher = {t: m["higher_is_better"] for t, m in attrs[R.METRICS].items()}
         expected = delta_m(attrs[R.PRIMARY], baseline.user_attrs[R.PRIMARY], higher, "astmt")
         assert trial.value == pytest.approx(expected) == pytest.approx(attrs[R.DELTA_M])
@@ -172,9 +194,16 @@ def test_on_trial_complete_is_told_every_completed_trial_and_its_training_time(t
     axes = "  scientific:\n    train.lr_decoder: [10.0, 0.001]\n  nuisance:\n    train.seed: [1337]\n"
     experiment = write_experiment(tmp_path, axes, fixed="{model: {architecture: tsn}, train: {schedule: joint}}")
     told: list[TrialTiming] = []
-    sweep = Sweep(load_experiment(experiment), "smoke", f"sqlite:///{tmp_path / 'studies.db'}", overrides=TINY,
-                  runs_dir=tmp_path / "runs", log=lambda line: None, on_trial_complete=told.append,
-                  tracking=TrackingConfig(mode="offline", dir=str(tmp_path / "runs")))
+    sweep = Sweep(
+        load_experiment(experiment),
+        "smoke",
+        f"sqlite:///{tmp_path / 'studies.db'}",
+        overrides=TINY,
+        runs_dir=tmp_path / "runs",
+        log=lambda line: None,
+        on_trial_complete=told.append,
+        tracking=TrackingConfig(mode="offline", dir=str(tmp_path / "runs")),
+    )
     assert sweep.run() == {"complete": 1, "failed": 1}
     (trial,), baselines = complete(sweep.study), complete(sweep.baseline_study)  # one baseline per lr_decoder
     stored = {(SHARED, b.number): b for b in baselines} | {(sweep.study_name, trial.number): trial}
@@ -238,9 +267,22 @@ def test_trial_of_a_dead_worker_is_retried_and_each_point_completes_once(tmp_pat
 
 def _run_cli(*args: str, storage: str, tmp_path: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "sweeps", *args, "--storage", storage, "--runs-dir", str(tmp_path / "runs"),
-         "--no-wandb", "--no-tables"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "sweeps",
+            *args,
+            "--storage",
+            storage,
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-wandb",
+            "--no-tables",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
 
@@ -259,8 +301,11 @@ def _postgres_url() -> str:
     return url
 
 
-EXPERIMENT_FILES = sorted(p for p in [*(REPO / "experiments").glob("*.yaml"),
-                                       *(REPO / "experiments" / "diagnosis").glob("*.yaml")] if p.name != "budgets.yaml")
+EXPERIMENT_FILES = sorted(
+    p
+    for p in [*(REPO / "experiments").glob("*.yaml"), *(REPO / "experiments" / "diagnosis").glob("*.yaml")]
+    if p.name != "budgets.yaml"
+)
 
 
 @pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
@@ -283,8 +328,20 @@ def test_wandb_sweep_files_declare_the_same_grid_as_the_experiment_files(name: s
 
 
 def test_wandb_agent_entry_point_trains_one_tracked_run(tmp_path: Path) -> None:
-    code = sweeps_main(["trial", "--budget", "smoke", "--group", "embedding", "--runs-dir", str(tmp_path),
-                        *TINY, "model.encoding=gaussian", "model.embedding_dim=50"])
+    code = sweeps_main(
+        [
+            "trial",
+            "--budget",
+            "smoke",
+            "--group",
+            "embedding",
+            "--runs-dir",
+            str(tmp_path),
+            *TINY,
+            "model.encoding=gaussian",
+            "model.embedding_dim=50",
+        ]
+    )
     assert code == 0
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     logged = read_offline_run(run_dir)
@@ -293,15 +350,31 @@ def test_wandb_agent_entry_point_trains_one_tracked_run(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ study names
-@pytest.mark.parametrize("experiment, dataset", [("embedding", "synthetic"), ("task-embedding-v2", "pascal_context"),
-                                                 ("baselines", "nyud"), (R.SHARED_BASELINES, "synthetic")])
+@pytest.mark.parametrize(
+    "experiment, dataset",
+    [
+        ("embedding", "synthetic"),
+        ("task-embedding-v2", "pascal_context"),
+        ("baselines", "nyud"),
+        (R.SHARED_BASELINES, "synthetic"),
+    ],
+)
 def test_a_study_name_parses_back_into_its_parts_hyphens_in_the_experiment_included(experiment, dataset) -> None:
     name = R.study_name(experiment, dataset, "smoke")
     assert R.parse_study_name(name) == (experiment, dataset, "smoke")
 
 
-@pytest.mark.parametrize("name", ["embedding", "embedding-synthetic", "-synthetic-cpu", "_x-synthetic-cpu",
-                                  "embedding-synthetic-", "a b-synthetic-cpu"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "embedding",
+        "embedding-synthetic",
+        "-synthetic-cpu",
+        "_x-synthetic-cpu",
+        "embedding-synthetic-",
+        "a b-synthetic-cpu",
+    ],
+)
 def test_a_name_that_no_study_can_have_is_a_one_line_error(name: str) -> None:
     with pytest.raises(ValueError, match=f"study name {name!r} is not of the form experiment-dataset-budget"):
         R.parse_study_name(name)
@@ -309,7 +382,8 @@ def test_a_name_that_no_study_can_have_is_a_one_line_error(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["_single_task", "_mine", "-x", "a.b", "", 3])
 def test_experiment_names_outside_the_pattern_are_rejected_and_the_shared_study_name_is_reserved(
-        tmp_path: Path, name) -> None:
+    tmp_path: Path, name
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(f"name: {name!r}\naxes: {{nuisance: {{train.seed: [1]}}}}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: name must be letters, digits, '-' or '_', not starting with '_'"):
@@ -340,8 +414,14 @@ def test_a_shared_baseline_study_under_its_old_name_is_renamed_when_a_sweep_open
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     legacy = optuna.create_study(study_name="baselines-synthetic-smoke", storage=storage)
     dist = {SEED_KEY: optuna.distributions.IntDistribution(0, 2**31 - 1)}
-    legacy.add_trial(optuna.trial.create_trial(params={SEED_KEY: 1337}, distributions=dist, value=0.0,
-                                               user_attrs={R.CONFIG_HASH: "old", R.PRIMARY: {"semseg": 1.0}}))
+    legacy.add_trial(
+        optuna.trial.create_trial(
+            params={SEED_KEY: 1337},
+            distributions=dist,
+            value=0.0,
+            user_attrs={R.CONFIG_HASH: "old", R.PRIMARY: {"semseg": 1.0}},
+        )
+    )
     sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS), storage)
     assert sorted(optuna.get_all_study_names(open_storage(storage))) == [SHARED, "mini-synthetic-smoke"]
     (moved,) = sweep.baseline_study.get_trials()

@@ -44,7 +44,14 @@ class MeanAbsoluteError(Metric):
 
 # A regression kind that exists only in this file: the whole of "adding a target kind" when a metric is new.
 HEATMAP = TargetKind(
-    "heatmap", torch.float32, 1, invalid=-1, pad=0, vector=False, geometry=SCALE_ROTATE, photometric=False,
+    "heatmap",
+    torch.float32,
+    1,
+    invalid=-1,
+    pad=0,
+    vector=False,
+    geometry=SCALE_ROTATE,
+    photometric=False,
     from_cache=lambda a: a.float()[None],
     random=lambda c, b, s, g: torch.rand(b, 1, s, s, generator=g) * 0.98 + 0.01,
     decode=torch.sigmoid,
@@ -101,7 +108,7 @@ def check_complete(kind: TargetKind) -> None:
     image = torch.rand(3, SIZE, SIZE)
     _, out = warp(image, {"t": batch[0]}, {"t": kind.name}, similarity(0.5, 0.0, False))
     border = torch.ones(SIZE, SIZE, dtype=torch.bool)
-    border[SIZE // 4: 3 * SIZE // 4, SIZE // 4: 3 * SIZE // 4] = False
+    border[SIZE // 4 : 3 * SIZE // 4, SIZE // 4 : 3 * SIZE // 4] = False
     assert out["t"].dtype == kind.dtype and out["t"].shape == batch.shape[1:]
     assert (out["t"].reshape(-1, SIZE, SIZE)[:, border] == kind.pad).all(), f"{kind.name}: padding"
     void = torch.full_like(batch[0], kind.invalid)
@@ -147,11 +154,19 @@ def test_every_task_has_a_registered_kind_with_a_builder_for_its_metric(dataset)
 
 def test_built_in_kinds_keep_their_formats_and_official_augmentation():
     formats = {name: (k.dtype, k.channels, k.invalid, k.vector) for name, k in KINDS.items()}
-    assert formats == {"label": (torch.int64, None, 255, False), "binary": (torch.float32, 1, 255, False),
-                       "normals": (torch.float32, 3, 0, True), "depth": (torch.float32, 1, 0, False)}
+    assert formats == {
+        "label": (torch.int64, None, 255, False),
+        "binary": (torch.float32, 1, 255, False),
+        "normals": (torch.float32, 3, 0, True),
+        "depth": (torch.float32, 1, 0, False),
+    }
     augmentation = {name: (k.pad, k.geometry, k.photometric) for name, k in KINDS.items()}
-    assert augmentation == {"label": (0, SHIFT_SCALE, True), "binary": (0, SHIFT_SCALE, True),
-                            "normals": (0, SCALE_ROTATE, False), "depth": (0, SCALE_ROTATE, False)}
+    assert augmentation == {
+        "label": (0, SHIFT_SCALE, True),
+        "binary": (0, SHIFT_SCALE, True),
+        "normals": (0, SCALE_ROTATE, False),
+        "depth": (0, SCALE_ROTATE, False),
+    }
     assert SHIFT_SCALE == Geometry((0.5, 1.5), 0.1, 0.0) and SCALE_ROTATE == Geometry((0.75, 1.25), 0.0, 20.0)
 
 
@@ -189,8 +204,10 @@ class _ToyDataset(MultiTaskDataset):
     def __init__(self, augment: str | None):
         super().__init__("toy", "train", {"semseg": "label", "heat": "heatmap"}, SIZE, augment)
         g = torch.Generator().manual_seed(0)
-        self.cache = {"semseg": torch.randint(CLASSES, (4, SIZE, SIZE), generator=g).to(torch.uint8),
-                      "heat": torch.rand(4, SIZE, SIZE, generator=g)}
+        self.cache = {
+            "semseg": torch.randint(CLASSES, (4, SIZE, SIZE), generator=g).to(torch.uint8),
+            "heat": torch.rand(4, SIZE, SIZE, generator=g),
+        }
 
     def __len__(self) -> int:
         return 4
@@ -215,8 +232,12 @@ def test_a_kind_registered_in_one_place_goes_end_to_end(heatmap):
     assert len(paper_steps({"heat": "heatmap", "semseg": "label"}, ["heat", "semseg"])) == 2
 
     # padding of a heatmap without any valid pixel keeps it void: -1, never the pad value 0
-    _, out = warp(torch.rand(3, SIZE, SIZE), {"heat": torch.full((1, SIZE, SIZE), -1.0)}, {"heat": "heatmap"},
-                  similarity(0.5, 0.0, False))
+    _, out = warp(
+        torch.rand(3, SIZE, SIZE),
+        {"heat": torch.full((1, SIZE, SIZE), -1.0)},
+        {"heat": "heatmap"},
+        similarity(0.5, 0.0, False),
+    )
     assert (out["heat"] == -1).all()
 
     # its metric: a perfect prediction (the logit of the target) scores 0 and invalid pixels do not count

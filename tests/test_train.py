@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from tsn.checkpoint import CheckpointError, load_checkpoint
-from tsn.config import ConfigError, from_dict as resolve_dict, resolve
+from tsn.config import ConfigError, resolve
+from tsn.config import from_dict as resolve_dict
 from tsn.evaluate import Evaluation
 from tsn.schedules import plan_epoch
 from tsn.train import Baseline, Callback, NonFiniteLossError, Trainer
@@ -80,8 +81,11 @@ def test_a_task_without_labelled_samples_is_an_error_naming_it() -> None:
 def test_trainer_trains_each_task_on_the_samples_the_dataset_labels(tmp_path: Path, monkeypatch) -> None:
     from tsn.data import SyntheticDataset
 
-    monkeypatch.setattr(SyntheticDataset, "labelled",
-                        lambda self, task: list(range(0, len(self), 4)) if task == "parts" else list(range(len(self))))
+    monkeypatch.setattr(
+        SyntheticDataset,
+        "labelled",
+        lambda self, task: list(range(0, len(self), 4)) if task == "parts" else list(range(len(self))),
+    )
     trainer = Trainer(tiny("train.batch_size=2", "data.tasks=semseg,parts"), tmp_path)
     seen: dict[str, list[int]] = {"semseg": [], "parts": []}
     plan, loader = trainer.epoch_batches(1)
@@ -94,7 +98,10 @@ def test_trainer_trains_each_task_on_the_samples_the_dataset_labels(tmp_path: Pa
 def test_single_task_networks_have_their_own_optimiser_and_plateau_schedule(tmp_path: Path) -> None:
     trainer = Trainer(tiny("model.architecture=single_task", "data.tasks=semseg,normals"), tmp_path)
     opt = trainer.optimisation
-    assert set(opt.optimizers) == {"semseg", "normals"} and opt.tasks == {"semseg": ("semseg",), "normals": ("normals",)}
+    assert set(opt.optimizers) == {"semseg", "normals"} and opt.tasks == {
+        "semseg": ("semseg",),
+        "normals": ("normals",),
+    }
     params = {name: {id(p) for g in o.param_groups for p in g["params"]} for name, o in opt.optimizers.items()}
     assert params["semseg"] == {id(p) for p in trainer.model.nets["semseg"].parameters()}
     assert not params["semseg"] & params["normals"]
@@ -119,11 +126,17 @@ def test_a_shared_network_is_scheduled_on_the_mean_validation_loss_of_every_task
     assert opt.learning_rates()["decoder"] == trainer.cfg.train.lr_decoder * trainer.cfg.train.plateau_factor
 
 
-@pytest.mark.parametrize("overrides, lr_keys", [
-    (("model.architecture=single_task", "data.tasks=semseg,edge"),
-     {"semseg/encoder", "semseg/decoder", "edge/encoder", "edge/decoder"}),
-    (("train.lr_schedule=cosine", "data.tasks=semseg,normals"), {"encoder", "decoder"}),
-], ids=["single_task-plateau", "tsn-cosine"])
+@pytest.mark.parametrize(
+    "overrides, lr_keys",
+    [
+        (
+            ("model.architecture=single_task", "data.tasks=semseg,edge"),
+            {"semseg/encoder", "semseg/decoder", "edge/encoder", "edge/decoder"},
+        ),
+        (("train.lr_schedule=cosine", "data.tasks=semseg,normals"), {"encoder", "decoder"}),
+    ],
+    ids=["single_task-plateau", "tsn-cosine"],
+)
 def test_resume_restores_every_network_and_lr_schedule_exactly(tmp_path: Path, overrides, lr_keys) -> None:
     cfg = tiny("train.epochs=3", *overrides)
     straight = Trainer(cfg, tmp_path / "straight").fit()
@@ -136,8 +149,15 @@ def test_resume_restores_every_network_and_lr_schedule_exactly(tmp_path: Path, o
 
 
 def test_eval_epochs_store_the_full_evaluation_and_a_checkpoint_of_each(tmp_path: Path) -> None:
-    summary = Trainer(tiny("train.epochs=3", "train.eval_epochs=[1, 3]", "train.edge_evaluator=fast",
-                           "train.final_edge_evaluator=seism"), tmp_path).fit()
+    summary = Trainer(
+        tiny(
+            "train.epochs=3",
+            "train.eval_epochs=[1, 3]",
+            "train.edge_evaluator=fast",
+            "train.final_edge_evaluator=seism",
+        ),
+        tmp_path,
+    ).fit()
     assert set(summary["evaluations"]) == {"1", "3"}
     assert summary["evaluations"]["3"]["primary"] == summary["primary"]
     first = summary["evaluations"]["1"]
@@ -150,9 +170,14 @@ def test_eval_epochs_store_the_full_evaluation_and_a_checkpoint_of_each(tmp_path
     assert evaluated.run_validation("seism").primary(evaluated.tasks) == first["primary"]
 
 
-@pytest.mark.parametrize("value, message", [("[0]", "train.eval_epochs entry must be in [1, 100000], got 0"),
-                                            ("[5]", "epoch 5 is outside 1..train.epochs (2)"),
-                                            ("[a]", "train.eval_epochs: expected a list of integers")])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("[0]", "train.eval_epochs entry must be in [1, 100000], got 0"),
+        ("[5]", "epoch 5 is outside 1..train.epochs (2)"),
+        ("[a]", "train.eval_epochs: expected a list of integers"),
+    ],
+)
 def test_eval_epochs_outside_the_run_are_one_line_errors(value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         tiny("train.epochs=2", f"train.eval_epochs={value}")
@@ -164,7 +189,9 @@ def test_evaluating_a_checkpoint_never_builds_the_training_split(tmp_path: Path,
 
     built: list[str] = []
     original = tsn.train.build_dataset
-    monkeypatch.setattr(tsn.train, "build_dataset", lambda name, split, *a, **k: built.append(split) or original(name, split, *a, **k))
+    monkeypatch.setattr(
+        tsn.train, "build_dataset", lambda name, split, *a, **k: built.append(split) or original(name, split, *a, **k)
+    )
     trainer = Trainer(tiny("train.epochs=1"), tmp_path)
     trainer.run_validation("fast")
     assert built == ["val"]
@@ -226,7 +253,8 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path: Path) -> None:
 
 
 def test_the_summary_carries_the_mean_validation_loss_and_an_older_metrics_json_gets_it_on_resume(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     cfg = tiny("train.epochs=2", "train.eval_epochs=[1, 2]")
     summary = Trainer(cfg, tmp_path).fit()
     for report in (summary, *summary["evaluations"].values()):
@@ -257,8 +285,11 @@ def test_non_finite_loss_stops_with_task_and_epoch_before_any_update(tmp_path: P
     import tsn.engine
 
     real_loss = tsn.engine.task_loss
-    monkeypatch.setattr(tsn.engine, "task_loss", lambda task, pred, target: real_loss(task, pred, target)
-                        * (float("nan") if task.name == "edge" else 1.0))
+    monkeypatch.setattr(
+        tsn.engine,
+        "task_loss",
+        lambda task, pred, target: real_loss(task, pred, target) * (float("nan") if task.name == "edge" else 1.0),
+    )
     trainer = Trainer(tiny("train.epochs=1", "train.schedule=joint"), tmp_path)
     before = {k: v.clone() for k, v in trainer.model.named_parameters()}
     with pytest.raises(NonFiniteLossError, match=r"non-finite edge loss \(nan\) at epoch 1, step 0;"):
@@ -289,7 +320,19 @@ def _tsn(*args: str) -> subprocess.CompletedProcess:
 
 def test_train_cli_writes_metrics_and_eval_cli_reads_the_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = _tsn("train", "--model", "task_in", "--dataset", "synthetic", "--budget", "smoke", "--out", str(out), *TINY, "train.epochs=1")
+    result = _tsn(
+        "train",
+        "--model",
+        "task_in",
+        "--dataset",
+        "synthetic",
+        "--budget",
+        "smoke",
+        "--out",
+        str(out),
+        *TINY,
+        "train.epochs=1",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "metrics.json").read_text())["architecture"] == "task_in"
     evaluated = _tsn("eval", str(out / "checkpoint.pt"), "--edge-evaluator", "fast")
@@ -312,8 +355,7 @@ def test_train_cli_bad_configuration_exits_2_before_any_compute(tmp_path: Path, 
 
 
 def test_cosine_schedule_anneals_each_network_to_zero_over_its_own_steps(tmp_path: Path) -> None:
-    cfg = tiny("train.epochs=2", "train.lr_schedule=cosine", "model.architecture=single_task",
-               "data.tasks=semseg,edge")
+    cfg = tiny("train.epochs=2", "train.lr_schedule=cosine", "model.architecture=single_task", "data.tasks=semseg,edge")
     summary = Trainer(cfg, tmp_path).fit()
     first, last = summary["history"][0]["lr"], summary["history"][-1]["lr"]
     # 16 samples / batch 8 = 2 steps per task and epoch: after epoch 1 each network is half-way, cos(pi/2) -> 1/2
@@ -329,8 +371,6 @@ def test_cosine_schedule_of_a_shared_network_counts_every_step(tmp_path: Path) -
     assert schedule.scheduler.lr_lambdas[0](8) == pytest.approx(0.5)
 
 
-
-
 def test_history_records_the_order_in_which_tasks_were_last_trained(tmp_path: Path) -> None:
     trainer = Trainer(tiny("train.epochs=2", "data.tasks=semseg,edge,normals", "model.embedding_dim=99"), tmp_path)
     summary = trainer.fit()
@@ -344,12 +384,16 @@ def test_delta_m_at_an_eval_epoch_compares_with_the_baseline_at_the_same_epoch(t
     final = {"semseg": 50.0, "normals": 40.0}
     early = {"semseg": 25.0, "normals": 80.0}
     baseline = Baseline(final, {"run": "x"}, by_epoch={"1": early})
-    summary = Trainer(tiny("train.epochs=2", "train.eval_epochs=[1]", "data.tasks=semseg,normals"), tmp_path,
-                      baseline=baseline).fit()
+    summary = Trainer(
+        tiny("train.epochs=2", "train.eval_epochs=[1]", "data.tasks=semseg,normals"), tmp_path, baseline=baseline
+    ).fit()
     first, last = summary["evaluations"]["1"], summary["evaluations"]["2"]
     assert first["delta_m"]["baseline_metrics"] == early and last["delta_m"]["baseline_metrics"] == final
     expected = 100 / 2 * ((25.0 - first["primary"]["semseg"]) / 25.0 + (first["primary"]["normals"] - 80.0) / 80.0)
     assert first["delta_m"]["value"] == pytest.approx(expected)
-    no_early = Trainer(tiny("train.epochs=2", "train.eval_epochs=[1]", "data.tasks=semseg,normals"), tmp_path / "b",
-                       baseline=Baseline(final)).fit()
+    no_early = Trainer(
+        tiny("train.epochs=2", "train.eval_epochs=[1]", "data.tasks=semseg,normals"),
+        tmp_path / "b",
+        baseline=Baseline(final),
+    ).fit()
     assert no_early["evaluations"]["1"]["delta_m"] is None  # the baseline was not evaluated at epoch 1

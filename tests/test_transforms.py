@@ -1,14 +1,21 @@
 """Specification of the joint augmentation: image and targets stay aligned, targets keep their meaning."""
 
+import math
+
 import pytest
 import torch
 
-import math
-
 from tsn.data import photometric
 from tsn.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     MultiTaskDataset,
-    IMAGENET_MEAN, IMAGENET_STD, build_transform, hflip, paper_steps, photometric_step, resize, similarity,
+    build_transform,
+    hflip,
+    paper_steps,
+    photometric_step,
+    resize,
+    similarity,
     warp,
 )
 from tsn.target_kinds import target_kind
@@ -137,8 +144,12 @@ def test_quarter_turn_moves_pixels_and_turns_vectors_the_same_way(angle):
     semseg[4, 6] = 3  # two pixels right of the centre
     normals = torch.zeros(3, size, size)
     normals[0, 4, 6] = 1.0
-    _, out = warp(torch.rand(3, size, size), {"semseg": semseg, "normals": normals},
-                  {"semseg": "label", "normals": "normals"}, similarity(1.0, angle, False))
+    _, out = warp(
+        torch.rand(3, size, size),
+        {"semseg": semseg, "normals": normals},
+        {"semseg": "label", "normals": "normals"},
+        similarity(1.0, angle, False),
+    )
     row = 2 if angle > 0 else 6  # above (y down) for counter-clockwise, below for clockwise
     assert out["semseg"].nonzero().tolist() == [[row, 4]]
     assert torch.allclose(out["normals"][:, row, 4], torch.tensor([0.0, -1.0 if angle > 0 else 1.0, 0.0]), atol=1e-6)
@@ -150,8 +161,9 @@ def test_rotated_sphere_normals_stay_a_sphere(angle, scale):
     """Turning a sphere's image about its centre leaves its normal map unchanged only if the vectors turn along."""
     size, radius = 32, 11.0
     normals = _sphere_normals(size, radius)
-    _, out = warp(torch.rand(3, size, size), {"normals": normals}, {"normals": "normals"},
-                  similarity(scale, angle, False))
+    _, out = warp(
+        torch.rand(3, size, size), {"normals": normals}, {"normals": "normals"}, similarity(scale, angle, False)
+    )
     expected = _sphere_normals(size, radius * scale)
     valid = (out["normals"].norm(dim=0) > 0) & (expected.norm(dim=0) > 0)
     assert valid.sum() > 0.9 * math.pi * (radius * scale) ** 2 * 0.8
@@ -166,8 +178,9 @@ def test_constant_normals_turn_by_the_pinned_angle_and_stay_unit():
     size, angle = 16, 20.0
     direction = torch.nn.functional.normalize(torch.tensor([0.6, -0.3, -0.7]), dim=0)
     normals = direction[:, None, None].expand(3, size, size).clone()
-    _, out = warp(torch.rand(3, size, size), {"normals": normals}, {"normals": "normals"},
-                  similarity(1.1, angle, False))
+    _, out = warp(
+        torch.rand(3, size, size), {"normals": normals}, {"normals": "normals"}, similarity(1.1, angle, False)
+    )
     valid = out["normals"].norm(dim=0) > 0
     assert valid.sum() > size * size // 2
     got = out["normals"][:, valid]
@@ -231,7 +244,9 @@ def test_a_single_task_step_gets_exactly_its_tasks_pipeline():
         sample = dataset[(0, trained)]
         torch.manual_seed(0)
         own_image, own_targets = build_transform("paper", KINDS_PASCAL, trained)(image.clone(), dict(targets))
-        assert torch.equal(sample["image"], own_image) and torch.equal(sample["targets"]["normals"], own_targets["normals"])
+        assert torch.equal(sample["image"], own_image) and torch.equal(
+            sample["targets"]["normals"], own_targets["normals"]
+        )
         torch.manual_seed(0)
         widest_image, _ = build_transform("paper", KINDS_PASCAL)(image.clone(), dict(targets))
         assert not torch.equal(sample["image"], widest_image)
@@ -290,7 +305,6 @@ def test_same_seed_same_augmentation(augment):
         runs.append([transform(image, targets) for _ in range(3)])
     for (a_image, a), (b_image, b) in zip(*runs):
         assert torch.equal(a_image, b_image) and all(torch.equal(a[k], b[k]) for k in a)
-
 
 
 def test_another_seed_another_paper_augmentation():

@@ -37,8 +37,13 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def panels(workspace: ws.Workspace, section: str | None = None, kind: type | None = None) -> list:
-    return [p for s in workspace.sections if section in (None, s.name) for p in s.panels
-            if kind is None or isinstance(p, kind)]
+    return [
+        p
+        for s in workspace.sections
+        if section in (None, s.name)
+        for p in s.panels
+        if kind is None or isinstance(p, kind)
+    ]
 
 
 def keys(metrics) -> list[str]:
@@ -128,8 +133,11 @@ def test_dry_run_prints_one_line_per_panel(capsys: pytest.CaptureFixture[str]) -
     assert "grouped by config:model.encoding, config:model.embedding_dim" in lines[0]
     assert len(lines) == 1 + len(panels(workspace))
     assert any("ScatterPlot" in line and "x=config:model.embedding_dim" in line for line in lines)
-    assert any("ParallelCoordinatesPlot" in line and
-               "columns=config:model.encoding,config:model.embedding_dim,summary:delta_m" in line for line in lines)
+    assert any(
+        "ParallelCoordinatesPlot" in line
+        and "columns=config:model.encoding,config:model.embedding_dim,summary:delta_m" in line
+        for line in lines
+    )
 
 
 def test_dry_run_without_experiment_builds_every_training_experiment(capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,15 +147,18 @@ def test_dry_run_without_experiment_builds_every_training_experiment(capsys: pyt
     assert sorted(h.split("'")[1] for h in headers) == expected
 
 
-@pytest.mark.parametrize("args, culprit", [
-    (["no-slash"], "ENTITY/PROJECT"),
-    (["a/b/c"], "'a/b/c'"),
-    (["team/"], "'team/'"),
-    (["e/p", "--experiment", "nope"], "'nope'"),
-    (["e/p", "--experiment", "scaling"], "'scaling'"),
-    (["e/p", "--budget", "nope"], "'nope'"),
-    (["e/p", "--dataset", "nope"], "'nope'"),
-])
+@pytest.mark.parametrize(
+    "args, culprit",
+    [
+        (["no-slash"], "ENTITY/PROJECT"),
+        (["a/b/c"], "'a/b/c'"),
+        (["team/"], "'team/'"),
+        (["e/p", "--experiment", "nope"], "'nope'"),
+        (["e/p", "--experiment", "scaling"], "'scaling'"),
+        (["e/p", "--budget", "nope"], "'nope'"),
+        (["e/p", "--dataset", "nope"], "'nope'"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args: list[str], culprit: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert sweeps_main(["wandb-workspace", *args, "--dry-run"]) == 2
     captured = capsys.readouterr()
@@ -159,8 +170,9 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], culprit: str, capsys:
         assert "embedding" in line and "baselines" in line  # the valid names are listed
 
 
-def test_saving_without_credentials_says_wandb_login(monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_saving_without_credentials_says_wandb_login(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(W, "has_credentials", lambda: False)
     assert sweeps_main(["wandb-workspace", "e/p", "--experiment", "embedding"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
@@ -179,8 +191,9 @@ def test_a_wandb_auth_error_while_saving_says_wandb_login(monkeypatch: pytest.Mo
     assert "\n" not in str(err.value)
 
 
-def test_save_uploads_every_workspace_once_and_prints_its_url(monkeypatch: pytest.MonkeyPatch,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_save_uploads_every_workspace_once_and_prints_its_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     saved: list[str] = []
     monkeypatch.setattr(W, "has_credentials", lambda: True)
     monkeypatch.setattr(ws.Workspace, "save", lambda self: saved.append(self.name) or self)
@@ -203,10 +216,20 @@ def test_study_note_names_the_experiment_axes_budget_and_table() -> None:
     study = in_memory_study()
     assert write_study_note(study, experiment, "synthetic", "smoke")
     note = get_note(study)
-    for text in (experiment.description, experiment.reproduces, "`model.encoding` ∈ {orthogonal, gaussian}",
-                 "`model.embedding_dim` ∈ {10, 50, 100, 150, 250}", "`train.seed` ∈ {1337, 1338}",
-                 "caps the seeds at 1", "synthetic / smoke", "`reports/embedding-synthetic-smoke.md`",
-                 "`make tables`", "`experiments/embedding.yaml`", "_single_task-synthetic-smoke", GENERATED):
+    for text in (
+        experiment.description,
+        experiment.reproduces,
+        "`model.encoding` ∈ {orthogonal, gaussian}",
+        "`model.embedding_dim` ∈ {10, 50, 100, 150, 250}",
+        "`train.seed` ∈ {1337, 1338}",
+        "caps the seeds at 1",
+        "synthetic / smoke",
+        "`reports/embedding-synthetic-smoke.md`",
+        "`make tables`",
+        "`experiments/embedding.yaml`",
+        "_single_task-synthetic-smoke",
+        GENERATED,
+    ):
         assert text in note
     assert note.startswith("## embedding: ")
 
@@ -234,8 +257,14 @@ def test_the_workspace_about_panel_is_the_study_note_without_the_dashboard_marke
 def test_opening_a_sweep_writes_its_study_note(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     experiment = load_experiment("experiments/schedule.yaml")
-    Sweep(experiment, "smoke", storage, runs_dir=tmp_path / "runs", log=lambda line: None,
-          tracking=TrackingConfig(enabled=False))
+    Sweep(
+        experiment,
+        "smoke",
+        storage,
+        runs_dir=tmp_path / "runs",
+        log=lambda line: None,
+        tracking=TrackingConfig(enabled=False),
+    )
     study = optuna.load_study(study_name="schedule-synthetic-smoke", storage=storage)
     note = get_note(study)  # what optuna-dashboard reads from the storage
     assert experiment.description in note and "`reports/schedule-synthetic-smoke.md`" in note
@@ -246,7 +275,10 @@ def test_learning_rate_axes_use_a_log_scale_and_panels_show_every_run() -> None:
     workspace = W.build_workspace(load_experiment("experiments/diagnosis/encoder.yaml"), "e", "p", budget="cpu")
     [parallel] = panels(workspace, kind=wr.ParallelCoordinatesPlot)
     assert {W._key(c.metric): c.log for c in parallel.columns} == {
-        "config:model.pretrained": None, "config:train.lr_encoder": True, "summary:delta_m": None}
+        "config:model.pretrained": None,
+        "config:train.lr_encoder": True,
+        "summary:delta_m": None,
+    }
     assert workspace.settings.max_runs == 2 * 2 * 3  # the grid: pretrained x lr_encoder x 3 seeds
     embedding = load_experiment("experiments/embedding.yaml")
     assert (W.n_runs(embedding, "cpu"), W.n_runs(embedding, "smoke")) == (20, 10)  # smoke runs the first seed only

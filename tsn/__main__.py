@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from . import params
 from .errors import ArgumentParser, entry_point
@@ -19,8 +19,11 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], argp
         "eval": ("evaluate a checkpoint", cli.build_eval_parser, cli.run_eval),
         "import-official": ("the authors' released checkpoints as a run", cli.build_import_parser, cli.run_import),
         "data": ("dataset utilities (preview)", cli.build_data_parser, cli.run_data),
-        "pretrain": ("pretrain the compact encoder on synthetic scenes (cached)", cli.build_pretrain_parser,
-                     cli.run_pretrain),
+        "pretrain": (
+            "pretrain the compact encoder on synthetic scenes (cached)",
+            cli.build_pretrain_parser,
+            cli.run_pretrain,
+        ),
     }
 
 

@@ -36,11 +36,14 @@ def _baseline(path: str | None):
     try:
         summary = json.loads(file.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"--baseline {file}: not a metrics.json ({err}); give the metrics.json of a single_task "
-                         f"run") from None
+        raise ValueError(
+            f"--baseline {file}: not a metrics.json ({err}); give the metrics.json of a single_task run"
+        ) from None
     if not isinstance(summary, dict) or not isinstance(summary.get("primary"), dict):
-        raise ValueError(f"--baseline {file}: no 'primary' metrics (a mapping of task to value); give the "
-                         f"metrics.json of a single_task run")
+        raise ValueError(
+            f"--baseline {file}: no 'primary' metrics (a mapping of task to value); give the "
+            f"metrics.json of a single_task run"
+        )
     return Baseline(summary["primary"], {"path": str(file), "config_hash": summary.get("config_hash")})
 
 
@@ -65,8 +68,12 @@ def run_train(args: argparse.Namespace) -> int:
 def build_eval_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", help="a checkpoint.pt written by `python -m tsn train`")
     parser.add_argument("--edge-evaluator", choices=EDGE_EVALUATORS, default="seism")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes for the SEISM-compatible odsF (default: the run's train.eval_workers)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes for the SEISM-compatible odsF (default: the run's train.eval_workers)",
+    )
     parser.add_argument("--json", default=None, help="also write the metrics to this file")
     return parser
 
@@ -94,7 +101,9 @@ def run_eval(args: argparse.Namespace) -> int:
     report = {
         "checkpoint": args.checkpoint,
         "epoch": state.get("epoch"),
-        "metrics": {k: {"values": dict(r.values), "conventions": dict(r.conventions)} for k, r in evaluation.results.items()},
+        "metrics": {
+            k: {"values": dict(r.values), "conventions": dict(r.conventions)} for k, r in evaluation.results.items()
+        },
         "val_loss": evaluation.losses,
     }
     if args.json:
@@ -105,7 +114,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def build_import_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
-        "inputs", nargs="+", metavar="CHECKPOINT|key=value",
+        "inputs",
+        nargs="+",
+        metavar="CHECKPOINT|key=value",
         help="the authors' tsns_model.pth or single_task_TASK.pth file(s), then overrides, e.g. data.root=/data/PASCAL",
     )
     parser.add_argument("--out", required=True, help="run folder: checkpoint.pt goes here (for `python -m tsn eval`)")

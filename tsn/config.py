@@ -12,9 +12,10 @@ import json
 import os
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import yaml
@@ -23,8 +24,7 @@ from .decoder import DecoderWidths
 from .domains import SEED_MAX, check_fields, domain, is_multi_task_only, multi_task_only
 from .lr_schedules import LR_SCHEDULES as LR_SCHEDULE_TYPES
 from .models import ModelConfig, validate_model_config
-from .pretrained import (IMAGENET, IMAGENET_WEIGHTS, NO_WEIGHTS, SYNTHETIC, WeightsUnavailableError,
-                         ensure_imagenet_file)
+from .pretrained import IMAGENET, IMAGENET_WEIGHTS, NO_WEIGHTS, SYNTHETIC, WeightsUnavailableError, ensure_imagenet_file
 from .schedules import SCHEDULES as TASK_SCHEDULES
 from .tasks import DATASETS, dataset_tasks
 
@@ -100,7 +100,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         _validate(self)
         return self
 
@@ -288,8 +288,11 @@ def _expanded_size(
         if key in open_nodes:
             raise _YamlLimit("recursive (an alias inside its own anchor)")
         open_nodes.add(key)
-        children = node.value if isinstance(node, yaml.SequenceNode) else (
-            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+        children = (
+            node.value
+            if isinstance(node, yaml.SequenceNode)
+            else ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+        )
         count, height = 1, 1
         for child in children:
             child_count, child_height = _expanded_size(child, depth + 1, sizes, open_nodes)
@@ -331,8 +334,9 @@ def load_yaml(path: str | Path) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{file}: not UTF-8 text (byte {err.start}: {raw[err.start:err.start + 1]!r}); "
-                          f"save it as UTF-8") from None
+        raise ConfigError(
+            f"{file}: not UTF-8 text (byte {err.start}: {raw[err.start : err.start + 1]!r}); save it as UTF-8"
+        ) from None
     return parse_yaml(text, str(file))
 
 
@@ -374,8 +378,10 @@ def _no_empty_tasks(values: Any) -> Any:
     if tasks is not None and not tasks and isinstance(tasks, (list, tuple, str)):
         dataset = data.get("dataset", "synthetic")
         names = dataset_tasks(dataset, ()).names if dataset in DATASETS else ()
-        raise ConfigError(f"data.tasks is empty; name at least one task (or leave the key out for all); "
-                          f"valid: {', '.join(names) or ', '.join(sorted(DATASETS))}")
+        raise ConfigError(
+            f"data.tasks is empty; name at least one task (or leave the key out for all); "
+            f"valid: {', '.join(names) or ', '.join(sorted(DATASETS))}"
+        )
     return values
 
 
@@ -411,8 +417,9 @@ def check_pretrained(cfg: RunConfig) -> None:
 
         ensure_synthetic_weights()  # pretrains once (about 2-3 min on 2 cores), then the cached file is reused
     elif pretrained not in (None, NO_WEIGHTS) and not Path(pretrained).is_file():
-        raise ConfigError(f"model.pretrained: file not found: {pretrained}; valid: none, imagenet, synthetic or a "
-                          "local .pth file")
+        raise ConfigError(
+            f"model.pretrained: file not found: {pretrained}; valid: none, imagenet, synthetic or a local .pth file"
+        )
 
 
 # A lower bound of the encoder's activations: one float per channel of each ResNet stage's output, per input pixel
@@ -426,7 +433,7 @@ def activation_bytes(cfg: RunConfig) -> int:
     widths = DecoderWidths.scaled(cfg.model.decoder_width)
     decoder = widths.out + sum((s + u) / 4 ** (j + 1) for j, (s, u) in enumerate(zip(widths.skip, (*widths.up, 0))))
     per_pixel = 3 + ENCODER_FLOATS_PER_PIXEL + decoder
-    return int(cfg.train.batch_size * cfg.data.image_size ** 2 * per_pixel * 4)
+    return int(cfg.train.batch_size * cfg.data.image_size**2 * per_pixel * 4)
 
 
 def available_memory(device: str) -> tuple[str, int]:
@@ -488,5 +495,7 @@ def _validate(cfg: RunConfig) -> None:
     if unknown:
         raise ConfigError(f"train.loss_weights: unknown task {unknown[0]!r}; valid: {', '.join(tasks.names)}")
     if not any(train.loss_weights.get(t.name, t.loss_weight) > 0 for t in tasks.tasks):
-        raise ConfigError(f"train.loss_weights: every task ({', '.join(tasks.names)}) weighs 0, nothing would "
-                          f"be trained; give at least one task a weight > 0")
+        raise ConfigError(
+            f"train.loss_weights: every task ({', '.join(tasks.names)}) weighs 0, nothing would "
+            f"be trained; give at least one task a weight > 0"
+        )

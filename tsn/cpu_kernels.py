@@ -18,8 +18,8 @@ the reference ops' math).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F

@@ -27,7 +27,7 @@ class DecoderWidths:
     out: int  # the full-resolution block
 
     @classmethod
-    def scaled(cls, multiplier: float) -> "DecoderWidths":
+    def scaled(cls, multiplier: float) -> DecoderWidths:
         """The paper's widths times ``multiplier`` (1.0 = the paper)."""
         if multiplier <= 0:
             raise ValueError(f"decoder width multiplier must be > 0, got {multiplier}")
@@ -35,9 +35,7 @@ class DecoderWidths:
         def scale(c: int) -> int:
             return max(1, round(c * multiplier))
 
-        return cls(
-            tuple(map(scale, PAPER_SKIP_WIDTHS)), tuple(map(scale, PAPER_UP_WIDTHS)), scale(PAPER_OUT_WIDTH)
-        )
+        return cls(tuple(map(scale, PAPER_SKIP_WIDTHS)), tuple(map(scale, PAPER_UP_WIDTHS)), scale(PAPER_OUT_WIDTH))
 
 
 def upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
 SEED_MAX = 2**31 - 1  # fits every generator the suite seeds (torch, numpy, Python)
 
@@ -48,12 +49,14 @@ class Domain:
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             return  # None = "not set" where a field allows it; types are the loader's concern
         if not self.contains(value):
-            raise ValueError(f"{key} must be {'finite and ' if not math.isfinite(value) else ''}"
-                             f"{self.describe()}, got {value!r}")
+            raise ValueError(
+                f"{key} must be {'finite and ' if not math.isfinite(value) else ''}{self.describe()}, got {value!r}"
+            )
 
 
-def domain(low: float | None = None, high: float | None = None, *, open_low: bool = False,
-           open_high: bool = False) -> dict[str, Domain]:
+def domain(
+    low: float | None = None, high: float | None = None, *, open_low: bool = False, open_high: bool = False
+) -> dict[str, Domain]:
     """The ``metadata`` of a dataclass field whose values lie in ``low .. high``."""
     return {"domain": Domain(low, high, open_low, open_high)}
 
@@ -85,8 +88,9 @@ def check_fields(obj: Any, section: str) -> None:
             bounds.check(key, value)
 
 
-def cli_number(kind: type, low: float | None = None, high: float | None = None, *,
-               open_low: bool = False) -> Callable[[str], Any]:
+def cli_number(
+    kind: type, low: float | None = None, high: float | None = None, *, open_low: bool = False
+) -> Callable[[str], Any]:
     """An argparse ``type`` for a count or duration flag: ``kind`` (int or float) in ``low .. high``, finite."""
     bounds = Domain(low, high, open_low)
 
@@ -95,7 +99,8 @@ def cli_number(kind: type, low: float | None = None, high: float | None = None, 
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
         if not bounds.contains(value):
             raise argparse.ArgumentTypeError(f"must be {bounds.describe()}, got {text}")
         return value

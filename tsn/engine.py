@@ -13,8 +13,9 @@ groups, and its own learning-rate schedule (``train.lr_schedule``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 

@@ -24,7 +24,8 @@ import re
 import sqlite3
 import sys
 import traceback
-from typing import Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 DEBUG_VARIABLE = "TSN_DEBUG"
@@ -95,8 +96,10 @@ def describe(err: BaseException) -> tuple[int, str]:
         return EXIT_INTERRUPTED, "stopped: interrupted"
     for cause in _chain(err):
         if isinstance(cause, sqlite3.OperationalError) and "readonly database" in str(cause):
-            return EXIT_BAD_INPUT, ("error: the study storage is a read-only SQLite database (attempt to write a "
-                                    "readonly database); give a writable --storage")
+            return EXIT_BAD_INPUT, (
+                "error: the study storage is a read-only SQLite database (attempt to write a "
+                "readonly database); give a writable --storage"
+            )
     if isinstance(err, OSError) and err.errno in PATH_ERRORS and (err.filename or isinstance(err, FileNotFoundError)):
         where = err.filename if err.filename is not None else ""
         return EXIT_BAD_INPUT, f"error: {where}: {PATH_ERRORS[err.errno]} ({err.strerror})"
@@ -104,8 +107,9 @@ def describe(err: BaseException) -> tuple[int, str]:
         return EXIT_BAD_INPUT, f"error: {first_line(err)}"
     fault = environment_fault(err)
     why = f"{fault[0]}: {fault[1]}, then run the same command again" if fault else "the run failed"
-    return EXIT_FAILED, (f"error: {type(err).__name__}: {first_line(err)} ({why}; "
-                         f"{DEBUG_VARIABLE}=1 shows the traceback)")
+    return EXIT_FAILED, (
+        f"error: {type(err).__name__}: {first_line(err)} ({why}; {DEBUG_VARIABLE}=1 shows the traceback)"
+    )
 
 
 def _storage_lost(err: BaseException) -> bool:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import torch
 
@@ -73,7 +73,9 @@ def evaluate(
     pool = MetricPool(workers)  # checks workers before any work
     was_training = model.training
     model.eval()
-    metrics = {t.name: build_metric(t, edge_max_dist=tasks.edge_max_dist, edge_evaluator=edge_evaluator) for t in tasks.tasks}
+    metrics = {
+        t.name: build_metric(t, edge_max_dist=tasks.edge_max_dist, edge_evaluator=edge_evaluator) for t in tasks.tasks
+    }
     loss_sums = dict.fromkeys(tasks.names, 0.0)
     samples = 0
     with pool:

@@ -8,8 +8,8 @@ every architecture and lets one decoder batch mix tasks, each sample with its ow
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,7 @@ class TaskContext:
     @classmethod
     def for_blocks(
         cls, task_ids: Sequence[int], block_size: int, device: torch.device, embeddings: torch.Tensor | None = None
-    ) -> "TaskContext":
+    ) -> TaskContext:
         """A batch of ``len(task_ids)`` blocks of ``block_size`` samples, block i serving task ``task_ids[i]``."""
         ids = torch.tensor(list(task_ids), dtype=torch.long, device=device)
         blocks = tuple((t, i * block_size, (i + 1) * block_size) for i, t in enumerate(task_ids))

@@ -18,7 +18,7 @@ when no element is valid. Normalisation choices, against ``facebookresearch/astm
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -10,8 +10,8 @@ and the decoder for many tasks:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -94,7 +94,7 @@ class MultiTaskModel(nn.Module):
         """The learned l_tau, one row per task (TSN only)."""
         return None
 
-    def networks(self) -> dict[str, "MultiTaskModel"]:
+    def networks(self) -> dict[str, MultiTaskModel]:
         """The independently trained networks by name, each serving its ``task_names``: the whole model for the
         architectures that share an encoder; one per task for ``single_task``. Each gets its own optimiser and
         LR schedule (tsn.engine), so the single-task baselines train as separate runs, as the official ones do."""

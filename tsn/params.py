@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -67,7 +67,8 @@ def _parse_range(text: str) -> list[int]:
         low, high = 0, 0
     if not 1 <= low <= high <= MAX_TASKS:
         raise argparse.ArgumentTypeError(
-            f"--tasks-range must look like 1-9 with 1 <= low <= high <= {MAX_TASKS}, got {text!r}")
+            f"--tasks-range must look like 1-9 with 1 <= low <= high <= {MAX_TASKS}, got {text!r}"
+        )
     return list(range(low, high + 1))
 
 
@@ -81,7 +82,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--embedding-dim", type=int, default=100)
     parser.add_argument("--n-fc", type=int, default=8)
     parser.add_argument("--architectures", nargs="*", default=list(ARCHITECTURES))
-    parser.add_argument("--image-size", type=cli_number(int, 0, 4096), default=0, help="also count MACs per forward at this size")
+    parser.add_argument(
+        "--image-size", type=cli_number(int, 0, 4096), default=0, help="also count MACs per forward at this size"
+    )
     parser.add_argument("--tasks-range", type=_parse_range, default=None, help="scaling with T, e.g. 1-9")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser

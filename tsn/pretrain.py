@@ -16,9 +16,9 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -90,8 +90,10 @@ def pretrain_data(cfg: PretrainConfig) -> dict[str, np.ndarray]:
             counts.append(object_counts(sample))
         return {"image": np.stack(images), "counts": np.stack(counts).astype(np.uint8)}
 
-    name = (f"synthetic-v{synthetic.GENERATOR_VERSION}-seed{cfg.data_seed}-pretrain-{cfg.image_size}px"
-            f"-n{cfg.samples}-counts")
+    name = (
+        f"synthetic-v{synthetic.GENERATOR_VERSION}-seed{cfg.data_seed}-pretrain-{cfg.image_size}px"
+        f"-n{cfg.samples}-counts"
+    )
     return cache.cached_arrays(name, build)
 
 
@@ -101,8 +103,9 @@ def pretrain_loss(output: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(presence, (counts > 0).float()) + F.mse_loss(count, counts)
 
 
-def pretrain_encoder(cfg: PretrainConfig,
-                     on_epoch: Callable[[int, float], None] | None = None) -> dict[str, torch.Tensor]:
+def pretrain_encoder(
+    cfg: PretrainConfig, on_epoch: Callable[[int, float], None] | None = None
+) -> dict[str, torch.Tensor]:
     """Train a compact encoder on the pretrain split; its state dict. ``on_epoch(epoch, mean loss)`` per epoch.
 
     Deterministic for a given config and thread count; the global torch RNG is left as it was.
@@ -118,8 +121,9 @@ def pretrain_encoder(cfg: PretrainConfig,
         torch.manual_seed(cfg.seed)
         encoder = compact_encoder()
         head = nn.Linear(encoder.channels[-1], 2 * NUM_CLASSES)
-        optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], cfg.lr,
-                                      weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(
+            [*encoder.parameters(), *head.parameters()], cfg.lr, weight_decay=cfg.weight_decay
+        )
         steps = cfg.epochs * math.ceil(used / size)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         generator = torch.Generator().manual_seed(cfg.seed)
@@ -146,8 +150,12 @@ def recipe_hash(cfg: PretrainConfig) -> str:
     """A short hash of the config, the generator and recipe versions and the encoder's layout (names, shapes)."""
     with torch.random.fork_rng(devices=[]):
         layout = {key: list(value.shape) for key, value in compact_encoder().state_dict().items()}
-    recipe = {"config": asdict(cfg), "generator": synthetic.GENERATOR_VERSION, "recipe": RECIPE_VERSION,
-              "encoder": layout}
+    recipe = {
+        "config": asdict(cfg),
+        "generator": synthetic.GENERATOR_VERSION,
+        "recipe": RECIPE_VERSION,
+        "encoder": layout,
+    }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -173,8 +181,11 @@ def _save(state: dict[str, torch.Tensor], tmp: Path) -> None:
         torch.save(state, f)
 
 
-def ensure_synthetic_weights(cfg: PretrainConfig = PretrainConfig(), path: str | Path | None = None,
-                             on_epoch: Callable[[int, float], None] | None = None) -> Path:
+def ensure_synthetic_weights(
+    cfg: PretrainConfig = PretrainConfig(),
+    path: str | Path | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> Path:
     """The verified weights file of ``cfg`` (default: its cache path), pretraining it first if absent or bad.
 
     Idempotent and safe across processes: the build runs under an exclusive lock on ``<file>.lock``, so a second
@@ -186,8 +197,9 @@ def ensure_synthetic_weights(cfg: PretrainConfig = PretrainConfig(), path: str |
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         if _verified(target):
             return target
-        log.warning("pretraining the compact encoder once (%d samples, %d epochs) into %s", cfg.samples,
-                    cfg.epochs, target)
+        log.warning(
+            "pretraining the compact encoder once (%d samples, %d epochs) into %s", cfg.samples, cfg.epochs, target
+        )
         state = pretrain_encoder(cfg, on_epoch)
         atomic_write(target, lambda tmp: _save(state, tmp))
         cache.write_checksum(target)

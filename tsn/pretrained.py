@@ -54,9 +54,7 @@ def ensure_imagenet_file(backbone: str) -> Path:
     if file.is_file():
         return file
     weights = IMAGENET_WEIGHTS[backbone]
-    missing = (
-        f"ImageNet weights for {backbone} not found: put {file.name} (from {weights.url}) into {file.parent}"
-    )
+    missing = f"ImageNet weights for {backbone} not found: put {file.name} (from {weights.url}) into {file.parent}"
     if offline():
         raise WeightsUnavailableError(f"{missing} ({OFFLINE_ENV} is set, nothing is downloaded)")
     try:

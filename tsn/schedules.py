@@ -22,8 +22,8 @@ A pass drops its incomplete last batch when it has more than one batch, as the t
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -46,7 +46,7 @@ def batches(indices: Sequence[int], batch_size: int, generator: torch.Generator)
     """One shuffled pass over ``indices`` in batches (the incomplete last one dropped when there are several)."""
     order = [indices[i] for i in torch.randperm(len(indices), generator=generator).tolist()]
     cut = len(order) - len(order) % batch_size if len(order) > batch_size else len(order)
-    return [order[i:i + batch_size] for i in range(0, cut, batch_size)]
+    return [order[i : i + batch_size] for i in range(0, cut, batch_size)]
 
 
 def per_task(labelled: Mapping[str, Sequence[int]]) -> dict[Tasks, Sequence[int]]:

@@ -20,9 +20,10 @@ Formats of the built-in kinds, shared by every dataset:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -46,9 +47,12 @@ class Geometry:
     shift: float  # maximum |shift| as a fraction of the image's width / height
     rotation: float  # maximum |angle| in degrees, counter-clockwise on screen
 
-    def union(self, other: "Geometry") -> "Geometry":
-        return Geometry((min(self.scale[0], other.scale[0]), max(self.scale[1], other.scale[1])),
-                        max(self.shift, other.shift), max(self.rotation, other.rotation))
+    def union(self, other: Geometry) -> Geometry:
+        return Geometry(
+            (min(self.scale[0], other.scale[0]), max(self.scale[1], other.scale[1])),
+            max(self.shift, other.shift),
+            max(self.rotation, other.rotation),
+        )
 
 
 SHIFT_SCALE = Geometry(scale=(0.5, 1.5), shift=0.1, rotation=0.0)  # albumentations' ShiftScaleRotate
@@ -108,28 +112,34 @@ def target_kind(name: str) -> TargetKind:
 
 # Metric builders. The metric modules import IGNORE_INDEX from here, so they are imported when a metric is built.
 
-def _segmentation(task: "TaskSpec", *_: object) -> "Metric":
+
+def _segmentation(task: TaskSpec, *_: object) -> Metric:
     from tsn.metrics.segmentation import SegmentationMetric
+
     return SegmentationMetric(task.channels, **task.metric_kwargs)
 
 
-def _edge(_: "TaskSpec", max_dist: float, evaluator: str) -> "Metric":
+def _edge(_: TaskSpec, max_dist: float, evaluator: str) -> Metric:
     from tsn.metrics import EDGE_EVALUATORS
+
     return EDGE_EVALUATORS[evaluator](max_dist)
 
 
-def _saliency(*_: object) -> "Metric":
+def _saliency(*_: object) -> Metric:
     from tsn.metrics.saliency import SaliencyMetric
+
     return SaliencyMetric()
 
 
-def _normals(*_: object) -> "Metric":
+def _normals(*_: object) -> Metric:
     from tsn.metrics.normals import NormalsMetric
+
     return NormalsMetric()
 
 
-def _depth(*_: object) -> "Metric":
+def _depth(*_: object) -> Metric:
     from tsn.metrics.depth import DepthMetric
+
     return DepthMetric()
 
 
@@ -137,35 +147,71 @@ def _masked(array: np.ndarray, value: float, **style: object) -> tuple[np.ndarra
     return np.ma.masked_equal(array, value), dict(style)
 
 
-register(TargetKind(
-    "label", torch.int64, None, invalid=IGNORE_INDEX, pad=0, vector=False, geometry=SHIFT_SCALE, photometric=True,
-    from_cache=lambda a: a.long(),
-    random=lambda c, b, s, g: torch.randint(c, (b, s, s), generator=g),
-    decode=lambda out: out.argmax(0),
-    draw=lambda t: _masked(t.numpy(), IGNORE_INDEX, cmap="tab20", vmin=0, vmax=20),
-    metrics={"miou": _segmentation},
-))
-register(TargetKind(
-    "binary", torch.float32, 1, invalid=IGNORE_INDEX, pad=0, vector=False, geometry=SHIFT_SCALE, photometric=True,
-    from_cache=lambda a: a.float()[None],
-    random=lambda c, b, s, g: torch.randint(2, (b, 1, s, s), generator=g).float(),
-    decode=torch.sigmoid,
-    draw=lambda t: _masked(t[0].numpy(), IGNORE_INDEX, cmap="gray", vmin=0, vmax=1),
-    metrics={"odsF": _edge, "miou": _saliency},
-))
-register(TargetKind(
-    "normals", torch.float32, 3, invalid=0, pad=0, vector=True, geometry=SCALE_ROTATE, photometric=False,
-    from_cache=lambda a: a.float(),
-    random=lambda c, b, s, g: F.normalize(torch.randn(b, 3, s, s, generator=g), dim=1),
-    decode=lambda out: F.normalize(out, dim=0),
-    draw=lambda t: (((t.permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1), {}),
-    metrics={"mean": _normals},
-))
-register(TargetKind(
-    "depth", torch.float32, 1, invalid=0, pad=0, vector=False, geometry=SCALE_ROTATE, photometric=False,
-    from_cache=lambda a: a.float()[None],
-    random=lambda c, b, s, g: torch.rand(b, 1, s, s, generator=g) + 0.5,
-    decode=lambda out: out,
-    draw=lambda t: _masked(t[0].numpy(), 0, cmap="viridis"),
-    metrics={"rmse": _depth},
-))
+register(
+    TargetKind(
+        "label",
+        torch.int64,
+        None,
+        invalid=IGNORE_INDEX,
+        pad=0,
+        vector=False,
+        geometry=SHIFT_SCALE,
+        photometric=True,
+        from_cache=lambda a: a.long(),
+        random=lambda c, b, s, g: torch.randint(c, (b, s, s), generator=g),
+        decode=lambda out: out.argmax(0),
+        draw=lambda t: _masked(t.numpy(), IGNORE_INDEX, cmap="tab20", vmin=0, vmax=20),
+        metrics={"miou": _segmentation},
+    )
+)
+register(
+    TargetKind(
+        "binary",
+        torch.float32,
+        1,
+        invalid=IGNORE_INDEX,
+        pad=0,
+        vector=False,
+        geometry=SHIFT_SCALE,
+        photometric=True,
+        from_cache=lambda a: a.float()[None],
+        random=lambda c, b, s, g: torch.randint(2, (b, 1, s, s), generator=g).float(),
+        decode=torch.sigmoid,
+        draw=lambda t: _masked(t[0].numpy(), IGNORE_INDEX, cmap="gray", vmin=0, vmax=1),
+        metrics={"odsF": _edge, "miou": _saliency},
+    )
+)
+register(
+    TargetKind(
+        "normals",
+        torch.float32,
+        3,
+        invalid=0,
+        pad=0,
+        vector=True,
+        geometry=SCALE_ROTATE,
+        photometric=False,
+        from_cache=lambda a: a.float(),
+        random=lambda c, b, s, g: F.normalize(torch.randn(b, 3, s, s, generator=g), dim=1),
+        decode=lambda out: F.normalize(out, dim=0),
+        draw=lambda t: (((t.permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1), {}),
+        metrics={"mean": _normals},
+    )
+)
+register(
+    TargetKind(
+        "depth",
+        torch.float32,
+        1,
+        invalid=0,
+        pad=0,
+        vector=False,
+        geometry=SCALE_ROTATE,
+        photometric=False,
+        from_cache=lambda a: a.float()[None],
+        random=lambda c, b, s, g: torch.rand(b, 1, s, s, generator=g) + 0.5,
+        decode=lambda out: out,
+        draw=lambda t: _masked(t[0].numpy(), 0, cmap="viridis"),
+        metrics={"rmse": _depth},
+    )
+)

@@ -10,9 +10,9 @@ target's format, augmentation, drawing and the metrics that can evaluate it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Sequence
 
 from tsn.target_kinds import target_kind
 
@@ -39,8 +39,10 @@ class TaskSpec:
         if self.channels < 1:
             raise ValueError(f"task {self.name!r}: channels must be >= 1, got {self.channels}")
         if kind.channels is not None and self.channels != kind.channels:
-            raise ValueError(f"task {self.name!r}: a {kind.name!r} target has {kind.channels} channel(s), "
-                             f"got channels={self.channels}")
+            raise ValueError(
+                f"task {self.name!r}: a {kind.name!r} target has {kind.channels} channel(s), "
+                f"got channels={self.channels}"
+            )
         object.__setattr__(self, "loss_kwargs", MappingProxyType(dict(self.loss_kwargs)))
         object.__setattr__(self, "metric_kwargs", MappingProxyType(dict(self.metric_kwargs)))
 
@@ -68,7 +70,7 @@ class DatasetTasks:
                 return task
         raise ValueError(f"unknown task {name!r} for dataset {self.dataset!r}; valid: {list(self.names)}")
 
-    def subset(self, names: Sequence[str] | None) -> "DatasetTasks":
+    def subset(self, names: Sequence[str] | None) -> DatasetTasks:
         """The tasks named in ``names`` (in the given order), or all when ``names`` is None or empty."""
         if not names:
             return self

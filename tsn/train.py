@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -45,11 +46,11 @@ def epoch_checkpoint(epoch: int) -> str:
 class Callback:
     """Hooks for the sweep layer (W&B logging, Optuna reporting). Every method is optional."""
 
-    def on_epoch_end(self, trainer: "Trainer", record: Mapping[str, Any]) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, record: Mapping[str, Any]) -> None: ...
 
-    def on_evaluation(self, trainer: "Trainer", epoch: int, evaluation: Evaluation) -> None: ...
+    def on_evaluation(self, trainer: Trainer, epoch: int, evaluation: Evaluation) -> None: ...
 
-    def on_finish(self, trainer: "Trainer", summary: Mapping[str, Any]) -> None: ...
+    def on_finish(self, trainer: Trainer, summary: Mapping[str, Any]) -> None: ...
 
 
 @dataclass
@@ -107,7 +108,9 @@ class Trainer:
     def optimisation(self) -> Optimisation:
         """Optimisers and LR schedules, built on first use (the cosine schedule counts the training steps)."""
         train = self.cfg.train
-        steps = steps_per_epoch(train.schedule, self.labelled, train.batch_size) if train.lr_schedule != "plateau" else None
+        steps = (
+            steps_per_epoch(train.schedule, self.labelled, train.batch_size) if train.lr_schedule != "plateau" else None
+        )
         return build_optimisation(self.model, train, steps)
 
     @cached_property
@@ -117,12 +120,21 @@ class Trainer:
 
     def _dataset(self, split: str, num_samples: int | None, augment: str | None) -> torch.utils.data.Dataset:
         data = self.cfg.data
-        return build_dataset(data.dataset, split, self.tasks.names, data.image_size, root=data.root,
-                             seed=data.data_seed, num_samples=num_samples, augment=augment)
+        return build_dataset(
+            data.dataset,
+            split,
+            self.tasks.names,
+            data.image_size,
+            root=data.root,
+            seed=data.data_seed,
+            num_samples=num_samples,
+            augment=augment,
+        )
 
     def _loader(self, dataset: torch.utils.data.Dataset, **batching: Any) -> DataLoader:
-        return DataLoader(dataset, num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
-                          **batching)
+        return DataLoader(
+            dataset, num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda", **batching
+        )
 
     def validation_batches(self) -> DataLoader:
         return self._loader(self.val_set, batch_size=self.cfg.train.batch_size)
@@ -163,8 +175,16 @@ class Trainer:
     def train_step(self, tasks: tuple[str, ...], batch: Mapping, where: str = "") -> dict[str, float]:
         """One optimisation step of this run (tsn.engine.train_step); returns each task's loss."""
         return train_step(
-            self.model, self.optimisation, self.tasks, self.loss_weights, tasks, batch,
-            device=self.device, amp=self.cfg.train.amp, channels_last=self.channels_last, where=where,
+            self.model,
+            self.optimisation,
+            self.tasks,
+            self.loss_weights,
+            tasks,
+            batch,
+            device=self.device,
+            amp=self.cfg.train.amp,
+            channels_last=self.channels_last,
+            where=where,
         )
 
     def epoch_batches(self, epoch: int) -> tuple[list[Step], DataLoader]:
@@ -284,8 +304,12 @@ class Trainer:
             "mean_val_loss": evaluation.mean_loss,
             "delta_m": None
             if dm is None
-            else {"value": dm, "convention": "astmt", "baseline": dict(self.baseline.provenance),
-                  "baseline_metrics": dict(self.baseline.at(epoch, last=epoch == self.cfg.train.epochs))},
+            else {
+                "value": dm,
+                "convention": "astmt",
+                "baseline": dict(self.baseline.provenance),
+                "baseline_metrics": dict(self.baseline.at(epoch, last=epoch == self.cfg.train.epochs)),
+            },
         }
 
     def _summary(self, final: Evaluation, seconds: float) -> dict[str, Any]:

@@ -7,7 +7,7 @@ The primary (Δm) value of a task is ``result[task.metric]``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from tsn.metrics.base import Metric, MetricResult
 from tsn.metrics.delta_m import delta_m, relative_differences
@@ -26,8 +26,10 @@ def build_metric(task: TaskSpec, *, edge_max_dist: float, edge_evaluator: str = 
     """The metric accumulator for ``task``: its target kind's builder for its primary metric (tsn.target_kinds)."""
     kind = target_kind(task.target)
     if task.metric not in kind.metrics:
-        raise ValueError(f"task {task.name!r}: no metric {task.metric!r} for target kind {kind.name!r}; "
-                         f"valid: {sorted(kind.metrics)}")
+        raise ValueError(
+            f"task {task.name!r}: no metric {task.metric!r} for target kind {kind.name!r}; "
+            f"valid: {sorted(kind.metrics)}"
+        )
     if edge_evaluator not in EDGE_EVALUATORS:
         raise ValueError(f"unknown edge evaluator {edge_evaluator!r}; valid: {sorted(EDGE_EVALUATORS)}")
     return kind.metrics[task.metric](task, edge_max_dist, edge_evaluator)

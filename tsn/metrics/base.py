@@ -6,8 +6,8 @@ over shards can be merged exactly (``merge``) and ``compute`` never averages per
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import torch

@@ -13,7 +13,7 @@ contributes several metrics; ``higher_is_better`` uses the same keys.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -14,10 +14,10 @@ THRESHOLDS = (11.25, 22.5, 30.0)
 class NormalsMetric(Metric):
     """Mean (primary), median, RMSE of the angular error and percent of pixels under 11.25°, 22.5°, 30°.
 
-    Both maps are L2-normalised, a pixel is valid where the ground-truth norm is non-zero, and the error is
-    degrees(arccos(clip(dot, −1, 1))). Mean, RMSE and the percentages come from exact sums and counts; the median
-    from a histogram of 18,000 bins of 0.01° (constant memory, exactly mergeable): the centre of the bin holding the
-lower median (the angle of rank ceil(n/2)), i.e. within 0.005° of np.median for odd n or large n.
+        Both maps are L2-normalised, a pixel is valid where the ground-truth norm is non-zero, and the error is
+        degrees(arccos(clip(dot, −1, 1))). Mean, RMSE and the percentages come from exact sums and counts; the median
+        from a histogram of 18,000 bins of 0.01° (constant memory, exactly mergeable): the centre of the bin holding the
+    lower median (the angle of rank ceil(n/2)), i.e. within 0.005° of np.median for odd n or large n.
     """
 
     def _zero_state(self) -> dict[str, np.ndarray]:

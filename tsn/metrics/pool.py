@@ -39,8 +39,9 @@ class MetricPool:
 
     def __enter__(self) -> MetricPool:
         if self.workers > 1:
-            self._executor = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
-                                                 initializer=_single_threaded)
+            self._executor = ProcessPoolExecutor(
+                self.workers, multiprocessing.get_context("spawn"), initializer=_single_threaded
+            )
         return self
 
     def update(self, metric: Metric, pred: torch.Tensor, target: torch.Tensor) -> None:

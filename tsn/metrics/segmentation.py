@@ -47,8 +47,10 @@ class SegmentationMetric(Metric):
         for name, values in (("ground-truth label", g), ("predicted class", p)):
             outside = values[(values < 0) | (values >= n)]
             if outside.size:
-                raise ValueError(f"{name} {int(outside[0])} is outside the {n} classes: valid labels are 0..{n - 1} "
-                                 f"and {IGNORE_INDEX} (ignored)")
+                raise ValueError(
+                    f"{name} {int(outside[0])} is outside the {n} classes: valid labels are 0..{n - 1} "
+                    f"and {IGNORE_INDEX} (ignored)"
+                )
         confusion = np.bincount(g * n + p, minlength=n * n).reshape(n, n)  # rows: ground truth
         tp = np.diag(confusion)
         self._state["tp"] += tp
