@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
+from hypothesis.configuration import set_hypothesis_home_dir
 
+_HYPOTHESIS_HOME = pytest.StashKey[Path]()
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 # The cores are shared out among pytest-xdist's workers (`make test` runs two), so that they never oversubscribe
@@ -21,10 +27,25 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test session renders the synthetic data into its own cache, never the user's."""
-    monkeypatch.setenv("TSN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "tsn-cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_written_into_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test session renders the synthetic data into its own cache, never the user's or the checkout's.
+    Session-scoped, so that it is in place before any module-scoped fixture trains a run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TSN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "tsn-cache"))
+        yield
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis caches what it learns from the source under ``.hypothesis/`` of the current folder, even with its
+    example database off; it goes into a folder of its own that is removed again at the end."""
+    config.stash[_HYPOTHESIS_HOME] = Path(tempfile.mkdtemp(prefix="tsn-hypothesis-"))
+    set_hypothesis_home_dir(config.stash[_HYPOTHESIS_HOME])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _HYPOTHESIS_HOME in config.stash:
+        shutil.rmtree(config.stash[_HYPOTHESIS_HOME], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
