@@ -467,6 +467,18 @@ def load_results(path: Path) -> dict[str, Any]:
     return results
 
 
+def add_archs_argument(parser: argparse.ArgumentParser) -> None:
+    """``--archs``: which architectures to measure or train, all by default (shared with ``bench.gpu_check``)."""
+    parser.add_argument(
+        "--archs",
+        nargs="+",
+        choices=ARCHS,
+        default=list(ARCHS),
+        metavar="ARCH",
+        help=f"architectures (default all: {', '.join(ARCHS)})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tsn.domains import cli_number
 
@@ -476,14 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes in seconds, numbers meaningless (dry run)")
-    parser.add_argument(
-        "--archs",
-        nargs="+",
-        choices=ARCHS,
-        default=list(ARCHS),
-        metavar="ARCH",
-        help=f"architectures to measure (default all: {', '.join(ARCHS)})",
-    )
+    add_archs_argument(parser)
     parser.add_argument("--json", type=Path, help="write the results here after every measurement")
     parser.add_argument("--md", type=Path, help="write the Markdown section here")
     parser.add_argument("--profile", type=Path, help="write the profiler's op tables of the TSN step here")

@@ -48,8 +48,8 @@ from tsn.config import resolve
 from tsn.errors import ArgumentParser, entry_point, one_line
 from tsn.runtime import git_commit
 
-from .gpu import RANDOM_ENCODER
-from .measure import ARCHS, REPO
+from .gpu import RANDOM_ENCODER, add_archs_argument
+from .measure import REPO
 
 SKIP_LINE = "gpu-check: skipped, no CUDA device (torch.cuda.is_available() is False)"
 TIME_LIMIT = 450.0  # seconds: 8 minutes less a margin for start-up and the copy back
@@ -453,14 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="epochs of each trial (the gpu budget's 12 are extrapolated from them)",
     )
-    parser.add_argument(
-        "--archs",
-        nargs="+",
-        choices=ARCHS,
-        default=list(ARCHS),
-        metavar="ARCH",
-        help=f"architectures (default all: {', '.join(ARCHS)})",
-    )
+    add_archs_argument(parser)
     parser.add_argument(
         "--benchmarks",
         type=Path,

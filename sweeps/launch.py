@@ -9,9 +9,9 @@ exactly-once claims make any number of workers safe; what this module adds is th
   ``--set train.threads=K`` still wins. On Slurm each job has its own allocation (``cpus_per_task``).
 - **GPUs.** ``--gpus 0,1`` gives worker i the GPU ``gpus[i]`` (``CUDA_VISIBLE_DEVICES``); on Slurm,
   ``gpus_per_node`` of the config file asks the scheduler, which sets ``CUDA_VISIBLE_DEVICES`` itself.
-- **Credentials.** Nothing a job receives is secret: its arguments are pickled into the log folder. A password in
-  a PostgreSQL URL is removed from it and handed to the workers as ``PGPASSWORD`` (which libpq reads) through the
-  environment they inherit at submission.
+- **Credentials.** Nothing a job receives is secret: its arguments are pickled into the log folder. The entry
+  point has already moved a password out of the storage URL into the environment (:func:`sweeps.storage.hide_password`),
+  which the jobs inherit at submission, local or Slurm alike.
 - **Time limits.** A job reaching Slurm's time limit (or preempted) gets submitit's signal: the worker stops as on
   Ctrl-C (its trial is recorded as interrupted and resumes from its checkpoint), then submitit requeues the job.
 """
@@ -22,14 +22,12 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import submitit
-from sqlalchemy.engine import make_url
 
 from tsn.config import ConfigError, load_yaml
 from tsn.domains import Domain, cli_number
@@ -42,7 +40,6 @@ from .tracking import TrackingConfig
 EXECUTORS = ("local", "slurm")
 LOCAL_TIME_LIMIT_MIN = 365 * 24 * 60  # submitit's local executor stops a job after 2 minutes unless told otherwise
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # for the processes a worker starts (data, evaluation)
-PASSWORD_VARIABLE = "PGPASSWORD"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -202,42 +199,6 @@ def available_cores() -> list[int]:
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
 
 
-# ------------------------------------------------------------------------------------------------- credentials
-def split_password(url: str) -> tuple[str, str | None]:
-    """(``url`` without its password, the password or None). Workers get the password as PGPASSWORD."""
-    if "://" not in url or url.startswith("sqlite"):
-        return url, None
-    try:
-        parsed = make_url(url)
-    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: open_storage says what is wrong with it
-        return url, None
-    if parsed.password is None:
-        return url, None
-    if not parsed.drivername.startswith("postgres"):
-        raise ValueError(
-            f"storage {redact(url)}: launch hands a password to its workers only for PostgreSQL (as "
-            f"{PASSWORD_VARIABLE}); remove it from the URL and let the database client find it"
-        )
-    return parsed._replace(password=None).render_as_string(hide_password=False), str(parsed.password) or None
-
-
-@contextmanager
-def password_in_environment(password: str | None) -> Iterator[None]:
-    """PGPASSWORD set while the jobs are submitted (they inherit the environment), restored afterwards."""
-    if password is None:
-        yield
-        return
-    previous = os.environ.get(PASSWORD_VARIABLE)
-    os.environ[PASSWORD_VARIABLE] = password
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(PASSWORD_VARIABLE, None)
-        else:
-            os.environ[PASSWORD_VARIABLE] = previous
-
-
 # ------------------------------------------------------------------------------------------------------- jobs
 class Worker(submitit.helpers.Checkpointable):
     """What each job runs: ``python -m sweeps worker ARGV`` in-process, placed by its :class:`WorkerPlan`.
@@ -274,7 +235,7 @@ class Worker(submitit.helpers.Checkpointable):
 
 
 def worker_argv(args: argparse.Namespace, study: str, storage: str) -> list[str]:
-    """``python -m sweeps worker`` options for each job (``storage`` without its password)."""
+    """``python -m sweeps worker`` options for each job (``storage`` as the entry point left it: without a password)."""
     argv = [
         "worker",
         "--study",
@@ -309,11 +270,9 @@ def make_executor(kind: str, folder: Path, slurm: SlurmConfig | None) -> submiti
     return executor
 
 
-def submit(
-    executor: submitit.Executor, plans: Sequence[WorkerPlan], argv: Sequence[str], password: str | None
-) -> list[submitit.Job]:
-    """One job per plan (a Slurm job array), each running :class:`Worker`; the password only in the environment."""
-    with password_in_environment(password), executor.batch():
+def submit(executor: submitit.Executor, plans: Sequence[WorkerPlan], argv: Sequence[str]) -> list[submitit.Job]:
+    """One job per plan (a Slurm job array), each running :class:`Worker` with the environment of this process."""
+    with executor.batch():
         jobs = [executor.submit(Worker(), list(argv), plan, os.getcwd()) for plan in plans]
     return jobs
 
@@ -357,7 +316,6 @@ def _wait(jobs: Sequence[submitit.Job], logs: Sequence[Path]) -> None:
 def launch(args: argparse.Namespace, tables: Callable[[argparse.Namespace, str], None]) -> int:
     """``python -m sweeps launch``; ``tables(args, study)`` writes the tables as ``sweeps run`` does."""
     slurm, plans = plan(args)
-    storage, password = split_password(args.storage)
     if args.executor == "slurm" and args.storage.startswith("sqlite"):
         print(
             f"warning: {args.storage} is SQLite: every Slurm node must see this file, and SQLite on a network "
@@ -381,7 +339,7 @@ def launch(args: argparse.Namespace, tables: Callable[[argparse.Namespace, str],
         return 0
     logs = Path(args.runs_dir) / "launch" / sweep.study_name
     executor = make_executor(args.executor, logs / "%j", slurm)
-    jobs = submit(executor, plans, worker_argv(args, sweep.study_name, storage), password)
+    jobs = submit(executor, plans, worker_argv(args, sweep.study_name, args.storage))
     print(
         f"study {sweep.study_name}: {len(jobs)} workers submitted ({args.executor}), jobs "
         f"{' '.join(str(job.job_id) for job in jobs)}; logs in {logs}/"
@@ -393,8 +351,7 @@ def launch(args: argparse.Namespace, tables: Callable[[argparse.Namespace, str],
             job.cancel(check=False)
         print(f"stopped: cancelled {len(jobs)} workers; their trials resume when you launch again", file=sys.stderr)
         return 130
-    with password_in_environment(password):
-        tables(argparse.Namespace(**{**vars(args), "storage": storage}), sweep.study_name)
+    tables(args, sweep.study_name)
     counts = sweep.counts()
     complete, failed = counts.get("complete", 0), counts.get("failed", 0)
     pending = len(sweep.points) - complete - failed

@@ -29,10 +29,9 @@ from sweeps.launch import (
     local_plans,
     make_executor,
     slurm_plans,
-    split_password,
     submit,
 )
-from sweeps.storage import open_storage
+from sweeps.storage import PASSWORD_VARIABLE, hide_password, open_storage
 from sweeps.tracking import TrackingConfig
 from tsn.config import config_hash
 
@@ -152,24 +151,6 @@ def test_a_plan_applied_in_a_worker_process_sets_its_environment_and_cores(monke
 
 
 # ----------------------------------------------------------------------------------------------- credentials
-@pytest.mark.parametrize(
-    "url, expected",
-    [
-        ("postgresql://tsn:s3cr%40t@db.example:5432/optuna", ("postgresql://tsn@db.example:5432/optuna", "s3cr@t")),
-        ("postgresql://tsn@db.example/optuna", ("postgresql://tsn@db.example/optuna", None)),
-        ("sqlite:///runs/studies.db", ("sqlite:///runs/studies.db", None)),
-        ("journal:/shared/journal.log", ("journal:/shared/journal.log", None)),
-    ],
-)
-def test_a_password_is_taken_out_of_the_storage_url(url, expected) -> None:
-    assert split_password(url) == expected
-
-
-def test_a_password_for_another_database_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"mysql://tsn:\*\*\*@db/optuna: launch hands a password .* for PostgreSQL"):
-        split_password("mysql://tsn:hunter2@db/optuna")
-
-
 def _fake_slurm(tmp_path: Path, monkeypatch) -> Path:
     """``srun`` and an ``sbatch`` that keeps the script and the environment it was given, and answers a job id."""
     bin_dir, record = tmp_path / "bin", tmp_path / "sbatch"
@@ -192,10 +173,11 @@ def test_a_slurm_array_gets_the_configured_resources_and_the_password_only_throu
     record = _fake_slurm(tmp_path, monkeypatch)
     shipped = load_slurm_config(REPO / "experiments" / "cluster" / "slurm.example.yaml")
     config = replace(shipped, array_parallelism=2, setup=("module load cuda",))
-    storage, password = split_password("postgresql://tsn:hunter2@db.example/optuna")
+    monkeypatch.setenv(PASSWORD_VARIABLE, "restored after the test")
+    storage = hide_password("postgresql://tsn:hunter2@db.example/optuna")  # as every entry point does
     executor = make_executor("slurm", tmp_path / "logs" / "%j", config)
     argv = ["worker", "--study", "duo-synthetic-smoke", "--storage", storage]
-    jobs = submit(executor, slurm_plans(3, config), argv, password)
+    jobs = submit(executor, slurm_plans(3, config), argv)
     assert [job.job_id for job in jobs] == ["4242_0", "4242_1", "4242_2"]
     script = (record / "script.sh").read_text()
     for line in (
@@ -208,8 +190,7 @@ def test_a_slurm_array_gets_the_configured_resources_and_the_password_only_throu
         "module load cuda",
     ):
         assert line in script, line
-    assert "PGPASSWORD=hunter2" in (record / "env").read_text().splitlines()  # what the jobs inherit
-    assert "PGPASSWORD" not in os.environ or os.environ["PGPASSWORD"] != "hunter2"  # restored after submitting
+    assert f"{PASSWORD_VARIABLE}=hunter2" in (record / "env").read_text().splitlines()  # what the jobs inherit
     written = [p for p in tmp_path.rglob("*") if p.is_file() and record not in p.parents]
     assert written and not [p for p in written if b"hunter2" in p.read_bytes()]  # not in the pickles nor the script
 
