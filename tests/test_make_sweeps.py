@@ -2,7 +2,7 @@
 
 Make runs in the repository (``make -C``) with every output moved to a tmp folder (``STORAGE``, ``RUNS``,
 ``REPORTS``, ``TSN_CACHE_DIR``), this interpreter instead of the venv (``PY``, and ``STAMP`` an up-to-date file so
-that make installs nothing), one thread per trial (``SET``) and W&B offline; the repository must be left as it was.
+that make installs nothing), one thread per trial (``SET``) and W&B disabled; the repository must be left as it was.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def test_every_sweep_target_then_make_tables_on_one_storage(tmp_path: Path) -> N
     env = {
         **os.environ,
         "MAKEFLAGS": "",
-        "WANDB_MODE": "offline",
+        "WANDB_MODE": "disabled",  # W&B's records are tested in test_sweeps / test_reliability; here only make's
         "WANDB_SILENT": "true",
         "PYTHONDONTWRITEBYTECODE": "1",
         "OMP_NUM_THREADS": "1",

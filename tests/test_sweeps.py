@@ -311,7 +311,8 @@ EXPERIMENT_FILES = sorted(
 @pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
 def test_every_experiment_file_resolves_at_the_smoke_budget(path: Path) -> None:
     experiment = load_experiment(path)
-    points = experiment.grid("smoke", overrides=TINY, max_seeds=1)
+    tiny = [o for o in TINY if o.split("=")[0] not in experiment.axes]  # an override would collapse its own axis
+    points = experiment.grid("smoke", overrides=tiny, max_seeds=1)
     assert points and all(p.config.data.dataset == "synthetic" for p in points)
     assert len({config_hash(p.config) for p in points}) == len(points)
 
