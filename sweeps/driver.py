@@ -146,7 +146,14 @@ class Sweep:
         self.storage = open_storage(storage)
         self.log = lambda line: log(redact(line))
         self.runner = TrialRunner(
-            experiment, self.dataset, budget, Path(runs_dir), tracking, self.log, on_trial_complete, self.plan.objective
+            experiment,
+            self.dataset,
+            budget,
+            Path(runs_dir),
+            tracking,
+            self.log,
+            on_trial_complete,
+            value_of=self.plan.objective,
         )
         self.study_name = experiment.study_name(self.dataset, budget)
         self._migrate_legacy_baselines(self.dataset, budget)
