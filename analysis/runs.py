@@ -4,8 +4,9 @@ Two frames per study:
 
 - ``metrics``: one row per study × trial × task × metric × convention (``value``), with the grid point
   (``grid`` as JSON and the usual axes as columns: architecture, encoding, d, schedule, seed) and provenance
-  (config_hash, git_commit, trial, state, run_dir, wandb_run_id). A trial without metrics (failed, running,
-  pruned) keeps one row with an empty task, so that nothing is silently dropped.
+  (config_hash, git_commit, trial, state, run_dir, wandb_run_id), and ``objective``, the value the study was told.
+  A trial without metrics (failed, running, pruned) keeps one row with an empty task, so that nothing is silently
+  dropped. A search study's searched keys (``sweeps.records.SEARCH``) are no part of ``grid``: its config has them.
 - ``history``: one row per trial × epoch × task with that epoch's validation primary metric (and the Δm stored then).
 
 Both sources are first turned into :class:`TrialRecord` objects, so the rest of the code does not know where a
