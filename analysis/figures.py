@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,44 @@ def convergence_figure(
         "each seed's final single-task baseline (astmt, lower is better)."
     )
     return save(fig, out_dir, f"{name}-convergence", caption)
+
+
+def search_figure(
+    trials: pd.DataFrame,
+    space: Mapping[str, Mapping[str, Any]],
+    order: Sequence[str],
+    objective: str,
+    out_dir: str | Path,
+    name: str,
+) -> list[Path]:
+    """A search's objective against each searched key (log axis for a log range), one colour per stratum (column
+    ``stratum``, in ``order``), each stratum's best trial starred."""
+    set_style()
+    keys = list(space)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys) + 1.4, 3.2), sharey=True, squeeze=False)
+    palette = dict(zip(order, sns.color_palette(n_colors=len(order))))
+    best = trials.loc[trials.groupby("stratum")["objective"].idxmin()]
+    for ax, key in zip(axes.flat, keys):
+        sns.scatterplot(
+            trials, x=key, y="objective", hue="stratum", hue_order=order, palette=palette, ax=ax, legend=False
+        )
+        ax.scatter(
+            best[key], best["objective"], marker="*", s=160, c=[palette[s] for s in best["stratum"]], edgecolors="black"
+        )
+        if space[key].get("log"):
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+    axes.flat[0].set_ylabel(f"{objective} (lower is better)")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=palette[s], label=s) for s in order]
+    axes.flat[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.tight_layout()
+    counts = trials.groupby("stratum").size()
+    caption = (
+        f"Search ({name}): {objective} of every finished trial against each searched key"
+        f"{' (log axis)' if any(space[k].get('log') for k in keys) else ''}, one colour per "
+        f"{'/'.join(order)}; a star marks each one's best trial (trials: {counts.to_dict()})."
+    )
+    return save(fig, out_dir, f"{name}-lr", caption)
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints

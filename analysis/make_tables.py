@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis import claims, contrasts, figures, recency  # noqa: E402
+from analysis import claims, contrasts, figures, recency, search  # noqa: E402
 from analysis.runs import (  # noqa: E402
     SOURCES,
     AnalysisError,
@@ -84,8 +84,8 @@ class Reporter:
             )
         return self.loaded[name, epoch]
 
-    def emit(self, table: Table) -> None:
-        write_table(table, self.out)
+    def emit(self, table: Table, csv: str | None = None) -> None:
+        write_table(table, self.out, csv)
         self.markdown.append(to_markdown(table))
 
     def figure(self, make, *args) -> None:
@@ -104,6 +104,9 @@ class Reporter:
             return
         epoch = report_epoch(name, self.args.epoch)
         study = self.study(name, epoch)
+        if study.search is not None:
+            self.search(name, study)
+            return
         baselines = self._baselines(name, epoch)
         table, trials = ablation_table(study, baselines)
         if is_comparable(name):
@@ -130,6 +133,15 @@ class Reporter:
                 figures.convergence_figure, study.history, base, trials.attrs["higher_is_better"], figure_dir, name
             )
             self.checkpoint_figures(trials, figure_dir, name)
+
+    def search(self, name: str, study: StudyData) -> None:
+        """A search study: the best configuration per stratum (its own table, no Δm, no claims) and its figure."""
+        table, trials = search.search_table(study)
+        self.emit(table, search.tidy_csv(table))
+        objective = (study.search or {}).get("objective", "objective")
+        order = list(table.mean.index)
+        space = study.search["space"]
+        self.figure(figures.search_figure, trials, space, order, objective, self.out / "figures", name)
 
     def extra_report(self, name: str, study: StudyData, trials, baselines: StudyData | None) -> None:
         base = single_task_trials(baselines) if baselines is not None else None

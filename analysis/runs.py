@@ -4,8 +4,9 @@ Two frames per study:
 
 - ``metrics``: one row per study × trial × task × metric × convention (``value``), with the grid point
   (``grid`` as JSON and the usual axes as columns: architecture, encoding, d, schedule, seed) and provenance
-  (config_hash, git_commit, trial, state, run_dir, wandb_run_id). A trial without metrics (failed, running,
-  pruned) keeps one row with an empty task, so that nothing is silently dropped.
+  (config_hash, git_commit, trial, state, run_dir, wandb_run_id), and ``objective``, the value the study was told.
+  A trial without metrics (failed, running, pruned) keeps one row with an empty task, so that nothing is silently
+  dropped. A search study's searched keys (``sweeps.records.SEARCH``) are no part of ``grid``: its config has them.
 - ``history``: one row per trial × epoch × task with that epoch's validation primary metric (and the Δm stored then).
 
 Both sources are first turned into :class:`TrialRecord` objects, so the rest of the code does not know where a
@@ -62,6 +63,7 @@ TRIAL_COLUMNS = [
     "macs",
     "wall_time_s",
     "delta_m_stored",
+    "objective",
     "fail_reason",
     "run_dir",
     "wandb_run_id",
@@ -101,6 +103,7 @@ class TrialRecord:
     attrs: dict[str, Any]
     key: str  # changes whenever the stored trial changes: the cache's validity key
     history: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
+    value: float | None = None  # the objective the study was told (None: not finished)
 
 
 @dataclass
@@ -113,6 +116,9 @@ class StudyData:
     space: dict[str, list[Any]]
     grid: list[dict[str, Any]] | None = None  # the study's own grid when it stored one (budget seed caps)
     epoch: int | None = None  # the evaluation epoch the metrics are of (None: each trial's last)
+    # a search study's plan (sweeps.records.SEARCH): its grid points are strata, each with several trials; the
+    # searched keys are left out of each trial's point (``grid``) and read from its config
+    search: dict[str, Any] | None = None
 
     def missing_points(self) -> list[dict[str, Any]]:
         """Grid points (seed included) without a COMPLETE trial with metrics: never run, still running, failed,
@@ -154,6 +160,7 @@ def _trial_row(record: TrialRecord) -> dict[str, Any]:
         "macs": attrs.get(R.MACS),
         "wall_time_s": attrs.get(R.WALL_TIME),
         "delta_m_stored": delta.get("value") if isinstance(delta, Mapping) else delta,
+        "objective": record.value,
         "fail_reason": attrs.get(R.FAIL_REASON),
         "run_dir": attrs.get(R.RUN_DIR),
         "wandb_run_id": attrs.get(R.WANDB_RUN_ID),
@@ -244,7 +251,7 @@ def record_frames(record: TrialRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     """One dtype per column whatever the rows hold, so cached and fresh frames concatenate and round-trip."""
-    floats = ("n_params", "macs", "wall_time_s", "delta_m_stored", "value")
+    floats = ("n_params", "macs", "wall_time_s", "delta_m_stored", "objective", "value")
     ints = ("trial", "d", "seed", "epoch", "position")
     for column in frame.columns:
         if column in floats:
@@ -297,30 +304,42 @@ def optuna_study_names(storage: str) -> list[str]:
         raise AnalysisError(f"cannot read study storage {redact(storage)}: {first_line(err)}") from None
 
 
-def trial_records(study: str, trials: Iterable[Mapping[str, Any]]) -> tuple[list[TrialRecord], dict[str, list[Any]]]:
+def trial_records(
+    study: str, trials: Iterable[Mapping[str, Any]], searched: Iterable[str] = ()
+) -> tuple[list[TrialRecord], dict[str, list[Any]]]:
     """Records of trials as ``sweeps.export.trial_dict`` gives them, and the grid their categorical distributions
-    declare: one conversion for the storage and for its export."""
+    declare: one conversion for the storage and for its export. The ``searched`` keys of a search study are no axes:
+    they are left out of each trial's point (its stored config holds them)."""
     import optuna
 
     from sweeps.export import distribution
 
+    searched = set(searched)
     records, declared = [], {}
     for t in trials:
         for axis, data in t["distributions"].items():
             dist = distribution(data)
-            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            if isinstance(dist, optuna.distributions.CategoricalDistribution) and axis not in searched:
                 declared.setdefault(axis, list(dist.choices))
         attrs = dict(t["user_attrs"])
         history = attrs.get(R.HISTORY) or []
         key = f"{t['state']}|{t['datetime_complete']}|{len(attrs)}"
+        params = {k: v for k, v in t["params"].items() if k not in searched}
+        value = t.get("value")  # absent in exports written before it
         records.append(
-            TrialRecord(study, t["number"], t["state"], dict(t["params"]), attrs, key, lambda h=history: list(h))
+            TrialRecord(study, t["number"], t["state"], params, attrs, key, lambda h=history: list(h), value)
         )
     return records, _space(records, declared)
 
 
-def optuna_records(storage: str, study: str) -> tuple[list[TrialRecord], dict[str, list[Any]], list | None]:
-    """The study's trials as records, the grid declared by their categorical distributions, the stored grid."""
+def _searched(attrs: Mapping[str, Any]) -> list[str]:
+    """The searched keys of a search study (from its stored ``records.SEARCH``), else none."""
+    return list((attrs.get(R.SEARCH) or {}).get("space") or {})
+
+
+def optuna_records(storage: str, study: str) -> tuple[list[TrialRecord], dict[str, list[Any]], dict[str, Any]]:
+    """The study's trials as records, the grid declared by their categorical distributions, the study's user attrs
+    (its stored grid, a search's plan)."""
     import optuna
 
     from sweeps.export import trial_dict
@@ -329,8 +348,9 @@ def optuna_records(storage: str, study: str) -> tuple[list[TrialRecord], dict[st
     if study not in names:
         raise AnalysisError(f"unknown study {study!r} in {redact(storage)}; valid: {', '.join(names) or '(none)'}")
     loaded = optuna.load_study(study_name=study, storage=_open(storage))
-    records, space = trial_records(study, (trial_dict(t) for t in loaded.get_trials(deepcopy=False)))
-    return records, space, loaded.user_attrs.get(R.GRID)
+    attrs = loaded.user_attrs
+    records, space = trial_records(study, map(trial_dict, loaded.get_trials(deepcopy=False)), _searched(attrs))
+    return records, space, attrs
 
 
 # ------------------------------------------------------------------------------------------------ export
@@ -350,7 +370,9 @@ def export_attrs(export_dir: str | Path, study: str) -> dict[str, Any]:
     return read_study(export_dir, study)["user_attrs"]
 
 
-def export_records(export_dir: str | Path, study: str) -> tuple[list[TrialRecord], dict[str, list[Any]], list | None]:
+def export_records(
+    export_dir: str | Path, study: str
+) -> tuple[list[TrialRecord], dict[str, list[Any]], dict[str, Any]]:
     """As :func:`optuna_records`, from the files of ``python -m sweeps export``."""
     from sweeps.export import read_study
 
@@ -358,8 +380,9 @@ def export_records(export_dir: str | Path, study: str) -> tuple[list[TrialRecord
     if study not in names:
         raise AnalysisError(f"unknown study {study!r} in {export_dir}; valid: {', '.join(names) or '(none)'}")
     data = read_study(export_dir, study)
-    records, space = trial_records(study, data["trials"])
-    return records, space, data["user_attrs"].get(R.GRID)
+    attrs = data["user_attrs"]
+    records, space = trial_records(study, data["trials"], _searched(attrs))
+    return records, space, attrs
 
 
 def baseline_study_of(name: str, storage: str | None, export_dir: str | Path | None = None) -> str:
@@ -440,7 +463,10 @@ def _wandb_record(run: Any) -> TrialRecord:
     }
     state = WANDB_STATES.get(run.state, str(run.state).upper())
     key = f"{state}|{summary.get('wall_time_s')}|{summary.get(R.FAIL_REASON)}"
-    return TrialRecord(study, int(number), state, {}, attrs, key, lambda: _wandb_history(run))
+    # the objective as sweeps.runner.objective chose it: Δm with a baseline, else the mean validation loss
+    told = [summary[k] for k in (R.DELTA_M, "mean_val_loss") if summary.get(k) is not None]
+    value = told[0] if told and state == "COMPLETE" else None
+    return TrialRecord(study, int(number), state, {}, attrs, key, lambda: _wandb_history(run), value)
 
 
 def wandb_records(runs: Iterable[Any]) -> tuple[list[TrialRecord], dict[str, list[Any]]]:
@@ -530,9 +556,9 @@ def load_study(
 ) -> StudyData:
     """One study's frames from Optuna (``storage``), W&B (``wandb_path``, runs grouped by study name) or the files of
     ``python -m sweeps export`` (``export_dir``); metrics as of evaluation ``epoch`` (None: each trial's last)."""
-    grid = None
+    attrs: dict[str, Any] = {}
     if source == "optuna":
-        records, space, grid = optuna_records(storage, study)
+        records, space, attrs = optuna_records(storage, study)
     elif source == "wandb":
         if not wandb_path:
             raise AnalysisError("--source wandb needs --wandb-path ENTITY/PROJECT")
@@ -540,10 +566,10 @@ def load_study(
     elif source == "export":
         if export_dir is None:
             raise AnalysisError("--source export needs --export-dir DIR")
-        records, space, grid = export_records(export_dir, study)
+        records, space, attrs = export_records(export_dir, study)
     else:
         raise AnalysisError(f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
     records = [at_epoch(r, epoch) for r in records]
     data = build_study(study, records, space, None if cache_dir is None else Path(cache_dir) / source)
-    data.grid, data.epoch = grid, epoch
+    data.grid, data.epoch, data.search = attrs.get(R.GRID), epoch, attrs.get(R.SEARCH)
     return data

@@ -41,6 +41,7 @@ class Column:
     digits: int = 2
     suffix: str = ""
     show_std: bool = True  # False for quantities fixed by the grid point (parameter counts)
+    notation: str = "f"  # "e": scientific, ``digits`` after the point (learning rates)
 
 
 @dataclass
@@ -325,8 +326,10 @@ def scaling_tables(
 
 # ------------------------------------------------------------------------------------------------ rendering
 def _number(value: float, col: Column) -> str:
-    scaled = round(value * col.scale, col.digits) + 0.0  # + 0.0 turns -0.0 into 0.0: no "-0.00"
-    return f"{scaled:.{col.digits}f}{col.suffix}"
+    scaled = value * col.scale
+    if col.notation == "f":
+        scaled = round(scaled, col.digits) + 0.0  # + 0.0 turns -0.0 into 0.0: no "-0.00"
+    return f"{scaled:.{col.digits}{col.notation}}{col.suffix}"
 
 
 def _cell(table: Table, label: Any, col: Column) -> str:
@@ -437,13 +440,14 @@ def to_csv(table: Table) -> str:
     return frame.reset_index().to_csv(index=False)
 
 
-def write_table(table: Table, out_dir: str | Path) -> dict[str, Path]:
-    """``<name>.md``, ``.tex`` and ``.csv`` under ``out_dir``."""
+def write_table(table: Table, out_dir: str | Path, csv: str | None = None) -> dict[str, Path]:
+    """``<name>.md``, ``.tex`` and ``.csv`` under ``out_dir``; ``csv``: the CSV to write instead of the mean and std
+    columns (a table whose cells are no aggregates over seeds)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for ext, render in (("md", to_markdown), ("tex", to_latex), ("csv", to_csv)):
         paths[ext] = out / f"{table.name}.{ext}"
-        text = render(table)
+        text = csv if ext == "csv" and csv is not None else render(table)
         atomic_write(paths[ext], lambda tmp, text=text: tmp.write_text(text))
     return paths

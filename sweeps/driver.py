@@ -20,7 +20,8 @@ How exactly-once works (Optuna's grid sampler alone can hand one point to two wo
 
 The protocol's bookkeeping (claims, reaping, heartbeats, retries) is :class:`sweeps.ledger.Ledger`, one per study;
 training one claimed trial and recording its outcome is :class:`sweeps.runner.TrialRunner`; :class:`Sweep` is the
-loop over the grid, each point's single-task baseline first.
+loop over the points of a :class:`Plan`, each point's single-task baseline first. A grid's points are its grid points
+(:class:`GridPlan`); a search's are the slots of its sampled configurations (:class:`sweeps.search.SearchPlan`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
-from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
 from tsn.config import RunConfig, baseline_config, config_hash
 from tsn.errors import redact
@@ -42,7 +43,8 @@ from . import records as R
 from .experiment import SEED_KEY, Experiment, GridPoint, budget_max_seeds, parse_experiment
 from .ledger import DUPLICATE_OF, INTERRUPTED, STRAY, WORKER, Ledger
 from .notes import write_study_note
-from .runner import EnvironmentFault, Interrupted, TrialRunner, TrialTiming, one_line
+from .runner import EnvironmentFault, Interrupted, TrialRunner, TrialTiming, objective, one_line
+from .search import SearchPlan
 from .storage import open_storage
 from .tracking import TrackingConfig
 
@@ -59,6 +61,56 @@ class Progress:
         left = self.total - done
         eta = f"eta {time.strftime('%H:%M:%S', time.gmtime(elapsed / trained * left))}" if trained and left else ""
         return f"[{done}/{self.total}] {text} {eta}".rstrip()
+
+
+class Plan(Protocol):
+    """What the loop works through: points named by the trial attribute ``key``, each trained once."""
+
+    key: str  # the trial attribute that names a point (the ledger's key)
+    units: Mapping[str, Any]  # every point of the study, by name, in the order they are tried
+    distributions: Mapping[str, BaseDistribution]  # the parameters a point is enqueued with
+
+    def describe(self) -> str: ...
+
+    def params(self, key: str, ledger: Ledger) -> dict[str, Any]:
+        """The parameters pending point ``key`` is enqueued with."""
+
+    def config(self, trial: optuna.Trial) -> RunConfig:
+        """The config a claimed trial trains."""
+
+    def label(self, trial: optuna.Trial) -> str: ...
+
+    def objective(self, summary: Mapping[str, Any]) -> float: ...
+
+    def study_attrs(self) -> dict[str, Any]: ...
+
+
+class GridPlan:
+    """A grid's points, by config hash: each is enqueued with its axes' values."""
+
+    key = R.CONFIG_HASH
+
+    def __init__(self, experiment: Experiment, by_hash: Mapping[str, GridPoint]) -> None:
+        self.units = by_hash
+        self.distributions = {axis: CategoricalDistribution(v) for axis, v in experiment.axes.items()}
+
+    def describe(self) -> str:
+        return f"{len(self.units)} grid points"
+
+    def params(self, key: str, ledger: Ledger) -> dict[str, Any]:
+        return dict(self.units[key].params)
+
+    def config(self, trial: optuna.Trial) -> RunConfig:
+        return self.units[trial.user_attrs[R.CONFIG_HASH]].config
+
+    def label(self, trial: optuna.Trial) -> str:
+        return self.units[trial.user_attrs[R.CONFIG_HASH]].label()
+
+    def objective(self, summary: Mapping[str, Any]) -> float:
+        return objective(summary)
+
+    def study_attrs(self) -> dict[str, Any]:
+        return {}
 
 
 class Sweep:
@@ -84,17 +136,28 @@ class Sweep:
         self.overrides = list(overrides)
         self.points = experiment.grid(budget, dataset, overrides, budget_max_seeds(budget))  # validates everything
         self.dataset = self.points[0].config.data.dataset
+        self.by_hash = {config_hash(p.config): p for p in self.points}
+        self.plan: Plan = (
+            SearchPlan(experiment, self.points, budget, self.dataset, self.overrides)  # validates its space's ends
+            if experiment.search is not None
+            else GridPlan(experiment, self.by_hash)
+        )
         self.storage_url = storage
         self.storage = open_storage(storage)
         self.log = lambda line: log(redact(line))
         self.runner = TrialRunner(
-            experiment, self.dataset, budget, Path(runs_dir), tracking, self.log, on_trial_complete
+            experiment,
+            self.dataset,
+            budget,
+            Path(runs_dir),
+            tracking,
+            self.log,
+            on_trial_complete,
+            value_of=self.plan.objective,
         )
         self.study_name = experiment.study_name(self.dataset, budget)
         self._migrate_legacy_baselines(self.dataset, budget)
-        self.by_hash = {config_hash(p.config): p for p in self.points}
-        axes = {k: CategoricalDistribution(v) for k, v in experiment.axes.items()}
-        self.ledger = Ledger(self.storage, self.study_name, self.by_hash, axes)
+        self.ledger = Ledger(self.storage, self.study_name, self.plan.units, self.plan.distributions, self.plan.key)
         self.study = self.ledger.study
         self.study.set_user_attr(R.STUDY_EXPERIMENT_ATTR, dict(experiment.source))
         self.study.set_user_attr("experiment_path", experiment.path)
@@ -102,6 +165,8 @@ class Sweep:
         self.study.set_user_attr("dataset", self.dataset)
         self.study.set_user_attr("overrides", self.overrides)
         self.study.set_user_attr(R.GRID, [p.params for p in self.points])  # after the budget's seed cap
+        for name, value in self.plan.study_attrs().items():
+            self.study.set_user_attr(name, value)
         write_study_note(self.study, experiment, self.dataset, budget)  # what optuna-dashboard shows of the study
         self.baseline_ledger: Ledger | None = None
         self.baseline_study = None
@@ -211,16 +276,16 @@ class Sweep:
 
     # ------------------------------------------------------------------------------------------------- the loop
     def run(self, n_trials: int | None = None, timeout: float | None = None) -> dict[str, int]:
-        """Work on the grid until every point is done (or running elsewhere), n_trials ran, or timeout passed."""
-        progress = Progress(len(self.points), time.perf_counter())
+        """Work on the plan until every point is done (or running elsewhere), n_trials ran, or timeout passed."""
+        progress = Progress(self.total, time.perf_counter())
         trained = 0
         deadline = time.monotonic() + timeout if timeout else None
-        self.log(f"study {self.study_name}: {len(self.points)} grid points, storage {self.storage_url}")
+        self.log(f"study {self.study_name}: {self.plan.describe()}, storage {self.storage_url}")
         while True:
             self.ledger.reap()
             status = self.ledger.status()
-            pending = [k for k in self.by_hash if status.get(k) in (None, "waiting")]
-            done = sum(status.get(k) in ("complete", "failed") for k in self.by_hash)
+            pending = [k for k in self.plan.units if status.get(k) in (None, "waiting")]
+            done = sum(status.get(k) in ("complete", "failed") for k in self.plan.units)
             if not pending or (n_trials is not None and trained >= n_trials):
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -231,16 +296,15 @@ class Sweep:
                 time.sleep(POLL_SECONDS)
                 continue
             key, baseline = ready
-            point = self.by_hash[key]
-            trial = self.ledger.claim(None if status.get(key) == "waiting" else point.params, key)
+            trial = self.ledger.claim(None if status.get(key) == "waiting" else self.plan.params(key, self.ledger), key)
             if trial is None:
                 continue
-            point = self.by_hash[trial.user_attrs[R.CONFIG_HASH]]
-            if point is not self.by_hash[key]:
-                baseline, _ = self._baseline(point.config, wait=True)
-            self.log(progress.line(done + 1, trained, f"{point.label()} ..."))
+            cfg = self.plan.config(trial)
+            if self.ledger.key_of(trial) != key:  # another worker's point, waiting: run it, with its own baseline
+                baseline, _ = self._baseline(cfg, wait=True)
+            self.log(progress.line(done + 1, trained, f"{self.plan.label(trial)} ..."))
             started = time.perf_counter()
-            summary = self.runner.run(self.ledger, trial, point.config, job_type="trial", baseline=baseline)
+            summary = self.runner.run(self.ledger, trial, cfg, job_type="trial", baseline=baseline)
             trained += 1
             if summary is not None:
                 self.log(f"  {_result_line(summary)} ({time.perf_counter() - started:.0f}s)")
@@ -253,6 +317,8 @@ class Sweep:
         return counts
 
     def _next_ready(self, pending: list[str]) -> tuple[str, Baseline | None] | None:
+        if self.baseline_ledger is None:  # nothing to wait for (a search has no baselines: sweeps.experiment)
+            return pending[0], None
         for key in pending:
             baseline, ready = self._baseline(self.by_hash[key].config, wait=False)
             if ready:
@@ -266,6 +332,11 @@ class Sweep:
 
     def counts(self) -> dict[str, int]:
         return self.ledger.counts()
+
+    @property
+    def total(self) -> int:
+        """How many trials the study must finish (grid points, or a search's slots)."""
+        return len(self.plan.units)
 
 
 def _result_line(summary: Mapping[str, Any]) -> str:

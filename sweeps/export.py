@@ -3,8 +3,8 @@ reads the study storage (``make_tables.py --source export``), so results survive
 
 One file per study, ``{study}.json`` (``{study}.json.gz`` when the JSON is over :data:`GZIP_ABOVE` bytes):
 ``{"format", "study", "user_attrs", "trials"}``, each trial as :func:`trial_dict` turns a FrozenTrial into data
-(number, state, params, their distributions, datetime_complete and every user attr of ``sweeps.records``,
-history included). Sorted keys, no indentation, gzip without a timestamp: the same study gives the same bytes.
+(number, state, params, their distributions, datetime_complete, the objective value and every user attr of
+``sweeps.records``, history included). Sorted keys, no indentation, gzip without a timestamp: the same study gives the same bytes.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def trial_dict(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
             k: json.loads(optuna.distributions.distribution_to_json(d)) for k, d in trial.distributions.items()
         },
         "datetime_complete": None if trial.datetime_complete is None else trial.datetime_complete.isoformat(),
+        "value": trial.value,  # the objective the study was told (None unless COMPLETE)
         "user_attrs": dict(trial.user_attrs),
     }
 

@@ -354,9 +354,9 @@ def launch(args: argparse.Namespace, tables: Callable[[argparse.Namespace, str],
     tables(args, sweep.study_name)
     counts = sweep.counts()
     complete, failed = counts.get("complete", 0), counts.get("failed", 0)
-    pending = len(sweep.points) - complete - failed
+    pending = sweep.total - complete - failed
     print(
         f"launched {len(jobs)} workers ({args.executor}): {complete} complete, {failed} failed, {pending} pending; "
         f"logs in {logs}/"
     )
-    return 0 if complete == len(sweep.points) else 1
+    return 0 if complete == sweep.total else 1

@@ -3,7 +3,8 @@
 A ledger trains nothing and knows nothing of W&B; it reads and writes trial states and the attributes below, so
 any number of ledgers (one per worker) can share a study. The protocol (see :mod:`sweeps.driver`):
 
-- Every grid point is identified by the hash of its resolved config (``records.CONFIG_HASH``).
+- Every grid point is identified by the hash of its resolved config (``records.CONFIG_HASH``); the ledger of a
+  search study by the slot a sampled configuration fills (``records.SEARCH_SLOT``, :mod:`sweeps.search`).
 - :meth:`Ledger.claim` enqueues a pending point and ``ask``s: the storage hands each waiting trial to one worker
   only, so the trial taken may be another worker's point, which the caller runs instead. A fresh, untagged trial
   (another worker took the only waiting one) or a point this ledger cannot run (another experiment's single-task
@@ -61,29 +62,31 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def final_failures(trials: Iterable[optuna.trial.FrozenTrial]) -> set[int]:
+def final_failures(trials: Iterable[optuna.trial.FrozenTrial], key: str = R.CONFIG_HASH) -> set[int]:
     """Numbers of the trials that failed for good: FAIL with a recorded reason, and no later trial of their point
-    enqueued by ``retry --failed`` (a trial stopped by an interrupt or the environment has no reason)."""
+    (identified by the trial attribute ``key``) enqueued by ``retry --failed`` (a trial stopped by an interrupt or the
+    environment has no reason)."""
     trials = list(trials)
-    retried: dict[str, int] = {}  # config hash -> the number of its latest retry
+    retried: dict[str, int] = {}  # point -> the number of its latest retry
     for trial in trials:
         if R.RETRY_OF in trial.user_attrs:
-            key = trial.user_attrs[R.CONFIG_HASH]
-            retried[key] = max(retried.get(key, -1), trial.number)
+            point = trial.user_attrs[key]
+            retried[point] = max(retried.get(point, -1), trial.number)
     return {
         t.number
         for t in trials
         if t.state == TrialState.FAIL
         and R.FAIL_REASON in t.user_attrs
-        and t.number >= retried.get(t.user_attrs.get(R.CONFIG_HASH), -1)
+        and t.number >= retried.get(t.user_attrs.get(key), -1)
     }
 
 
 class Ledger:
     """The bookkeeping of study ``name`` in ``storage`` (created if missing) for the points this worker can run.
 
-    ``runnable`` maps the config hash of every point this worker can run to whatever the caller runs it from (the
-    ledger only tests membership); ``distributions`` are the parameters a point is enqueued with.
+    A point is identified by the trial attribute ``key`` (the config hash of a grid point; a search's slot).
+    ``runnable`` maps the key of every point this worker can run to whatever the caller runs it from (the ledger only
+    tests membership); ``distributions`` are the parameters a point is enqueued with.
     """
 
     def __init__(
@@ -92,10 +95,12 @@ class Ledger:
         name: str,
         runnable: Mapping[str, Any],
         distributions: Mapping[str, BaseDistribution],
+        key: str = R.CONFIG_HASH,
     ) -> None:
         self.storage = storage
         self.runnable = runnable
         self.distributions = dict(distributions)
+        self.key = key
         # The caller enumerates the grid and every point is enqueued with fixed parameters, so the sampler never
         # chooses a value (Optuna's GridSampler cannot guarantee exactly-once under parallel workers).
         self.study = optuna.create_study(
@@ -107,13 +112,17 @@ class Ledger:
         )
 
     # ------------------------------------------------------------------------------------------------ reading
+    def key_of(self, trial: optuna.trial.BaseTrial) -> str | None:
+        """The point a trial is of (None: a stray)."""
+        return trial.user_attrs.get(self.key)
+
     def status(self) -> dict[str, str]:
-        """config hash -> "complete" | "failed" | "running" | "waiting" (absent: pending), over the whole study."""
+        """point -> "complete" | "failed" | "running" | "waiting" (absent: pending), over the whole study."""
         status: dict[str, str] = {}
         trials = self.study.get_trials(deepcopy=False)
-        failed = final_failures(trials)
+        failed = final_failures(trials, self.key)
         for trial in trials:
-            key = trial.user_attrs.get(R.CONFIG_HASH)
+            key = self.key_of(trial)
             if key is None or DUPLICATE_OF in trial.user_attrs:
                 continue
             state = {
@@ -138,7 +147,7 @@ class Ledger:
     def completed(self, key: str) -> optuna.trial.FrozenTrial | None:
         """The COMPLETE trial of point ``key``, if any."""
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if trial.user_attrs.get(R.CONFIG_HASH) == key:
+            if self.key_of(trial) == key:
                 return trial
         return None
 
@@ -146,24 +155,24 @@ class Ledger:
     def claim(self, params: Mapping[str, Any] | None, key: str) -> optuna.Trial | None:
         """Enqueue point ``key`` with ``params`` (None: the point already waits) and take the next waiting trial.
 
-        The trial taken may be another runnable point, which the caller runs (its ``records.CONFIG_HASH`` says
-        which). None when there is nothing to run: a stray, a point this ledger cannot run, or a duplicate.
+        The trial taken may be another runnable point, which the caller runs (:meth:`key_of` says which). None when
+        there is nothing to run: a stray, a point this ledger cannot run, or a duplicate.
         """
         if params is not None:
-            self.study.enqueue_trial(dict(params), user_attrs={R.CONFIG_HASH: key})
+            self.study.enqueue_trial(dict(params), user_attrs={self.key: key})
         trial = self.study.ask(self.distributions)
-        mine = trial.user_attrs.get(R.CONFIG_HASH)
+        mine = self.key_of(trial)
         if mine not in self.runnable:
             if mine is not None:  # hand it back to the sweep it belongs to
-                self.study.enqueue_trial(trial.params, user_attrs={R.CONFIG_HASH: mine})
+                self.study.enqueue_trial(trial.params, user_attrs={self.key: mine})
             trial.set_user_attr(STRAY, True)
             self.study.tell(trial, state=TrialState.PRUNED)
             return None
         trial.set_user_attr(WORKER, worker_id())
         others = self.study.get_trials(deepcopy=False)
-        failed = final_failures(others)
+        failed = final_failures(others, self.key)
         for other in others:
-            if other.number >= trial.number or other.user_attrs.get(R.CONFIG_HASH) != mine:
+            if other.number >= trial.number or self.key_of(other) != mine:
                 continue
             live = other.state in (TrialState.COMPLETE, TrialState.RUNNING) or other.number in failed
             if DUPLICATE_OF in other.user_attrs or not live:
@@ -236,12 +245,12 @@ class Ledger:
         the next claim trains it; how many."""
         requeued = 0
         trials = self.study.get_trials(deepcopy=False)
-        failed = final_failures(trials)
+        failed = final_failures(trials, self.key)
         status = self.status()
         for trial in trials:
-            key = trial.user_attrs.get(R.CONFIG_HASH)
+            key = self.key_of(trial)
             if trial.number in failed and key in self.runnable and status.get(key) == "failed":
-                self.study.enqueue_trial(trial.params, user_attrs={R.CONFIG_HASH: key, R.RETRY_OF: trial.number})
+                self.study.enqueue_trial(trial.params, user_attrs={self.key: key, R.RETRY_OF: trial.number})
                 status[key] = "waiting"  # once per point
                 requeued += 1
         return requeued

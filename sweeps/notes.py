@@ -46,6 +46,8 @@ def _cell(text: str) -> str:
 
 
 def objective_text(experiment: Experiment, dataset: str, budget: str) -> str:
+    if experiment.search is not None:
+        return f"{experiment.search.objective} (lower is better), minimised by a search per grid point; no baseline"
     if experiment.baseline == "single_task":
         return (
             f"Δm (astmt, %, lower is better) against the single-task study "
@@ -90,6 +92,11 @@ def study_note(experiment: Experiment, dataset: str, budget: str, reports_dir: s
             ),
         ),
     ]
+    if experiment.search is not None:
+        searched, trials = experiment.search.describe(), experiment.search.trials_at(budget)
+        if trials < experiment.search.trials:
+            searched += f" (the {budget} budget caps it at {trials})"
+        rows.insert(6, ("searched", searched))
     lines = [f"## {experiment.name}: {experiment.description or 'no description'}", "", "| | |", "|---|---|"]
     return "\n".join([*lines, *(f"| {key} | {_cell(value)} |" for key, value in rows)])
 

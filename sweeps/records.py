@@ -1,7 +1,8 @@
 """What a finished trial stores: the contract between the sweep driver (writer) and ``analysis/`` (reader).
 
 Each Optuna trial keeps its grid point in ``trial.params`` (keys are the experiment's axis names, e.g.
-``model.encoding``, ``model.embedding_dim``, ``train.seed``) and everything else in ``trial.user_attrs``
+``model.encoding``, ``model.embedding_dim``, ``train.seed``; a search study's trial also its sampled values, e.g.
+``train.lr_decoder``) and everything else in ``trial.user_attrs``
 under the keys below. Values are JSON-serialisable. The objective value is Delta-m (astmt convention, lower is
 better) when the study has a single-task baseline, else the mean validation loss: the ``mean_val_loss`` of the
 Trainer's summary (:func:`tsn.evaluate.mean_loss` of its final ``val_loss``), which W&B's run summary carries too.
@@ -23,6 +24,10 @@ from typing import Any
 
 # Study-level (study.user_attrs)
 GRID = "grid"  # [{axis: value}]: every grid point the study must finish (the budget may cap the seeds)
+# A search study's (an experiment file's ``search:`` section, sweeps.search) plan: {"sampler", "trials" (per grid
+# point, after the budget's cap), "seed", "objective", "startup_trials", "space": {dotted key: {"low", "high", "log",
+# "integer"}}}. Its GRID points are the strata: each finishes ``trials`` sampled configurations.
+SEARCH = "search"
 
 # Identity and provenance
 EXPERIMENT = "experiment"  # str, e.g. "embedding"
@@ -36,6 +41,9 @@ GIT_COMMIT = "git_commit"  # str
 WANDB_RUN_ID = "wandb_run_id"  # str or None
 RUN_DIR = "run_dir"  # str: folder with checkpoint.pt and metrics.json
 JOB_TYPE = "job_type"  # "trial" or "baseline"
+# str, on a search study's trial: the slot it fills, "{stratum} #{k}" (sweeps.search.slot_key); trial.params hold the
+# stratum's axes and the sampled values of the searched keys
+SEARCH_SLOT = "search_slot"
 
 # Results
 METRICS = (

@@ -96,6 +96,7 @@ class TrialRunner:
     tracking: TrackingConfig
     log: Callable[[str], None]
     on_trial_complete: Callable[[TrialTiming], None] | None = None
+    value_of: Callable[[Mapping[str, Any]], float] = objective  # what the trial tells the study (a search's own)
 
     def run(
         self, ledger: Ledger, trial: optuna.Trial, cfg: RunConfig, job_type: str, baseline: Baseline | None
@@ -141,7 +142,7 @@ class TrialRunner:
                 summary = Trainer(cfg, run_dir, callbacks=[wandb_run], baseline=baseline).fit(resume=True)
                 fit_seconds = time.perf_counter() - started
             wandb_run.log_summary(summary)  # also when fit() returned a finished run without training
-            ledger.complete(trial, objective(summary), results(summary))
+            ledger.complete(trial, self.value_of(summary), results(summary))
         except (Interrupted, KeyboardInterrupt):
             _stop(ledger, trial, wandb_run, "interrupted", Interrupted(f"interrupted during {where}"))
         except Exception as err:  # noqa: BLE001 - every failure of user code is recorded and the sweep goes on

@@ -30,7 +30,7 @@ from tsn.config import RunConfig, merge, resolve
 from tsn.errors import first_line
 from tsn.tasks import DatasetTasks, TaskSpec, dataset_tasks
 
-from .experiment import SEED_KEY, Experiment, budget_max_seeds, experiment_files, load_experiment
+from .experiment import SEED_KEY, Experiment, SearchParam, budget_max_seeds, experiment_files, load_experiment
 from .notes import study_note
 from .tracking import has_credentials
 
@@ -96,9 +96,10 @@ def run_config(experiment: Experiment, budget: str, dataset: str | None) -> RunC
 
 
 def n_runs(experiment: Experiment, budget: str) -> int:
-    """The study's number of trials: its grid after the budget's seed cap."""
+    """The study's number of trials: its grid after the budget's seed cap (a search's: times its trials)."""
     cap = budget_max_seeds(budget)
-    return math.prod(len(v[:cap]) if axis == SEED_KEY and cap else len(v) for axis, v in experiment.axes.items())
+    points = math.prod(len(v[:cap]) if axis == SEED_KEY and cap else len(v) for axis, v in experiment.axes.items())
+    return points * (experiment.search.trials_at(budget) if experiment.search is not None else 1)
 
 
 def _arrow(task: TaskSpec) -> str:
@@ -109,6 +110,10 @@ def _spans_decades(values: Sequence[Any]) -> bool:
     """A numeric axis whose values span a factor of 10 or more reads best on a log scale (learning rates)."""
     numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return len(numbers) == len(values) and min(numbers) > 0 and max(numbers) >= 10 * min(numbers)
+
+
+def _searched(experiment: Experiment) -> tuple[SearchParam, ...]:
+    return experiment.search.space if experiment.search is not None else ()
 
 
 def run_groups(experiment: Experiment) -> list[str]:
@@ -138,8 +143,12 @@ def objective_section(experiment: Experiment, goal: Objective) -> ws.Section:
         wr.ParallelCoordinatesPlotColumn(metric=wr.Config(a), log=_spans_decades(experiment.axes[a]) or None)
         for a in experiment.scientific
     ]
+    columns += [
+        wr.ParallelCoordinatesPlotColumn(metric=wr.Config(p.key), log=p.log or None) for p in _searched(experiment)
+    ]
     columns.append(wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(goal.summary), display_name=goal.label))
-    panels.append(wr.ParallelCoordinatesPlot(title=f"{goal.label} over the scientific axes", columns=columns))
+    over = "the scientific axes" + (" and the searched keys" if _searched(experiment) else "")
+    panels.append(wr.ParallelCoordinatesPlot(title=f"{goal.label} over {over}", columns=columns))
     return ws.Section(name=goal.name, panels=panels, is_open=True)
 
 
@@ -193,7 +202,8 @@ def build_workspace(
     about = ws.Section(
         name="About", panels=[wr.MarkdownPanel(markdown=study_note(experiment, dataset, budget))], is_open=True
     )
-    columns = [f"config:{axis.replace('.', '.value.', 1)}" for axis in experiment.scientific]
+    shown = [*experiment.scientific, *(p.key for p in _searched(experiment))]
+    columns = [f"config:{axis.replace('.', '.value.', 1)}" for axis in shown]
     columns += [f"summary:{goal.summary}", *(f"summary:final/{t}" for t in tasks.names)]
     return ws.Workspace(
         entity=entity,

@@ -27,8 +27,9 @@ import sweeps.driver
 import tsn.config
 import tsn.train
 from sweeps.__main__ import main as sweeps_main
+from sweeps.experiment import parse_experiment
 from tsn.__main__ import main as tsn_main
-from tsn.config import SECTIONS
+from tsn.config import SECTIONS, ConfigError
 
 settings.register_profile(
     "quick", max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
@@ -161,7 +162,29 @@ def experiment(draw) -> dict[str, Any]:
     }
     if draw(st.booleans()):
         doc["baseline"] = draw(st.sampled_from(["single_task", "none", "none", "both"]))
+    if draw(st.integers(0, 2)) == 0:
+        doc["search"] = draw(search())
+        doc["baseline"] = draw(st.sampled_from(["none"] * 4 + ["single_task"]))
     return doc
+
+
+@st.composite
+def search(draw) -> dict[str, Any]:
+    """A ``search:`` section: ranges over drawn fields (numeric or not), some ends or keys mutated."""
+    space: dict[str, Any] = {}
+    for section, item in draw(st.lists(st.sampled_from(FIELDS), min_size=1, max_size=2, unique=True)):
+        ends = {"low": draw(valid_value(section, item)), "high": draw(valid_value(section, item))}
+        if draw(st.booleans()):
+            ends["log"] = draw(st.booleans())
+        if draw(st.integers(0, 3)) == 0:
+            key = draw(st.sampled_from(["low", "high", "log", "step"]))
+            ends[key] = draw(mutate(ends.get(key, 1)))
+        space[f"{section}.{item.name}"] = ends
+    out: dict[str, Any] = {"trials": draw(st.integers(1, 3)), "space": space}
+    if draw(st.integers(0, 3)) == 0:
+        key = draw(st.sampled_from(["trials", "seed", "sampler", "objective", "startup_trials", "extra"]))
+        out[key] = draw(SCALARS)
+    return out
 
 
 def _stop(*_args, **_kwargs):
@@ -231,3 +254,16 @@ def test_sweeps_run_on_drawn_experiment_files(doc, sets, data) -> None:
             str(root / "runs"),
         ]
         run_entry_point(sweeps_main, argv + [a for s in sets for a in ("--set", s)], root)
+
+
+@PROFILE
+@given(section=search())
+def test_a_drawn_search_section_parses_or_fails_in_one_line_naming_it(section) -> None:
+    doc = {"name": "fuzz", "axes": {"nuisance": {"train.seed": [1337]}}, "baseline": "none", "search": section}
+    try:
+        parse_experiment(doc, "e.yaml")
+    except ConfigError as err:
+        event(f"error: {str(err)[8:40]}")
+        assert "\n" not in str(err) and str(err).startswith("e.yaml: ") and "search" in str(err), str(err)
+    else:
+        event("parsed")

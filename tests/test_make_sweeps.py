@@ -65,10 +65,13 @@ def _assert_complete_exactly_once(storage: optuna.storages.BaseStorage, name: st
     study = optuna.load_study(study_name=name, storage=storage)
     trials = [t for t in study.get_trials() if DUPLICATE_OF not in t.user_attrs and STRAY not in t.user_attrs]
     assert [t.number for t in trials if t.state != TrialState.COMPLETE] == [], name
-    points = [t.params for t in trials]
     grid = study.user_attrs.get(R.GRID)
-    if grid is not None:  # an experiment's study: its whole grid, each point once
-        assert sorted(map(repr, points)) == sorted(map(repr, grid)), name
+    search = study.user_attrs.get(R.SEARCH)
+    if grid is not None:  # an experiment's study: its whole grid, each point once (a search's: `trials` per point)
+        axes = list(grid[0]) if grid else []
+        points = [{a: t.params[a] for a in axes} for t in trials] if search else [t.params for t in trials]
+        expected = grid * (search["trials"] if search else 1)
+        assert sorted(map(repr, points)) == sorted(map(repr, expected)), name
     assert len({t.user_attrs[R.CONFIG_HASH] for t in trials}) == len(trials), name
 
 
@@ -128,12 +131,13 @@ def test_every_sweep_target_then_make_tables_on_one_storage(tmp_path: Path) -> N
         assert all((reports / f"{name}.{ext}").stat().st_size > 0 for ext in ("md", "tex", "csv")), name
     figures = reports / "figures"
     for stem in (
+        f"lr_search-{DATASET}-{BUDGET}-lr",
         f"embedding-{DATASET}-{BUDGET}-delta-m-vs-d",
         f"baselines-{DATASET}-{BUDGET}-convergence",
         f"convergence-{DATASET}-{BUDGET}-convergence",
         f"scaling-params-{DATASET}-{BUDGET}",
     ):
         assert (figures / f"{stem}.png").stat().st_size > 0, stem
-    assert "| tsn |" in printed
+    assert "| tsn |" in printed and 'SET="train.lr_decoder=' in printed  # the search's rerun of Table 1
     after = _repo_state()
     assert (sorted(after - before), sorted(before - after)) == ([], [])  # (written, removed): both empty

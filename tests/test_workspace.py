@@ -73,20 +73,29 @@ def test_workspace_panels_follow_the_experiment_axes(path: Path) -> None:
     if W.ENCODING in scientific:
         assert groups[0] == W.ENCODING
 
+    # A search's sampled keys beside its axes (log where the range is); its objective is the trial's own.
+    searched = [p.key for p in experiment.search.space] if experiment.search else []
+    goal = "delta_m" if experiment.baseline == "single_task" else "mean_val_loss"
     [parallel] = panels(workspace, kind=wr.ParallelCoordinatesPlot)
-    assert keys(c.metric for c in parallel.columns) == [f"config:{a}" for a in scientific] + ["summary:delta_m"]
+    assert keys(c.metric for c in parallel.columns) == [f"config:{a}" for a in scientific + searched] + [
+        f"summary:{goal}"
+    ]
+    assert [c.log for c in parallel.columns[len(scientific) : -1]] == [
+        p.log or None for p in (experiment.search.space if experiment.search else ())
+    ]
 
     versus_d = [p for p in panels(workspace, kind=wr.ScatterPlot) if p.x == wr.Config(W.EMBEDDING_DIM)]
     assert len(versus_d) == (W.EMBEDDING_DIM in scientific)
     for panel in versus_d:
-        assert panel.y == wr.SummaryMetric("delta_m")
+        assert panel.y == wr.SummaryMetric(goal)
         assert "by encoding" in panel.title and groups[0] == W.ENCODING
 
     architecture = wr.Config(W.ARCHITECTURE) if W.ARCHITECTURE in scientific else None
     final = panels(workspace, "Per-task metrics", wr.BarPlot)
     assert [keys(p.metrics) for p in final] == [[f"summary:final/{t}"] for t in tasks]
     curves = panels(workspace, "Convergence", wr.LinePlot)
-    assert [keys(p.y) for p in curves] == [[f"val/{t}"] for t in tasks] + [["val/delta_m"]]
+    delta_m_curve = [["val/delta_m"]] if goal == "delta_m" else []  # no per-epoch objective without a baseline
+    assert [keys(p.y) for p in curves] == [[f"val/{t}"] for t in tasks] + delta_m_curve
     assert {p.groupby for p in final + curves} == {architecture}
     assert all(p.groupby_aggfunc == "mean" and p.groupby_rangefunc == "stddev" for p in final + curves)
 
@@ -282,3 +291,5 @@ def test_learning_rate_axes_use_a_log_scale_and_panels_show_every_run() -> None:
     assert workspace.settings.max_runs == 2 * 2 * 3  # the grid: pretrained x lr_encoder x 3 seeds
     embedding = load_experiment("experiments/embedding.yaml")
     assert (W.n_runs(embedding, "cpu"), W.n_runs(embedding, "smoke")) == (20, 10)  # smoke runs the first seed only
+    search = load_experiment("experiments/lr_search.yaml")  # 5 architectures x 12 sampled (smoke: 2)
+    assert (W.n_runs(search, "cpu"), W.n_runs(search, "smoke")) == (60, 10)
