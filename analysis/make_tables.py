@@ -234,7 +234,9 @@ def stored_studies(args: argparse.Namespace) -> list[str] | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python analysis/make_tables.py", description=__doc__.splitlines()[0])
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
-    parser.add_argument("--study", nargs="*", default=None, help="studies to report (default: every study)")
+    parser.add_argument(
+        "--study", action="extend", nargs="+", default=None, help="studies to report (default: every study)"
+    )
     parser.add_argument("--out", default="reports", help="output folder (default reports/)")
     parser.add_argument("--source", choices=SOURCES, default="optuna")
     parser.add_argument("--wandb-path", default=None, help="ENTITY/PROJECT (with --source wandb)")

@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(retry)
     out = sub.add_parser("export", help="write each study's trials as compact JSON (make tables SOURCE=export)")
     _add_storage(out)
-    out.add_argument("--study", nargs="+", default=None, help="studies to export (default: every study)")
+    out.add_argument(
+        "--study", action="extend", nargs="+", default=None, help="studies to export (default: every study)"
+    )
     out.add_argument("--out", default="reports/trials", help="output folder (default reports/trials/)")
     view = sub.add_parser("wandb-workspace", help="save a W&B workspace per experiment (after `wandb sync`)")
     view.add_argument("project_path", metavar="ENTITY/PROJECT", help="the W&B project the runs were synced to")

@@ -5,6 +5,10 @@ One file per study, ``{study}.json`` (``{study}.json.gz`` when the JSON is over 
 ``{"format", "study", "user_attrs", "trials"}``, each trial as :func:`trial_dict` turns a FrozenTrial into data
 (number, state, params, their distributions, datetime_complete, the objective value and every user attr of
 ``sweeps.records``, history included). Sorted keys, no indentation, gzip without a timestamp: the same study gives the same bytes.
+
+An export adds to the file already there (:func:`merge`): a study run in pieces, in sessions on different machines
+each with a fresh storage, accumulates in one file. A trial of the file whose configuration (config hash) the storage
+also holds is replaced by the storage's; the others are kept, renumbered after the storage's trials.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import optuna
 from tsn.atomic import atomic_write
 from tsn.errors import redact
 
+from .records import CONFIG_HASH
 from .storage import StorageError, open_storage
 
 FORMAT = 1
@@ -58,6 +63,17 @@ def study_dict(storage: str, name: str) -> dict[str, Any]:
     }
 
 
+def merge(existing: Mapping[str, Any], fresh: Mapping[str, Any]) -> dict[str, Any]:
+    """``fresh`` (a storage's export) plus the trials of ``existing`` (the file) whose configuration it lacks, those
+    renumbered after ``fresh``'s; the study attributes are ``fresh``'s. Trials without a config hash (never
+    claimed) are not carried over."""
+    hashes = {t["user_attrs"].get(CONFIG_HASH) for t in fresh["trials"]}
+    kept = [t for t in existing["trials"] if t["user_attrs"].get(CONFIG_HASH) not in hashes | {None}]
+    start = 1 + max((t["number"] for t in fresh["trials"]), default=-1)
+    carried = [{**t, "number": start + i} for i, t in enumerate(sorted(kept, key=lambda t: t["number"]))]
+    return {**fresh, "trials": [*fresh["trials"], *carried]}
+
+
 def encode(data: Mapping[str, Any]) -> tuple[str, bytes]:
     """(suffix, bytes) of one study's file: compact sorted JSON, gzipped (mtime 0) when large."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
@@ -78,13 +94,21 @@ def write_study(data: Mapping[str, Any], out_dir: str | Path) -> Path:
 
 
 def export(storage: str, out_dir: str | Path, studies: Iterable[str] | None = None) -> list[Path]:
-    """Export ``studies`` (default: every study in ``storage``); unknown names are a one-line StorageError."""
+    """Export ``studies`` (default: every study in ``storage``), each merged into its file in ``out_dir`` if there is
+    one (:func:`merge`); unknown names are a one-line StorageError."""
     names = sorted(optuna.get_all_study_names(open_storage(storage, create=False)))
     chosen = list(studies) if studies else names
     unknown = [s for s in chosen if s not in names]
     if unknown:
         raise StorageError(f"unknown study {unknown[0]!r} in {redact(storage)}; valid: {', '.join(names) or '(none)'}")
-    return [write_study(study_dict(storage, name), out_dir) for name in chosen]
+    existing = set(study_names(out_dir)) if Path(out_dir).is_dir() else set()
+    paths = []
+    for name in chosen:
+        data = study_dict(storage, name)
+        if name in existing:
+            data = merge(read_study(out_dir, name), data)
+        paths.append(write_study(data, out_dir))
+    return paths
 
 
 # ------------------------------------------------------------------------------------------------ reading

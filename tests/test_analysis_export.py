@@ -69,3 +69,31 @@ def test_export_errors_are_one_line(storage: str, tmp_path: Path, capsys) -> Non
     assert capsys.readouterr().err.strip().startswith("error: unknown study 'nope-synthetic-smoke'")
     assert make_tables.main(["--source", "export", "--export-dir", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "export folder" in capsys.readouterr().err
+
+
+def _trial(number: int, config_hash: str | None, metric: float) -> dict:
+    attrs = {} if config_hash is None else {"config_hash": config_hash}
+    return {"number": number, "state": "COMPLETE", "params": {}, "user_attrs": {**attrs, "m": metric}}
+
+
+def test_an_export_merges_into_the_file_of_an_earlier_session() -> None:
+    earlier = {"format": E.FORMAT, "study": "s", "user_attrs": {"v": 1}}
+    earlier["trials"] = [_trial(0, "a", 1.0), _trial(1, "b", 2.0), _trial(2, None, 0.0), _trial(3, "c", 3.0)]
+    fresh = {"format": E.FORMAT, "study": "s", "user_attrs": {"v": 2}, "trials": [_trial(0, "b", 20.0)]}
+    merged = E.merge(earlier, fresh)
+    assert merged["user_attrs"] == {"v": 2}
+    got = [(t["number"], t["user_attrs"].get("config_hash"), t["user_attrs"]["m"]) for t in merged["trials"]]
+    assert got == [(0, "b", 20.0), (1, "a", 1.0), (2, "c", 3.0)]  # b replaced, a and c renumbered, unclaimed dropped
+
+
+def test_exporting_again_keeps_the_trials_of_another_machine(storage: str, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    E.export(storage, out, [SHARED])
+    mine = E.read_study(out, SHARED)["trials"]
+    elsewhere = [dict(t, user_attrs={**t["user_attrs"], "config_hash": f"other-{i}"}) for i, t in enumerate(mine)]
+    E.write_study({**E.read_study(out, SHARED), "trials": elsewhere}, out)  # the file an earlier session committed
+    E.export(storage, out, [SHARED])
+    trials = E.read_study(out, SHARED)["trials"]
+    assert trials[: len(mine)] == mine
+    assert [t["user_attrs"]["config_hash"] for t in trials[len(mine) :]] == [f"other-{i}" for i in range(len(mine))]
+    assert [t["number"] for t in trials] == list(range(2 * len(mine))) == sorted({t["number"] for t in trials})
