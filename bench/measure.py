@@ -34,6 +34,7 @@ from tsn.cpu_kernels import reference_ops
 from tsn.engine import build_optimisation, build_run_model, channels_last, train_step
 from tsn.models import ARCHITECTURES, MultiTaskModel, build_model
 from tsn.runtime import configure_threads, seed_everything, select_device
+from tsn.schedules import steps_per_epoch
 from tsn.target_kinds import target_kind
 from tsn.tasks import DatasetTasks, dataset_tasks
 from tsn.train import Trainer
@@ -107,7 +108,11 @@ class StepHarness:
         self.device = select_device(cfg.train.device)
         self.channels_last = channels_last(cfg.train, self.device)
         self.model: MultiTaskModel = build_run_model(cfg, self.tasks, self.device)
-        self.optimisation = build_optimisation(self.model, cfg.train)
+        # every image labelled for every task, as on the synthetic data (the cosine schedule spans the run's steps)
+        labelled = {t.name: range(cfg.data.train_samples or cfg.train.batch_size) for t in self.tasks.tasks}
+        self.optimisation = build_optimisation(
+            self.model, cfg.train, steps_per_epoch(cfg.train.schedule, labelled, cfg.train.batch_size)
+        )
         self.batch = random_batch(self.tasks, cfg.train.batch_size, cfg.data.image_size)
         if self.device.type == "cuda":
             self.batch = {

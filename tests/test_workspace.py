@@ -230,7 +230,7 @@ def test_study_note_names_the_experiment_axes_budget_and_table() -> None:
         experiment.reproduces,
         "`model.encoding` ∈ {orthogonal, gaussian}",
         "`model.embedding_dim` ∈ {10, 50, 100, 150, 250}",
-        "`train.seed` ∈ {1337, 1338}",
+        "`train.seed` ∈ {1337, 1338, 1339}",
         "caps the seeds at 1",
         "synthetic / smoke",
         "`reports/embedding-synthetic-smoke.md`",
@@ -290,6 +290,6 @@ def test_learning_rate_axes_use_a_log_scale_and_panels_show_every_run() -> None:
     }
     assert workspace.settings.max_runs == 2 * 2 * 3  # the grid: pretrained x lr_encoder x 3 seeds
     embedding = load_experiment("experiments/embedding.yaml")
-    assert (W.n_runs(embedding, "cpu"), W.n_runs(embedding, "smoke")) == (20, 10)  # smoke runs the first seed only
+    assert (W.n_runs(embedding, "cpu"), W.n_runs(embedding, "smoke")) == (30, 10)  # smoke runs the first seed only
     search = load_experiment("experiments/lr_search.yaml")  # 5 architectures x 12 sampled (smoke: 2)
     assert (W.n_runs(search, "cpu"), W.n_runs(search, "smoke")) == (60, 10)
