@@ -18,8 +18,7 @@ import pandas as pd
 
 from analysis.claims import INCONCLUSIVE, t_interval
 from analysis.runs import StudyData
-from analysis.tables import row_axes
-from tsn.atomic import atomic_write
+from analysis.tables import row_axes, signed, signed_interval, write_report
 
 LOWER, HIGHER = "lower", "higher"
 ALL = "all"
@@ -78,10 +77,6 @@ def contrasts(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _cell(value: float) -> str:
-    return "–" if pd.isna(value) else f"{value:+.2f}"
-
-
 def to_markdown(name: str, tidy: pd.DataFrame) -> str:
     """The contrasts as a Markdown table: contrast, rows within it, mean, interval, pairs, verdict."""
     title = (
@@ -96,10 +91,10 @@ def to_markdown(name: str, tidy: pd.DataFrame) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in tidy.itertuples():
-        interval = "–" if pd.isna(row.low) else f"[{row.low:+.2f}, {row.high:+.2f}]"
         verdict_text = f"**{row.verdict}**" if row.verdict != INCONCLUSIVE else row.verdict
         lines.append(
-            f"| {row.axis}: {row.level} − {row.reference} | {row.within} | {_cell(row.mean)} | {interval} "
+            f"| {row.axis}: {row.level} − {row.reference} | {row.within} | {signed(row.mean, 2)} "
+            f"| {signed_interval(row.low, row.high, 2)} "
             f"| {row.n} | {verdict_text} |"
         )
     return "\n".join(lines) + "\n"
@@ -119,6 +114,5 @@ def contrast_report(
         return None
     name = f"{study.name}-contrasts"
     markdown, csv = to_markdown(name, tidy), tidy.to_csv(index=False)
-    atomic_write(Path(out_dir) / f"{name}.md", lambda tmp: tmp.write_text(markdown))
-    atomic_write(Path(out_dir) / f"{name}.csv", lambda tmp: tmp.write_text(csv))
+    write_report(out_dir, name, markdown, csv)
     return markdown

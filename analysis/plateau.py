@@ -19,8 +19,7 @@ import pandas as pd
 
 from analysis.claims import t_interval
 from analysis.runs import StudyData
-from analysis.tables import row_axes
-from tsn.atomic import atomic_write
+from analysis.tables import row_axes, signed, signed_interval, write_report
 
 THRESHOLD = 2.0  # % relative improvement over the last quarter below which a curve counts as plateaued
 QUARTER = 0.75  # the improvement is measured from this fraction of the run to its end
@@ -70,10 +69,6 @@ def plateau_stats(gains: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=[*by, "epochs", "task", "mean", "low", "high", "max", "n", "plateaued"])
 
 
-def _cell(value: float) -> str:
-    return "–" if pd.isna(value) else f"{value:+.1f}"
-
-
 def to_markdown(name: str, frame: pd.DataFrame, by: list[str]) -> str:
     header = [*by, "epochs", "task", "gain, last quarter (%)", "95 % interval", "largest seed", "n", "plateaued"]
     lines = [
@@ -86,9 +81,16 @@ def to_markdown(name: str, frame: pd.DataFrame, by: list[str]) -> str:
         "|" + "---|" * len(header),
     ]
     for _, row in frame.iterrows():
-        interval = "–" if pd.isna(row["low"]) else f"[{row['low']:+.1f}, {row['high']:+.1f}]"
         cells = [str(row[a]) for a in by]
-        cells += [str(row["epochs"]), row["task"], _cell(row["mean"]), interval, _cell(row["max"]), str(row["n"])]
+        interval = signed_interval(row["low"], row["high"], 1)
+        cells += [
+            str(row["epochs"]),
+            row["task"],
+            signed(row["mean"], 1),
+            interval,
+            signed(row["max"], 1),
+            str(row["n"]),
+        ]
         lines.append("| " + " | ".join([*cells, row["plateaued"]]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -106,7 +108,5 @@ def plateau_report(
     frame = plateau_stats(gains.sort_values([*by, "end"], kind="stable"), by)
     name = f"{study.name}-plateau"
     markdown, csv = to_markdown(name, frame, by), frame.to_csv(index=False)
-    out = Path(out_dir)
-    atomic_write(out / f"{name}.md", lambda tmp: tmp.write_text(markdown))
-    atomic_write(out / f"{name}.csv", lambda tmp: tmp.write_text(csv))
+    write_report(out_dir, name, markdown, csv)
     return markdown

@@ -19,8 +19,7 @@ from scipy import stats
 
 from analysis.claims import CONFIDENCE, t_interval
 from analysis.runs import StudyData
-from analysis.tables import Column, Table, matched_baseline, row_axes, sort_key, to_markdown
-from tsn.atomic import atomic_write
+from analysis.tables import Column, Table, matched_baseline, row_axes, sort_key, to_markdown, write_report
 from tsn.metrics.delta_m import relative_differences
 
 EXPERIMENT = "switching"
@@ -130,8 +129,6 @@ def recency_report(
         f"n: (seed, task) pairs per row, from {frame['trial'].nunique()} trials",
     ]
     table = recency_table(f"{study.name}-recency", tidy, by, notes)
-    out = Path(out_dir)
-    markdown, csv = to_markdown(table), tidy.to_csv(index=False)
-    atomic_write(out / f"{table.name}.md", lambda tmp: tmp.write_text(markdown))
-    atomic_write(out / f"{table.name}.csv", lambda tmp: tmp.write_text(csv))
+    markdown = to_markdown(table)
+    write_report(out_dir, table.name, markdown, tidy.to_csv(index=False))
     return markdown

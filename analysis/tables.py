@@ -386,6 +386,22 @@ def _grid(table: Table, latex: bool) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def signed(value: float, digits: int) -> str:
+    """A report cell: the value with its sign, ``–`` when missing."""
+    return "–" if pd.isna(value) else f"{value:+.{digits}f}"
+
+
+def signed_interval(low: float, high: float, digits: int) -> str:
+    """A report cell: ``[low, high]`` with signs, ``–`` when the interval is missing (n < 2)."""
+    return "–" if pd.isna(low) else f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def write_report(out_dir: str | Path, name: str, markdown: str, csv: str) -> None:
+    """A study's extra report: ``{name}.md`` and its tidy ``{name}.csv``, each written atomically."""
+    atomic_write(Path(out_dir) / f"{name}.md", lambda tmp: tmp.write_text(markdown))
+    atomic_write(Path(out_dir) / f"{name}.csv", lambda tmp: tmp.write_text(csv))
+
+
 def to_markdown(table: Table) -> str:
     header, rows = _grid(table, latex=False)
     lines = [f"**{table.title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

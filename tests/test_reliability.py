@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
@@ -296,20 +297,7 @@ def test_disk_full_during_a_trial_stops_the_sweep_keeps_the_checkpoint_and_the_r
 ) -> None:
     experiment = write_experiment(tmp_path, ENCODINGS)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    sets = [a for o in [*TINY[:-1], "train.epochs=2"] for a in ("--set", o)]
-    args = [
-        "run",
-        str(experiment),
-        "--budget",
-        "smoke",
-        *sets,
-        "--storage",
-        storage,
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--no-wandb",
-        "--no-tables",
-    ]
+    args = _cli_args(tmp_path, experiment, storage, [*TINY[:-1], "train.epochs=2"])
     save, full = torch.save, []
 
     def disk_fills_up(obj, file, *a, **k):  # the first grid trial's second epoch hits a full disk
@@ -343,8 +331,9 @@ def test_disk_full_during_a_trial_stops_the_sweep_keeps_the_checkpoint_and_the_r
 
 
 # ------------------------------------------------------------------------------------ environment faults
-def _cli_args(tmp_path: Path, experiment: Path, storage: str) -> list[str]:
-    sets = [a for o in TINY for a in ("--set", o)]
+def _cli_args(tmp_path: Path, experiment: Path, storage: str, overrides: Sequence[str] = TINY) -> list[str]:
+    """``python -m sweeps run`` arguments for a smoke sweep of ``experiment`` into ``tmp_path``, without W&B."""
+    sets = [a for o in overrides for a in ("--set", o)]
     return [
         "run",
         str(experiment),
