@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,13 +44,37 @@ def _payloads(data: bytes) -> Iterator[bytes]:
             break
 
 
-def read_offline_run(run_dir: Path) -> dict[str, Any]:
-    """{"run": {id, group, job_type, tags}, "config": {...}, "history": [...], "summary": {...}}."""
-    (log,) = sorted(Path(run_dir).glob("run-*.wandb"))
-    out: dict[str, Any] = {"run": {}, "config": {}, "history": [], "summary": {}}
+def _records(log: Path) -> list[Any]:
+    records = []
     for payload in _payloads(log.read_bytes()):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(payload)
+        records.append(record)
+    return records
+
+
+def _finished_records(run_dir: Path, timeout_s: float = 60.0) -> list[Any]:
+    """The run's records once its ``exit`` record is on disk.
+
+    W&B's service process writes the log behind a buffer of its own: ``run.finish()`` can return before the last
+    records reach the file (seen once in CI under load, as a log without the run's config), so a reader in the same
+    process waits for the record W&B writes last.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        logs = sorted(Path(run_dir).glob("run-*.wandb"))
+        records = _records(logs[0]) if len(logs) == 1 else []
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{run_dir}: no finished W&B record log after {timeout_s:.0f} s ({len(logs)} logs)")
+        time.sleep(0.1)
+
+
+def read_offline_run(run_dir: Path) -> dict[str, Any]:
+    """{"run": {id, group, job_type, tags}, "config": {...}, "history": [...], "summary": {...}}."""
+    out: dict[str, Any] = {"run": {}, "config": {}, "history": [], "summary": {}}
+    for record in _finished_records(run_dir):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run = record.run
