@@ -58,7 +58,7 @@ def scaling_figure(params: Table, out_dir: str | Path) -> list[Path]:
 
 
 def delta_m_vs_d_figure(trials: pd.DataFrame, out_dir: str | Path, name: str) -> list[Path]:
-    """Δm (per seed vs that seed's single-task baseline) against d, one line per encoding; bars = sd over seeds."""
+    """Δm (per seed vs the single-task reference) against d, one line per encoding; bars = sd over seeds."""
     set_style()
     data = trials.dropna(subset=["delta_m"]).rename(columns={"model.embedding_dim": "d", "model.encoding": "encoding"})
     order = sorted(data["encoding"].unique(), key=lambda v: sort_key("model.encoding", v))
@@ -72,23 +72,24 @@ def delta_m_vs_d_figure(trials: pd.DataFrame, out_dir: str | Path, name: str) ->
     caption = (
         f"Δm against the task-embedding dimension d per encoding ({name}). Points: mean over seeds; "
         f"error bars: one standard deviation (sd) over seeds (n = {seeds.min()}–{seeds.max()} per point). "
-        "Δm computed per seed against that seed's single-task baseline."
+        "Δm computed per seed against the single-task reference (each task's metric averaged over the baseline's seeds)."
     )
     return save(fig, out_dir, f"{name}-delta-m-vs-d", caption)
 
 
 def convergence_frame(
-    history: pd.DataFrame, baselines: pd.DataFrame | None, higher: Mapping[str, bool]
+    history: pd.DataFrame, references: pd.DataFrame | None, higher: Mapping[str, bool]
 ) -> pd.DataFrame:
-    """Long frame (architecture, seed, epoch, quantity, value): each task's metric and, given baselines, Δm."""
+    """Long frame (architecture, seed, epoch, quantity, value): each task's metric and, given each trial's
+    single-task reference (:func:`analysis.tables.references`, index = trial), Δm."""
     rows = history.rename(columns={"task": "quantity"})[["architecture", "seed", "trial", "epoch", "quantity", "value"]]
-    if baselines is None:
+    if references is None:
         return rows
     wide = history.pivot_table(index=["trial", "architecture", "seed", "epoch"], columns="task", values="value")
     deltas = []
     for (trial, arch, seed, epoch), row in wide.iterrows():
-        if seed in baselines.index and row.notna().all():
-            base = baselines.loc[seed]
+        if trial in references.index and row.notna().all():
+            base = references.loc[trial]
             value = delta_m(row.to_dict(), {t: base[t] for t in row.index}, {t: higher[t] for t in row.index})
             deltas.append(
                 {"architecture": arch, "seed": seed, "trial": trial, "epoch": epoch, "quantity": "Δm %", "value": value}
@@ -97,11 +98,11 @@ def convergence_frame(
 
 
 def convergence_figure(
-    history: pd.DataFrame, baselines: pd.DataFrame | None, higher: Mapping[str, bool], out_dir: str | Path, name: str
+    history: pd.DataFrame, references: pd.DataFrame | None, higher: Mapping[str, bool], out_dir: str | Path, name: str
 ) -> list[Path]:
     """Validation Δm and per-task primary metric per epoch, TSN vs task-specific INs/BNs, mean and sd band."""
     set_style()
-    data = convergence_frame(history[history["architecture"].isin(CONVERGENCE_ARCHITECTURES)], baselines, higher)
+    data = convergence_frame(history[history["architecture"].isin(CONVERGENCE_ARCHITECTURES)], references, higher)
     data["epoch"] = data["epoch"].astype(float)
     quantities = list(dict.fromkeys(data["quantity"]))
     cols = min(3, len(quantities))
@@ -130,7 +131,8 @@ def convergence_figure(
     caption = (
         f"Convergence ({name}): validation metrics per epoch for {', '.join(order)}; line = mean over seeds, "
         f"band = one standard deviation (seeds per architecture: {seeds.to_dict()}). Δm per epoch against "
-        "each seed's final single-task baseline (astmt, lower is better)."
+        "the final single-task reference, each task's metric averaged over the baseline's seeds (astmt, lower is "
+        "better)."
     )
     return save(fig, out_dir, f"{name}-convergence", caption)
 

@@ -31,9 +31,9 @@ from analysis.runs import (  # noqa: E402
 from analysis.tables import (  # noqa: E402
     Table,
     ablation_table,
-    baseline_by_seed,
     comparison_table,
     is_comparable,
+    references,
     scaling_tables,
     single_task_trials,
     to_markdown,
@@ -128,7 +128,7 @@ class Reporter:
         if "model.embedding_dim" in study.space:
             self.figure(figures.delta_m_vs_d_figure, trials, figure_dir, name)
         if "model.architecture" in study.space:
-            base = baseline_by_seed(baselines) if baselines is not None else None
+            base = references(trials, single_task_trials(baselines)) if baselines is not None else None
             self.figure(
                 figures.convergence_figure, study.history, base, trials.attrs["higher_is_better"], figure_dir, name
             )

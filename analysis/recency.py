@@ -1,8 +1,8 @@
 """Recency of task switching (``experiments/switching.yaml``): is a task's deficit against its single-task baseline
 larger the earlier it was trained in the last epoch before the evaluation?
 
-Per trial and task: the deficit, −(relative improvement) in percent against the trial's own single-task trial
-(:func:`analysis.tables.matched_baseline`; positive = worse, as in Δm), and the task's position in that epoch's
+Per trial and task: the deficit, −(relative improvement) in percent against the trial's single-task reference
+(:func:`analysis.tables.references`, the seed mean; positive = worse, as in Δm), and the task's position in that epoch's
 ``task_order`` (0 = trained first, T−1 = trained last). Per row of the study's grid (seed excluded): the mean deficit
 at each position with a 95 % Student-t interval over the (seed, task) pairs, and the least-squares slope of deficit
 on position with its 95 % t interval (n − 2 degrees of freedom).
@@ -19,7 +19,7 @@ from scipy import stats
 
 from analysis.claims import CONFIDENCE, t_interval
 from analysis.runs import StudyData
-from analysis.tables import Column, Table, matched_baseline, row_axes, sort_key, to_markdown, write_report
+from analysis.tables import Column, Table, references, row_axes, sort_key, to_markdown, write_report
 from tsn.metrics.delta_m import relative_differences
 
 EXPERIMENT = "switching"
@@ -42,11 +42,12 @@ def deficits(
     ``position`` and ``deficit`` (%)."""
     tasks, higher = trials.attrs["tasks"], trials.attrs["higher_is_better"]
     order = positions(history, epoch)
+    refs = references(trials, baselines)
     rows = []
     for _, row in trials.iterrows():
-        base = matched_baseline(row, baselines)
-        if base is None:
+        if row["trial"] not in refs.index:
             continue
+        base = refs.loc[row["trial"]]
         improvement = relative_differences(
             {t: row[t] for t in tasks}, {t: base[t] for t in tasks}, {t: higher[t] for t in tasks}
         )

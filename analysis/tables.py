@@ -1,8 +1,8 @@
 """Stored runs -> the paper's tables (Markdown, LaTeX booktabs, CSV), each cell mean ± std over seeds.
 
 One aggregation (:func:`summarise`) serves every table; one renderer per output format. Δm is recomputed per seed
-from the stored primary metrics against the single-task trial of the same seed in the shared baseline study
-(``sweeps.records.baseline_study_name``), then aggregated.
+from the stored primary metrics against the single-task reference, each task's metric averaged over the seeds of
+the shared baseline study (``sweeps.records.baseline_study_name``; :func:`references` says why), then aggregated.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from analysis import published
 from analysis.runs import AXIS_COLUMNS, SEED_AXIS, AnalysisError, StudyData
 from sweeps.records import baseline_study_name, parse_study_name
 from tsn.atomic import atomic_write
-from tsn.config import SCHEDULES
+from tsn.config import RUNTIME_KEYS, SCHEDULES
 from tsn.metrics.delta_m import delta_m
 from tsn.tasks import dataset_tasks
 
@@ -112,17 +112,28 @@ def task_order(tasks: list[str], configs: pd.Series) -> list[str]:
 
 
 def single_task_trials(baselines: StudyData) -> pd.DataFrame:
-    """The COMPLETE single-task trials, one per config hash (the latest when a config ran twice), by trial number."""
+    """The COMPLETE single-task trials, one per config hash (the latest when a config ran twice), by trial number,
+    with ``family``: their configuration without the seed (:func:`seedless`)."""
     trials = per_trial(baselines)
     single = trials[trials["architecture"] == BASELINE_ARCHITECTURE].sort_values("trial")
     out = single[single["config_hash"].isna() | ~single.duplicated("config_hash", keep="last")]
+    out = out.assign(family=[seedless(c, h) for c, h in zip(out["config"], out["config_hash"])])
     out.attrs.update(trials.attrs)
     return out
 
 
-def baseline_by_seed(baselines: StudyData) -> pd.DataFrame:
-    """Single-task primary metrics per seed (the latest COMPLETE single-task trial of each seed), with its trial."""
-    return single_task_trials(baselines).drop_duplicates("seed", keep="last").set_index("seed")
+def seedless(config: Any, config_hash: Any) -> str:
+    """A run's configuration without its seed and runtime fields (canonical JSON): the runs whose seeds one
+    single-task reference pools. A run stored without its configuration is a family of its own (its hash)."""
+    if not isinstance(config, str):
+        return f"hash:{config_hash}"
+    data = json.loads(config)
+    data.pop("config_hash", None)
+    data["train"].pop("seed", None)
+    for section, keys in RUNTIME_KEYS.items():
+        for key in keys:
+            data.get(section, {}).pop(key, None)
+    return json.dumps(data, sort_keys=True)
 
 
 def matched_baseline(row: pd.Series, baselines: pd.DataFrame | None) -> pd.Series | None:
@@ -137,26 +148,57 @@ def matched_baseline(row: pd.Series, baselines: pd.DataFrame | None) -> pd.Serie
     return hits.iloc[-1] if len(hits) else None
 
 
-def add_delta_m(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
-    """``delta_m`` (astmt, %) per trial against its single-task trial (:func:`matched_baseline`; NaN without one)."""
-    tasks, higher = trials.attrs["tasks"], trials.attrs["higher_is_better"]
-    values, refs = [], []
+def references(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
+    """Each trial's single-task reference (index = trial): every task's primary metric averaged over the seeds of
+    its matched baseline's configuration (:func:`matched_baseline`, the latest trial of each seed), with
+    ``reference_trials`` (those trials) and ``baseline_trial`` (the matched one, of the trial's own seed).
+
+    Why a seed mean and not the same seed's run: a multi-task run and a single-task run of one seed share no
+    randomness that correlates their results (their architectures differ, so do their initialisations), so
+    pairing them cancels nothing and adds the single-task run's seed noise to every Δm; against the mean, a
+    row's spread over seeds is its own, and comparisons between multi-task variants share one reference.
+    """
+    tasks = trials.attrs["tasks"]
+    rows = {}
     for _, row in trials.iterrows():
-        base = matched_baseline(row, baselines)
-        if base is None:
-            values.append(math.nan)
-            refs.append(pd.NA)
+        match = matched_baseline(row, baselines)
+        if match is None:
             continue
-        values.append(
-            delta_m(
-                {t: row[t] for t in tasks},
-                {t: base[t] for t in tasks},
-                {t: higher[t] for t in tasks},
-                convention="astmt",
-            )
+        family = baselines[baselines["family"] == match["family"]].drop_duplicates("seed", keep="last")
+        rows[row["trial"]] = {
+            **family[tasks].mean().to_dict(),
+            "reference_trials": tuple(int(t) for t in family["trial"]),
+            "baseline_trial": int(match["trial"]),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[*tasks, "reference_trials", "baseline_trial"])
+
+
+def add_delta_m(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
+    """``delta_m`` (astmt, %) per trial against its single-task reference (:func:`references`), and
+    ``delta_m_seed`` against the single-task trial of its own seed (what a trial stores when it finishes); NaN
+    without a baseline."""
+    tasks, higher = trials.attrs["tasks"], trials.attrs["higher_is_better"]
+    refs = references(trials, baselines)
+    by_trial = baselines.set_index("trial") if baselines is not None else None
+
+    def against(row: pd.Series, base: pd.Series) -> float:
+        return delta_m(
+            {t: row[t] for t in tasks}, {t: base[t] for t in tasks}, {t: higher[t] for t in tasks}, convention="astmt"
         )
-        refs.append(int(base["trial"]))
-    out = trials.assign(delta_m=values, baseline_trial=refs)
+
+    def columns(row: pd.Series) -> dict[str, Any]:
+        if row["trial"] not in refs.index:
+            return {"delta_m": math.nan, "delta_m_seed": math.nan, "baseline_trial": pd.NA, "reference_seeds": 0}
+        ref = refs.loc[row["trial"]]
+        return {
+            "delta_m": against(row, ref),
+            "delta_m_seed": against(row, by_trial.loc[ref["baseline_trial"]]),
+            "baseline_trial": ref["baseline_trial"],
+            "reference_seeds": len(ref["reference_trials"]),
+        }
+
+    added = pd.DataFrame([columns(row) for _, row in trials.iterrows()], index=trials.index)
+    out = trials.assign(**{name: added[name] for name in added})
     out.attrs.update(trials.attrs)
     return out
 
@@ -214,6 +256,16 @@ def missing_notes(study: StudyData) -> list[str]:
     return notes
 
 
+def reference_note(trials: pd.DataFrame) -> str:
+    """How the table's Δm was computed, with the number of single-task seeds its references pool."""
+    seeds = sorted({int(n) for n in trials["reference_seeds"] if n})
+    pooled = " or ".join(map(str, seeds)) if seeds else "no"
+    return (
+        f"Δm per seed against the single-task reference: each task's metric averaged over the baseline's seeds "
+        f"({pooled} seeds); the ± is the row's own seed spread, the reference's is in claims-*.md (Welch)"
+    )
+
+
 def ablation_table(study: StudyData, baselines: StudyData | None) -> tuple[Table, pd.DataFrame]:
     """The study's table (rows = grid point without seed) and the per-trial frame it was computed from."""
     experiment, dataset, budget = parse_study_name(study.name)
@@ -222,7 +274,9 @@ def ablation_table(study: StudyData, baselines: StudyData | None) -> tuple[Table
     notes = [epoch_note(study, trials), *missing_notes(study)]
     if base is None:
         notes.append(f"Δm not computed: no baseline study {baseline_study_name(dataset, budget)}")
-    disagree = trials.loc[(trials["delta_m"] - trials["delta_m_stored"]).abs() > 1e-6, "trial"].tolist()
+    else:
+        notes.append(reference_note(trials))
+    disagree = trials.loc[(trials["delta_m_seed"] - trials["delta_m_stored"]).abs() > 1e-6, "trial"].tolist()
     if disagree:
         notes.append(f"recomputed Δm differs from the stored one for trials {disagree} (baseline changed?)")
     if base is not None and trials["delta_m"].isna().any():

@@ -179,20 +179,49 @@ def test_wandb_source_queries_the_study_group_and_caches(storage: str, tmp_path:
 def test_delta_m_per_seed_matches_a_hand_computation(storage: str) -> None:
     base = load_study(BASELINES, storage)
     trials = tables.add_delta_m(tables.per_trial(base), tables.single_task_trials(base))
-    tsn = trials[trials["architecture"] == "tsn"].set_index("seed")["delta_m"]
-    # seed 0: semseg 50 vs 40 -> +25 %; normals 20 vs 19 (lower is better) -> -5.263 %; Δm = -(25 - 5.263)/2
-    assert tsn[0] == pytest.approx(-(25.0 - 100 / 19) / 2)
-    assert tsn[1] == pytest.approx(0.0)  # identical to the seed-1 baseline
-    task_in = trials[trials["architecture"] == "task_in"].set_index("seed")["delta_m"]
-    # seed 1: semseg 42 vs 44 -> -4.545 %; normals 23 vs 22 -> -4.545 %; Δm = +4.545
-    assert task_in[1] == pytest.approx(100 / 22)
+    by_seed = trials.set_index(["architecture", "seed"])
+    # reference = the single-task seed mean: semseg (40 + 44)/2 = 42, normals (19 + 22)/2 = 20.5
+    # tsn seed 0: semseg 50 vs 42 -> +19.048 %; normals 20 vs 20.5 (lower is better) -> +2.439 %; Δm = -(sum)/2
+    assert by_seed.loc[("tsn", 0), "delta_m"] == pytest.approx(-(800 / 42 + 50 / 20.5) / 2)
+    # task_in seed 1: semseg 42 vs 42 -> 0; normals 23 vs 20.5 -> -12.195 %; Δm = +6.098
+    assert by_seed.loc[("task_in", 1), "delta_m"] == pytest.approx(250 / 20.5 / 2)
+    # the single-task runs themselves scatter around their own mean: Δm = ±1.278, mean 0
+    assert by_seed.loc[("single_task", 0), "delta_m"] == pytest.approx(-by_seed.loc[("single_task", 1), "delta_m"])
+    assert by_seed.loc[("single_task", 1), "delta_m"] == pytest.approx(-(200 / 42 - 150 / 20.5) / 2)
+    # against the same seed's single-task run (what a trial stores): seed 0, 50 vs 40 -> +25 %, 20 vs 19 -> -5.263 %
+    assert by_seed.loc[("tsn", 0), "delta_m_seed"] == pytest.approx(-(25.0 - 100 / 19) / 2)
+    assert by_seed.loc[("tsn", 1), "delta_m_seed"] == pytest.approx(0.0)  # identical to the seed-1 baseline
+    assert by_seed["reference_seeds"].tolist() == [2] * 6
+
+
+def test_references_pool_the_seeds_of_one_single_task_configuration_only(storage: str) -> None:
+    """A second single-task configuration (another learning-rate schedule) is a reference of its own."""
+    base = tables.single_task_trials(load_study(BASELINES, storage))
+    other = base.assign(
+        trial=base["trial"] + 100,
+        config_hash=base["config_hash"] + "-cosine",
+        config=base["config"].str.replace('"lr_schedule": "plateau"', '"lr_schedule": "cosine"'),
+        semseg=[10.0, 30.0],
+    )
+    assert (other["config"] != base["config"]).all()
+    pool = pd.concat([base, other])
+    pool = pool.assign(family=[tables.seedless(c, h) for c, h in zip(pool["config"], pool["config_hash"])])
+    trials = pd.DataFrame(
+        {"trial": [7, 8], "seed": [0, 1], "baseline_config_hash": [other["config_hash"].iloc[0], pd.NA]}
+    )
+    trials.attrs["tasks"] = ["semseg", "normals"]
+    refs = tables.references(trials, pool)
+    assert refs.loc[7, "semseg"] == pytest.approx(20.0) and refs.loc[7, "normals"] == pytest.approx(20.5)
+    assert refs.loc[7, "reference_trials"] == tuple(other["trial"]) and refs.loc[7, "baseline_trial"] == other["trial"].iloc[0]
+    # stored without a baseline hash: the latest single-task trial of its seed, and that trial's configuration
+    assert refs.loc[8, "baseline_trial"] == other["trial"].iloc[1] and refs.loc[8, "semseg"] == pytest.approx(20.0)
 
 
 def test_recomputed_delta_m_agrees_with_the_stored_one(storage: str) -> None:
     base = load_study(BASELINES, storage)
     for study in (base, load_study(EMBEDDING, storage)):
         trials = tables.add_delta_m(tables.per_trial(study), tables.single_task_trials(base))
-        assert trials["delta_m"].tolist() == pytest.approx(trials["delta_m_stored"].tolist())
+        assert trials["delta_m_seed"].tolist() == pytest.approx(trials["delta_m_stored"].tolist())
 
 
 def test_shared_baselines_with_only_a_seed_param_join_the_architecture_grid(tmp_path: Path) -> None:
@@ -234,7 +263,7 @@ def test_baseline_table_rows_columns_n_and_mean_std(storage: str, tmp_path: Path
     assert table.n.tolist() == [2, 2, 2]
     md = tables.to_markdown(table)
     assert "| tsn | **47.00 ± 4.24** | 21.00 ± 1.41 |" in md  # semseg (50, 44): mean 47, sd 4.243
-    assert "| single_task | 42.00 ± 2.83 | **20.50 ± 2.12** | 0.00 ± 0.00 | 88.65M | 2 |" in md
+    assert "| single_task | 42.00 ± 2.83 | **20.50 ± 2.12** | 0.00 ± 1.81 | 88.65M | 2 |" in md  # Δm ±1.278
     assert "semseg miou ↑" in md and "normals mean ↓" in md and "Δm % ↓" in md
 
 
@@ -327,7 +356,7 @@ def test_cli_shows_the_papers_numbers_beside_ours_for_the_paper_budget(tmp_path:
     printed = capsys.readouterr().out
     assert "metrics at epoch 129 (baselines at the same epoch)" in printed
     assert "| tsn | semseg miou | 47.00 | 64.20 | -17.20 |" in printed  # paper Table 1: TSN semseg 64.2
-    assert "| tsn | Δm % | -4.93 | 0.30 | -5.23 |" in printed and "not comparable" not in printed
+    assert "| tsn | Δm % | -4.73 | 0.30 | -5.03 |" in printed and "not comparable" not in printed
     assert not (tmp_path / "r" / "embedding-pascal_context-paper-vs-paper.md").exists()  # no published d = 10, 20
     assert (tmp_path / "r" / "baselines-pascal_context-paper-vs-paper.tex").stat().st_size > 0
 

@@ -14,7 +14,8 @@ T_975_2 = 4.302652729749464  # Student's t, 97.5 % quantile, 2 degrees of freedo
 
 
 def table1(delta_m: dict[str, list[float]], n_params: dict[str, float] | None = None) -> pd.DataFrame:
-    """The per-trial frame of a Table 1 study: one row per architecture x seed (seeds 1, 2, …)."""
+    """The per-trial frame of a Table 1 study: one row per architecture x seed (seeds 1, 2, …); single-task at Δm 0
+    unless given (then its seeds scatter around the reference)."""
     params = {
         "single_task": 88e6,
         "multi_decoder": 44e6,
@@ -95,6 +96,21 @@ def test_t_interval_matches_a_hand_computation() -> None:
     assert half == pytest.approx(3.7945, abs=1e-4)
 
 
+def test_welch_interval_matches_a_hand_computation_and_scipy() -> None:
+    from scipy import stats
+
+    a, b = [1.0, 2.0, 4.0], [-1.0, 0.0, 1.0]
+    diff, low, high, n = C.welch_interval(a, b)
+    # s²/n: (7/3)/3 = 7/9 and 1/3; se² = 10/9; Welch–Satterthwaite dof = (10/9)² / ((7/9)²/2 + (1/3)²/2) = 200/58
+    half = stats.t.ppf(0.975, 200 / 58) * math.sqrt(10 / 9)
+    assert (diff, low, high, n) == pytest.approx((7 / 3, 7 / 3 - half, 7 / 3 + half, 3), rel=1e-12)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (low, high) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    # a group without spread leaves the other's t interval (its n − 1 degrees of freedom)
+    assert C.welch_interval(a, [0.0, 0.0, 0.0])[1:3] == pytest.approx(C.t_interval(a)[1:3], rel=1e-12)
+    assert math.isnan(C.welch_interval(a, [0.0])[1]) and C.welch_interval(a, [0.0])[3] == 1
+
+
 def test_an_interval_needs_two_values() -> None:
     mean, low, high, n = C.t_interval([2.5, math.nan])
     assert mean == 2.5 and n == 1 and math.isnan(low) and math.isnan(high)
@@ -135,10 +151,19 @@ def test_c1_fails_above_the_margin_or_with_too_many_parameters() -> None:
     assert heavy["verdict"] == C.FAILS and heavy["note"] == "parameters: TSN / single-task = 0.500 > 0.25 (exact)"
 
 
+def test_c1_counts_the_single_task_reference_s_own_seed_noise() -> None:
+    """The same TSN seeds that hold against a noiseless reference are inconclusive against a noisy one."""
+    noisy = table1({"tsn": [0.5, 0.8, 1.1], "single_task": [-3.0, 0.0, 3.0]})
+    row = result(evidence(trials={"baselines": noisy}), "C1")
+    diff, low, high, _ = C.welch_interval([0.5, 0.8, 1.1], [-3.0, 0.0, 3.0])
+    assert (row["effect"], row["ci_low"], row["ci_high"]) == pytest.approx((0.8, low, high))
+    assert high > 2.0 and row["verdict"] == C.INCONCLUSIVE and row["interval"] == C.WELCH
+
+
 def test_c1_is_inconclusive_when_the_interval_straddles_the_margin_or_data_is_missing() -> None:
     assert result(evidence(trials={"baselines": table1({"tsn": [0.0, 2.0, 4.0]})}), "C1")["verdict"] == C.INCONCLUSIVE
     one_seed = result(evidence(trials={"baselines": table1({"tsn": [0.5]})}), "C1")
-    assert one_seed["verdict"] == C.INCONCLUSIVE and "n = 1 seed(s) with both values" in one_seed["note"]
+    assert one_seed["verdict"] == C.INCONCLUSIVE and "n = 1 TSN and 3 single-task seeds" in one_seed["note"]
     none = result(evidence(), "C1")
     assert none["verdict"] == C.INCONCLUSIVE
     assert none["note"] == "missing: study baselines-synthetic-cpu (make sweep-baselines)"

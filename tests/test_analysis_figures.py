@@ -64,14 +64,15 @@ def test_delta_m_vs_d_and_convergence_figures(tmp_path: Path) -> None:
     paths = figures.delta_m_vs_d_figure(trials, tmp_path / "fig", EMBEDDING)
     assert_written(paths)
     assert "standard deviation (sd) over seeds" in paths[2].read_text()
-    by_seed = tables.baseline_by_seed(base)
+    _, table1 = tables.ablation_table(base, base)
+    refs = tables.references(table1, tables.single_task_trials(base))
     assert_written(
         figures.convergence_figure(
-            base.history, by_seed, {"semseg": True, "normals": False}, tmp_path / "fig", BASELINES
+            base.history, refs, {"semseg": True, "normals": False}, tmp_path / "fig", BASELINES
         )
     )
     long = figures.convergence_frame(
-        base.history[base.history["architecture"] == "tsn"], by_seed, {"semseg": True, "normals": False}
+        base.history[base.history["architecture"] == "tsn"], refs, {"semseg": True, "normals": False}
     )
     assert set(long["quantity"]) == {"Δm %", "semseg", "normals"}
 
