@@ -212,7 +212,10 @@ def test_references_pool_the_seeds_of_one_single_task_configuration_only(storage
     trials.attrs["tasks"] = ["semseg", "normals"]
     refs = tables.references(trials, pool)
     assert refs.loc[7, "semseg"] == pytest.approx(20.0) and refs.loc[7, "normals"] == pytest.approx(20.5)
-    assert refs.loc[7, "reference_trials"] == tuple(other["trial"]) and refs.loc[7, "baseline_trial"] == other["trial"].iloc[0]
+    assert (
+        refs.loc[7, "reference_trials"] == tuple(other["trial"])
+        and refs.loc[7, "baseline_trial"] == other["trial"].iloc[0]
+    )
     # stored without a baseline hash: the latest single-task trial of its seed, and that trial's configuration
     assert refs.loc[8, "baseline_trial"] == other["trial"].iloc[1] and refs.loc[8, "semseg"] == pytest.approx(20.0)
 

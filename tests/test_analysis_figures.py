@@ -67,9 +67,7 @@ def test_delta_m_vs_d_and_convergence_figures(tmp_path: Path) -> None:
     _, table1 = tables.ablation_table(base, base)
     refs = tables.references(table1, tables.single_task_trials(base))
     assert_written(
-        figures.convergence_figure(
-            base.history, refs, {"semseg": True, "normals": False}, tmp_path / "fig", BASELINES
-        )
+        figures.convergence_figure(base.history, refs, {"semseg": True, "normals": False}, tmp_path / "fig", BASELINES)
     )
     long = figures.convergence_frame(
         base.history[base.history["architecture"] == "tsn"], refs, {"semseg": True, "normals": False}
