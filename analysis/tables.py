@@ -148,29 +148,40 @@ def matched_baseline(row: pd.Series, baselines: pd.DataFrame | None) -> pd.Serie
     return hits.iloc[-1] if len(hits) else None
 
 
+def delta_m_of(row: pd.Series, base: pd.Series, tasks: Sequence[str], higher: Mapping[str, bool]) -> float:
+    """Δm (astmt, %) of the primary metrics in ``row`` against those in ``base``."""
+    return delta_m({t: row[t] for t in tasks}, {t: base[t] for t in tasks}, {t: higher[t] for t in tasks}, "astmt")
+
+
 def references(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
     """Each trial's single-task reference (index = trial): every task's primary metric averaged over the seeds of
     its matched baseline's configuration (:func:`matched_baseline`, the latest trial of each seed), with
-    ``reference_trials`` (those trials) and ``baseline_trial`` (the matched one, of the trial's own seed).
+    ``reference_trials`` (those trials), ``baseline_trial`` (the matched one, of the trial's own seed) and
+    ``reference_spread``: the sample sd over those seeds of each single-task run's Δm against their mean (NaN
+    with one seed), the reference's own seed noise, which a comparison with single-task itself must count.
 
     Why a seed mean and not the same seed's run: a multi-task run and a single-task run of one seed share no
     randomness that correlates their results (their architectures differ, so do their initialisations), so
     pairing them cancels nothing and adds the single-task run's seed noise to every Δm; against the mean, a
     row's spread over seeds is its own, and comparisons between multi-task variants share one reference.
     """
-    tasks = trials.attrs["tasks"]
+    tasks, higher = trials.attrs["tasks"], trials.attrs["higher_is_better"]
+    columns = [*tasks, "reference_trials", "baseline_trial", "reference_spread"]
     rows = {}
     for _, row in trials.iterrows():
         match = matched_baseline(row, baselines)
         if match is None:
             continue
         family = baselines[baselines["family"] == match["family"]].drop_duplicates("seed", keep="last")
+        mean = family[tasks].mean()
+        spread = [delta_m_of(r, mean, tasks, higher) for _, r in family.iterrows()]
         rows[row["trial"]] = {
-            **family[tasks].mean().to_dict(),
+            **mean.to_dict(),
             "reference_trials": tuple(int(t) for t in family["trial"]),
             "baseline_trial": int(match["trial"]),
+            "reference_spread": pd.Series(spread, dtype=float).std(ddof=1),
         }
-    return pd.DataFrame.from_dict(rows, orient="index", columns=[*tasks, "reference_trials", "baseline_trial"])
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
 
 
 def add_delta_m(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
@@ -181,20 +192,22 @@ def add_delta_m(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.Data
     refs = references(trials, baselines)
     by_trial = baselines.set_index("trial") if baselines is not None else None
 
-    def against(row: pd.Series, base: pd.Series) -> float:
-        return delta_m(
-            {t: row[t] for t in tasks}, {t: base[t] for t in tasks}, {t: higher[t] for t in tasks}, convention="astmt"
-        )
-
     def columns(row: pd.Series) -> dict[str, Any]:
         if row["trial"] not in refs.index:
-            return {"delta_m": math.nan, "delta_m_seed": math.nan, "baseline_trial": pd.NA, "reference_seeds": 0}
+            return {
+                "delta_m": math.nan,
+                "delta_m_seed": math.nan,
+                "baseline_trial": pd.NA,
+                "reference_seeds": 0,
+                "reference_spread": math.nan,
+            }
         ref = refs.loc[row["trial"]]
         return {
-            "delta_m": against(row, ref),
-            "delta_m_seed": against(row, by_trial.loc[ref["baseline_trial"]]),
+            "delta_m": delta_m_of(row, ref, tasks, higher),
+            "delta_m_seed": delta_m_of(row, by_trial.loc[ref["baseline_trial"]], tasks, higher),
             "baseline_trial": ref["baseline_trial"],
             "reference_seeds": len(ref["reference_trials"]),
+            "reference_spread": ref["reference_spread"],
         }
 
     added = pd.DataFrame([columns(row) for _, row in trials.iterrows()], index=trials.index)

@@ -209,9 +209,11 @@ def test_references_pool_the_seeds_of_one_single_task_configuration_only(storage
     trials = pd.DataFrame(
         {"trial": [7, 8], "seed": [0, 1], "baseline_config_hash": [other["config_hash"].iloc[0], pd.NA]}
     )
-    trials.attrs["tasks"] = ["semseg", "normals"]
+    trials.attrs.update(tasks=["semseg", "normals"], higher_is_better={"semseg": True, "normals": False})
     refs = tables.references(trials, pool)
     assert refs.loc[7, "semseg"] == pytest.approx(20.0) and refs.loc[7, "normals"] == pytest.approx(20.5)
+    # its runs' Δm against it: ∓(50 − 7.317)/2 (semseg 10 / 30 vs 20, normals 19 / 22 vs 20.5); sd √2 times that
+    assert refs.loc[7, "reference_spread"] == pytest.approx(math.sqrt(2) * (50 - 150 / 20.5) / 2)
     assert (
         refs.loc[7, "reference_trials"] == tuple(other["trial"])
         and refs.loc[7, "baseline_trial"] == other["trial"].iloc[0]

@@ -13,9 +13,11 @@ SEEDS = (1, 2, 3)
 T_975_2 = 4.302652729749464  # Student's t, 97.5 % quantile, 2 degrees of freedom (printed tables: 4.303)
 
 
-def table1(delta_m: dict[str, list[float]], n_params: dict[str, float] | None = None) -> pd.DataFrame:
-    """The per-trial frame of a Table 1 study: one row per architecture x seed (seeds 1, 2, …); single-task at Δm 0
-    unless given (then its seeds scatter around the reference)."""
+def table1(
+    delta_m: dict[str, list[float]], n_params: dict[str, float] | None = None, reference: tuple[int, float] = (3, 0.0)
+) -> pd.DataFrame:
+    """The per-trial frame of a Table 1 study: one row per architecture x seed (seeds 1, 2, …), against a
+    single-task reference of ``reference`` = (seeds, sd of their Δm); single-task at Δm 0 unless given."""
     params = {
         "single_task": 88e6,
         "multi_decoder": 44e6,
@@ -24,8 +26,16 @@ def table1(delta_m: dict[str, list[float]], n_params: dict[str, float] | None = 
         "tsn": 18.3e6,
         **(n_params or {}),
     }
+    seeds, spread = reference
     rows = [
-        {"architecture": arch, "seed": seed, "delta_m": value, "n_params": params[arch]}
+        {
+            "architecture": arch,
+            "seed": seed,
+            "delta_m": value,
+            "n_params": params[arch],
+            "reference_seeds": seeds,
+            "reference_spread": spread,
+        }
         for arch, values in {"single_task": [0.0] * 3, **delta_m}.items()
         for seed, value in zip(SEEDS, values)
     ]
@@ -100,15 +110,17 @@ def test_welch_interval_matches_a_hand_computation_and_scipy() -> None:
     from scipy import stats
 
     a, b = [1.0, 2.0, 4.0], [-1.0, 0.0, 1.0]
-    diff, low, high, n = C.welch_interval(a, b)
+    diff, low, high, n = C.welch_interval(C.Sample.of(a), C.Sample.of(b))
     # s²/n: (7/3)/3 = 7/9 and 1/3; se² = 10/9; Welch–Satterthwaite dof = (10/9)² / ((7/9)²/2 + (1/3)²/2) = 200/58
     half = stats.t.ppf(0.975, 200 / 58) * math.sqrt(10 / 9)
     assert (diff, low, high, n) == pytest.approx((7 / 3, 7 / 3 - half, 7 / 3 + half, 3), rel=1e-12)
     ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
     assert (low, high) == pytest.approx((ci.low, ci.high), rel=1e-9)
     # a group without spread leaves the other's t interval (its n − 1 degrees of freedom)
-    assert C.welch_interval(a, [0.0, 0.0, 0.0])[1:3] == pytest.approx(C.t_interval(a)[1:3], rel=1e-12)
-    assert math.isnan(C.welch_interval(a, [0.0])[1]) and C.welch_interval(a, [0.0])[3] == 1
+    steady = C.welch_interval(C.Sample.of(a), C.Sample(0.0, 0.0, 3))
+    assert steady[1:3] == pytest.approx(C.t_interval(a)[1:3], rel=1e-12)
+    lone = C.welch_interval(C.Sample.of(a), C.Sample.of([0.0]))
+    assert math.isnan(lone[1]) and lone[3] == 1
 
 
 def test_an_interval_needs_two_values() -> None:
@@ -140,30 +152,37 @@ def test_the_verdict_is_read_off_the_interval(side: str, low: float, high: float
 # ------------------------------------------------------------------------------------------------ C1
 def test_c1_holds_when_tsn_s_delta_m_interval_lies_below_the_margin() -> None:
     row = result(evidence(trials={"baselines": table1({"tsn": [0.5, 0.8, 1.1]})}), "C1")
-    half = T_975_2 * 0.3 / math.sqrt(3)
+    half = T_975_2 * 0.3 / math.sqrt(3)  # a reference without spread: Welch is TSN's own t interval
     assert (row["effect"], row["ci_low"], row["ci_high"]) == pytest.approx((0.8, 0.8 - half, 0.8 + half))
-    assert row["verdict"] == C.HOLDS and row["note"] == "parameters: TSN / single-task = 0.208"
+    assert row["verdict"] == C.HOLDS and row["interval"] == C.WELCH
+    assert row["note"] == "parameters: TSN / single-task = 0.208; single-task reference: 3 seed(s), sd 0.00"
 
 
 def test_c1_fails_above_the_margin_or_with_too_many_parameters() -> None:
     assert result(evidence(trials={"baselines": table1({"tsn": [5.0, 6.0, 7.0]})}), "C1")["verdict"] == C.FAILS
     heavy = result(evidence(trials={"baselines": table1({"tsn": [0.5, 0.8, 1.1]}, {"tsn": 44e6})}), "C1")
-    assert heavy["verdict"] == C.FAILS and heavy["note"] == "parameters: TSN / single-task = 0.500 > 0.25 (exact)"
+    assert heavy["verdict"] == C.FAILS
+    assert heavy["note"].startswith("parameters: TSN / single-task = 0.500 > 0.25 (exact)")
 
 
-def test_c1_counts_the_single_task_reference_s_own_seed_noise() -> None:
-    """The same TSN seeds that hold against a noiseless reference are inconclusive against a noisy one."""
-    noisy = table1({"tsn": [0.5, 0.8, 1.1], "single_task": [-3.0, 0.0, 3.0]})
-    row = result(evidence(trials={"baselines": noisy}), "C1")
-    diff, low, high, _ = C.welch_interval([0.5, 0.8, 1.1], [-3.0, 0.0, 3.0])
-    assert (row["effect"], row["ci_low"], row["ci_high"]) == pytest.approx((0.8, low, high))
-    assert high > 2.0 and row["verdict"] == C.INCONCLUSIVE and row["interval"] == C.WELCH
+def test_c1_counts_the_single_task_reference_s_seed_noise_and_more_reference_seeds_decide() -> None:
+    tsn = {"tsn": [0.5, 0.8, 1.1]}
+    noisy = result(evidence(trials={"baselines": table1(tsn, reference=(3, 1.0))}), "C1")
+    diff, low, high, _ = C.welch_interval(C.Sample.of(tsn["tsn"]), C.Sample(0.0, 1.0, 3))
+    assert (noisy["effect"], noisy["ci_low"], noisy["ci_high"]) == pytest.approx((0.8, low, high))
+    assert high > 2.0 and noisy["verdict"] == C.INCONCLUSIVE  # se² = 0.03 + 1/3, ~2.4 dof: high ≈ 3.2
+    pooled = result(evidence(trials={"baselines": table1(tsn, reference=(8, 1.0))}), "C1")
+    assert pooled["ci_high"] < 2.0 and pooled["verdict"] == C.HOLDS  # se² = 0.03 + 1/8, ~9 dof: high ≈ 1.7
 
 
 def test_c1_is_inconclusive_when_the_interval_straddles_the_margin_or_data_is_missing() -> None:
     assert result(evidence(trials={"baselines": table1({"tsn": [0.0, 2.0, 4.0]})}), "C1")["verdict"] == C.INCONCLUSIVE
     one_seed = result(evidence(trials={"baselines": table1({"tsn": [0.5]})}), "C1")
-    assert one_seed["verdict"] == C.INCONCLUSIVE and "n = 1 TSN and 3 single-task seeds" in one_seed["note"]
+    assert one_seed["verdict"] == C.INCONCLUSIVE and "an interval needs 2 TSN seeds (1)" in one_seed["note"]
+    lone_reference = result(
+        evidence(trials={"baselines": table1({"tsn": [0.5, 0.8, 1.1]}, reference=(1, math.nan))}), "C1"
+    )
+    assert lone_reference["verdict"] == C.INCONCLUSIVE and "2 single-task seeds (1)" in lone_reference["note"]
     none = result(evidence(), "C1")
     assert none["verdict"] == C.INCONCLUSIVE
     assert none["note"] == "missing: study baselines-synthetic-cpu (make sweep-baselines)"
