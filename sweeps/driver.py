@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,7 +40,7 @@ from tsn.errors import redact
 from tsn.train import Baseline
 
 from . import records as R
-from .experiment import SEED_KEY, Experiment, GridPoint, budget_max_seeds, parse_experiment
+from .experiment import SEED_KEY, Experiment, GridPoint, budget_max_seeds, budget_reference_seeds, parse_experiment
 from .ledger import DUPLICATE_OF, INTERRUPTED, STRAY, WORKER, Ledger
 from .notes import write_study_note
 from .runner import EnvironmentFault, Interrupted, TrialRunner, TrialTiming, objective, one_line
@@ -171,9 +171,19 @@ class Sweep:
         self.baseline_ledger: Ledger | None = None
         self.baseline_study = None
         self.baseline_by_hash: dict[str, RunConfig] = {}  # every single-task run this sweep's points compare with
+        self.reference_keys: list[str] = []  # ... and those of the budget's reference seeds (trained last)
         if experiment.baseline == "single_task":
-            baselines = [baseline_config(p.config) for p in self.points]
-            self.baseline_by_hash = {config_hash(cfg): cfg for cfg in baselines}
+            own = {config_hash(cfg): cfg for cfg in (baseline_config(p.config) for p in self.points)}
+            reference = {
+                config_hash(cfg): cfg
+                for cfg in (
+                    replace(base, train=replace(base.train, seed=seed))
+                    for base in own.values()
+                    for seed in budget_reference_seeds(budget)
+                )
+            }
+            self.reference_keys = [key for key in reference if key not in own]
+            self.baseline_by_hash = {**own, **reference}
             self.baseline_ledger = Ledger(
                 self.storage,
                 R.baseline_study_name(self.dataset, budget),
@@ -286,7 +296,10 @@ class Sweep:
             status = self.ledger.status()
             pending = [k for k in self.plan.units if status.get(k) in (None, "waiting")]
             done = sum(status.get(k) in ("complete", "failed") for k in self.plan.units)
-            if not pending or (n_trials is not None and trained >= n_trials):
+            if not pending:
+                self._train_references(deadline)
+                break
+            if n_trials is not None and trained >= n_trials:
                 break
             if deadline is not None and time.monotonic() > deadline:
                 self.log("timeout reached; run the same command again to continue")
@@ -315,6 +328,22 @@ class Sweep:
             + (f", {running} running on other workers" if running else "")
         )
         return counts
+
+    def _train_references(self, deadline: float | None) -> None:
+        """Once every point is done: the single-task runs of the budget's reference seeds
+        (:func:`sweeps.experiment.budget_reference_seeds`), each trained here unless done, failed or running
+        elsewhere (then its worker finishes it)."""
+        if not self.reference_keys:
+            return
+        status = self.baseline_ledger.status()
+        todo = [k for k in self.reference_keys if status.get(k) in (None, "waiting")]
+        for number, key in enumerate(todo, 1):
+            if deadline is not None and time.monotonic() > deadline:
+                self.log("timeout reached before the reference seeds' single-task runs; run the same command again")
+                return
+            cfg = self.baseline_by_hash[key]
+            self.log(f"reference {number}/{len(todo)}: single-task, seed {cfg.train.seed} ...")
+            self._baseline_for(cfg, wait=False)
 
     def _next_ready(self, pending: list[str]) -> tuple[str, Baseline | None] | None:
         if self.baseline_ledger is None:  # nothing to wait for (a search has no baselines: sweeps.experiment)

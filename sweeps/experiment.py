@@ -373,6 +373,25 @@ def budget_max_seeds(budget: str) -> int | None:
     return (profile.get("sweep") or {}).get("max_seeds")
 
 
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
+def budget_reference_seeds(budget: str) -> list[int]:
+    """The seeds whose single-task runs the reference of every baseline configuration pools besides the grid's own
+    (``sweep: {reference_seeds: [...]}``; none by default). The reference's seed noise bounds every comparison
+    with single-task itself (``analysis.claims``, C1), and these runs are shared by every experiment at the budget,
+    so each costs one single-task run per baseline configuration, once."""
+    profile = load_budgets().get(budget) or {}
+    seeds = (profile.get("sweep") or {}).get("reference_seeds", [])
+    if not isinstance(seeds, list) or not all(map(_is_seed, seeds)) or len(set(seeds)) != len(seeds):
+        raise ConfigError(
+            f"{BUDGETS_FILE}: {budget}.sweep.reference_seeds must be a list of distinct seeds "
+            f"(integers in [0, 2^31)), got {seeds!r}"
+        )
+    return seeds
+
+
 def budget_max_search_trials(budget: str) -> int | None:
     """A budget may cap the configurations a search samples per grid point (``sweep: {max_search_trials: 2}``)."""
     profile = load_budgets().get(budget) or {}

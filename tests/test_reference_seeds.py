@@ -1,0 +1,79 @@
+"""The budget's reference seeds: single-task runs that widen every baseline configuration's reference, trained once
+by whichever sweep finishes its points first, and pooled by the analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_sweeps import ENCODINGS, SHARED, TINY, complete, write_experiment
+
+import sweeps.experiment as experiment_module
+from analysis.runs import load_study
+from analysis.tables import ablation_table
+from sweeps.driver import Sweep
+from sweeps.experiment import SEED_KEY, budget_reference_seeds, load_experiment
+from sweeps.tracking import TrackingConfig
+from tsn.config import ConfigError, load_budgets
+
+
+def reference_seeds_at_smoke(monkeypatch: pytest.MonkeyPatch, seeds: object) -> None:
+    budgets = load_budgets()
+    smoke = {**budgets["smoke"], "sweep": {**budgets["smoke"]["sweep"], "reference_seeds": seeds}}
+    monkeypatch.setattr(experiment_module, "load_budgets", lambda: {**budgets, "smoke": smoke})
+
+
+def sweep_of(tmp_path: Path, lines: list[str]) -> Sweep:
+    return Sweep(
+        load_experiment(write_experiment(tmp_path, ENCODINGS)),
+        "smoke",
+        f"sqlite:///{tmp_path / 'studies.db'}",
+        overrides=TINY,
+        runs_dir=tmp_path / "runs",
+        tracking=TrackingConfig(enabled=False),
+        log=lines.append,
+    )
+
+
+def test_reference_seeds_train_once_after_the_points_and_widen_the_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference_seeds_at_smoke(monkeypatch, [1337, 1338, 1340])  # 1337 is the grid's own seed (smoke: one seed)
+    lines: list[str] = []
+    sweep = sweep_of(tmp_path, lines)
+    assert sweep.run() == {"complete": 2}
+    assert sorted(t.params[SEED_KEY] for t in complete(sweep.baseline_study)) == [1337, 1338, 1340]
+    started = [line for line in lines if line.endswith(" ...")]
+    assert [line.split(":")[0] for line in started[-2:]] == ["reference 1/2", "reference 2/2"]
+    assert all("reference" not in line for line in started[:-2]) and len(started) == 4  # 2 points, then 2 references
+
+    lines.clear()
+    assert sweep_of(tmp_path, lines).run() == {"complete": 2}  # everything is done: nothing trains again
+    assert not [line for line in lines if line.endswith(" ...")]
+    assert len(complete(sweep.baseline_study)) == 3
+
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    table, trials = ablation_table(load_study(sweep.study_name, storage), load_study(SHARED, storage))
+    assert trials["reference_seeds"].tolist() == [3, 3]
+    assert trials["reference_spread"].notna().all() and "(3 seeds)" in " ".join(table.notes)
+
+
+def test_a_timeout_leaves_the_reference_seeds_for_the_next_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert sweep_of(tmp_path, []).run() == {"complete": 2}  # the points, without reference seeds
+    reference_seeds_at_smoke(monkeypatch, [1338])
+    lines: list[str] = []
+    sweep = sweep_of(tmp_path, lines)
+    assert sweep.run(timeout=1e-9) == {"complete": 2}
+    assert any("before the reference seeds" in line for line in lines)
+    assert [t.params[SEED_KEY] for t in complete(sweep.baseline_study)] == [1337]
+
+
+@pytest.mark.parametrize("seeds", [[1, 1], "1337", [True], [-1], [2**31], [1.5], {"a": 1}])
+def test_reference_seeds_must_be_distinct_seeds(monkeypatch: pytest.MonkeyPatch, seeds: object) -> None:
+    reference_seeds_at_smoke(monkeypatch, seeds)
+    with pytest.raises(ConfigError, match=r"smoke\.sweep\.reference_seeds must be a list of distinct seeds"):
+        budget_reference_seeds("smoke")
+
+
+def test_no_reference_seeds_by_default() -> None:
+    assert budget_reference_seeds("smoke") == []
