@@ -23,7 +23,7 @@ from tsn.train import Trainer
 
 from .driver import EnvironmentFault, Interrupted, Sweep, one_line
 from .experiment import load_experiment
-from .export import export
+from .export import export, restore
 from .launch import add_arguments as add_launch_arguments
 from .launch import launch
 from .storage import DEFAULT_STORAGE, PASSWORD_VARIABLE, hide_password
@@ -114,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--study", action="extend", nargs="+", default=None, help="studies to export (default: every study)"
     )
     out.add_argument("--out", default="reports/trials", help="output folder (default reports/trials/)")
+    back = sub.add_parser(
+        "import", help="add exported finished trials to a storage (continue a sweep run in pieces on another machine)"
+    )
+    _add_storage(back)
+    back.add_argument(
+        "--study", action="extend", nargs="+", default=None, help="studies to import (default: every exported study)"
+    )
+    back.add_argument(
+        "--from", dest="export_dir", default="reports/trials", help="export folder (default reports/trials/)"
+    )
     view = sub.add_parser("wandb-workspace", help="save a W&B workspace per experiment (after `wandb sync`)")
     view.add_argument("project_path", metavar="ENTITY/PROJECT", help="the W&B project the runs were synced to")
     view.add_argument(
@@ -219,6 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export":
         for path in export(args.storage, args.out, args.study):
             print(path)
+        return 0
+    if args.command == "import":
+        for name, count in restore(args.storage, args.export_dir, args.study).items():
+            print(f"{name}: {count} finished trial(s) added")
         return 0
     if args.command == "launch":
         return launch(args, _tables)

@@ -9,6 +9,11 @@ One file per study, ``{study}.json`` (``{study}.json.gz`` when the JSON is over 
 An export adds to the file already there (:func:`merge`): a study run in pieces, in sessions on different machines
 each with a fresh storage, accumulates in one file. A trial of the file whose configuration (config hash) the storage
 also holds is replaced by the storage's; the others are kept, renumbered after the storage's trials.
+
+The way back (``python -m sweeps import``, :func:`restore`) adds an export's finished trials to a storage, so that
+the next piece of such a sweep, on a machine without the earlier pieces' storage and ``runs/``, trains only what is
+left: the driver finds those points (and single-task baselines) finished and compares new trials with their stored
+metrics.
 """
 
 from __future__ import annotations
@@ -16,15 +21,18 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from tsn.atomic import atomic_write
 from tsn.errors import redact
+from tsn.evaluate import mean_loss
 
-from .records import CONFIG_HASH
+from .records import CONFIG_HASH, DELTA_M, EVALUATIONS, SEARCH_SLOT, WALL_TIME
 from .storage import StorageError, open_storage
 
 FORMAT = 1
@@ -109,6 +117,72 @@ def export(storage: str, out_dir: str | Path, studies: Iterable[str] | None = No
             data = merge(read_study(out_dir, name), data)
         paths.append(write_study(data, out_dir))
     return paths
+
+
+def point_of(user_attrs: Mapping[str, Any]) -> tuple[Any, Any]:
+    """What identifies a finished trial's point across storages: its configuration, and its slot in a search."""
+    return user_attrs.get(CONFIG_HASH), user_attrs.get(SEARCH_SLOT)
+
+
+def told_value(trial: Mapping[str, Any]) -> float:
+    """The objective the study was told (``sweeps.runner.objective``); exports written before it was kept give it
+    from the records: Δm, else the last evaluation's mean validation loss (older records: from its task losses)."""
+    if trial.get("value") is not None:
+        return trial["value"]
+    attrs = trial["user_attrs"]
+    if attrs.get(DELTA_M) is not None:
+        return attrs[DELTA_M]
+    last = attrs[EVALUATIONS][max(attrs[EVALUATIONS], key=int)]
+    return last["mean_val_loss"] if "mean_val_loss" in last else mean_loss(last["val_loss"])
+
+
+def frozen(trial: Mapping[str, Any]) -> optuna.trial.FrozenTrial:
+    """A COMPLETE trial of an export as Optuna's object, with its completion time (start: that less its wall time)."""
+    complete = datetime.fromisoformat(trial["datetime_complete"]) if trial["datetime_complete"] else datetime.now()
+    wall = trial["user_attrs"].get(WALL_TIME) or 0.0
+    return optuna.trial.FrozenTrial(
+        number=trial["number"],
+        state=TrialState.COMPLETE,
+        value=told_value(trial),
+        datetime_start=complete - timedelta(seconds=wall),
+        datetime_complete=complete,
+        params=trial["params"],
+        distributions={k: distribution(d) for k, d in trial["distributions"].items()},
+        user_attrs=trial["user_attrs"],
+        system_attrs={},
+        intermediate_values={},
+        trial_id=0,  # the storage assigns its own
+    )
+
+
+def restore(storage: str, export_dir: str | Path, studies: Iterable[str] | None = None) -> dict[str, int]:
+    """Add to ``storage`` the COMPLETE trials of the exported ``studies`` (default: every file in ``export_dir``)
+    whose point the study there has not finished, creating a missing study with the export's attributes; failed and
+    unfinished trials stay out (a sweep trains those points again). Study -> trials added; unknown names are a
+    one-line error. Idempotent: a second call adds nothing."""
+    names = study_names(export_dir)
+    chosen = list(studies) if studies else names
+    unknown = [s for s in chosen if s not in names]
+    if unknown:
+        raise StorageError(f"no export of study {unknown[0]!r} in {export_dir}; valid: {', '.join(names) or '(none)'}")
+    backend = open_storage(storage)
+    added = {}
+    for name in chosen:
+        data = read_study(export_dir, name)
+        study = optuna.create_study(study_name=name, storage=backend, direction="minimize", load_if_exists=True)
+        for key, value in data["user_attrs"].items():
+            if key not in study.user_attrs:
+                study.set_user_attr(key, value)
+        finished = {point_of(t.user_attrs) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        added[name] = 0
+        for trial in sorted(data["trials"], key=lambda t: t["number"]):
+            point = point_of(trial["user_attrs"])
+            if trial["state"] != TrialState.COMPLETE.name or point[0] is None or point in finished:
+                continue
+            study.add_trial(frozen(trial))
+            finished.add(point)
+            added[name] += 1
+    return added
 
 
 # ------------------------------------------------------------------------------------------------ reading

@@ -6,6 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
+import optuna
 import pytest
 from test_analysis_fixtures import BASELINES, EMBEDDING, SHARED, build_storage
 
@@ -97,3 +98,78 @@ def test_exporting_again_keeps_the_trials_of_another_machine(storage: str, tmp_p
     assert trials[: len(mine)] == mine
     assert [t["user_attrs"]["config_hash"] for t in trials[len(mine) :]] == [f"other-{i}" for i in range(len(mine))]
     assert [t["number"] for t in trials] == list(range(2 * len(mine))) == sorted({t["number"] for t in trials})
+
+
+# ------------------------------------------------------------------------------------------------ import
+def finished(storage_url: str, name: str) -> list[tuple]:
+    study = optuna.load_study(study_name=name, storage=storage_url)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    return sorted((t.user_attrs["config_hash"], t.params, t.value, t.datetime_complete, t.user_attrs) for t in trials)
+
+
+def test_import_restores_every_finished_trial_once_and_no_failed_one(storage: str, tmp_path: Path, capsys) -> None:
+    exported = tmp_path / "trials"
+    E.export(storage, exported)
+    restored = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert sweeps_main(["import", "--storage", restored, "--from", str(exported)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{SHARED}: 2 finished trial(s) added",
+        f"{BASELINES}: 6 finished trial(s) added",
+        f"{EMBEDDING}: 6 finished trial(s) added",  # of 7: the failed one is trained again by the next sweep
+    ]
+    for name in (SHARED, BASELINES, EMBEDDING):
+        assert finished(restored, name) == finished(storage, name)
+        attrs = optuna.load_study(study_name=name, storage=restored).user_attrs
+        assert attrs == optuna.load_study(study_name=name, storage=storage).user_attrs
+    assert E.restore(restored, exported) == {SHARED: 0, BASELINES: 0, EMBEDDING: 0}  # idempotent
+    assert (
+        sweeps_main(["import", "--storage", restored, "--from", str(exported), "--study", "nope-synthetic-smoke"]) == 2
+    )
+    assert capsys.readouterr().err.strip().startswith("error: no export of study 'nope-synthetic-smoke'")
+
+
+def test_a_sweep_continued_on_an_imported_storage_trains_nothing_finished(tmp_path: Path) -> None:
+    """A sweep run in pieces: the next piece, on a machine with only the committed export, resumes after it."""
+    from test_sweeps import ENCODINGS, TINY, write_experiment
+
+    from sweeps.driver import Sweep
+    from sweeps.experiment import load_experiment
+    from sweeps.tracking import TrackingConfig
+
+    experiment = load_experiment(write_experiment(tmp_path, ENCODINGS))
+
+    def sweep(machine: str, lines: list[str]) -> Sweep:
+        return Sweep(
+            experiment,
+            "smoke",
+            f"sqlite:///{tmp_path / machine / 'studies.db'}",
+            overrides=TINY,
+            runs_dir=tmp_path / machine / "runs",
+            tracking=TrackingConfig(enabled=False),
+            log=lines.append,
+        )
+
+    first: list[str] = []
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    assert sweep("a", first).run(n_trials=1) == {
+        "complete": 1,
+        "pending": 1,
+    }  # one point (and its baseline) in the first piece
+    E.export(f"sqlite:///{tmp_path / 'a' / 'studies.db'}", tmp_path / "trials")
+    E.restore(f"sqlite:///{tmp_path / 'b' / 'studies.db'}", tmp_path / "trials")
+    second: list[str] = []
+    assert sweep("b", second).run() == {"complete": 2}
+    started = [line for line in second if line.endswith(" ...")]
+    assert len(started) == 1 and "2/2" in started[0]  # only the point left; its baseline was restored, not retrained
+    assert not list((tmp_path / "b" / "runs").glob("*single_task*"))
+
+
+def test_an_older_export_without_the_objective_gets_it_from_its_records() -> None:
+    evaluation = {"val_loss": {"semseg": 1.0, "normals": 2.0}}
+    assert E.told_value({"value": 3.0, "user_attrs": {"delta_m": 9.0}}) == 3.0
+    assert E.told_value({"user_attrs": {"delta_m": 9.0}}) == 9.0
+    assert (
+        E.told_value({"user_attrs": {"evaluations": {"2": {"mean_val_loss": 0.7}, "10": {"mean_val_loss": 0.5}}}})
+        == 0.5
+    )
+    assert E.told_value({"user_attrs": {"evaluations": {"8": evaluation}}}) == 1.5

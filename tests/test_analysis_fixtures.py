@@ -72,7 +72,7 @@ def metrics_attrs(semseg: float, normals: float, seed: int, config: dict[str, An
         R.ARCHITECTURE: config["architecture"],
         R.SEED: seed,
         R.CONFIG: config["config"],
-        R.CONFIG_HASH: f"hash-{config['architecture']}-{seed}",
+        R.CONFIG_HASH: config.get("config_hash") or f"hash-{config['architecture']}-{seed}",
         R.GIT_COMMIT: "abc123",
         R.METRICS: metrics,
         R.PRIMARY: primary,
@@ -154,6 +154,7 @@ def build_storage(
             "experiment": "embedding",
             "architecture": "tsn",
             "config": point_config(config, params),
+            "config_hash": f"hash-tsn-{enc}-{d}-{seed}",  # one configuration per grid point, as a sweep stores it
             "n_params": 18_000_000 + 1000 * d,
         }
         _add(emb, params, space, metrics_attrs(seg, nor, seed, info))
