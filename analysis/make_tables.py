@@ -157,8 +157,10 @@ class Reporter:
                 self.markdown.append(markdown)
 
     def checkpoint_figures(self, trials, figure_dir: Path, name: str) -> None:
-        """Task-embedding similarity and the qualitative grid, from the first seed with TSN and task_in runs."""
-        by_arch = trials.dropna(subset=["run_dir"]).sort_values(["seed", "trial"])
+        """Task-embedding similarity and the qualitative grid, from the first seed with a TSN run on this machine
+        (a study run in pieces may hold runs whose folders stayed on other machines)."""
+        here = trials["run_dir"].map(lambda d: isinstance(d, str) and Path(d).is_dir())
+        by_arch = trials[here].sort_values(["seed", "trial"])
         for _, group in by_arch.groupby("seed"):
             dirs = dict(zip(group["architecture"], group["run_dir"]))
             if "tsn" in dirs:

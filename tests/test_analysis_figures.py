@@ -95,3 +95,15 @@ def test_cli_writes_every_figure(run_dirs: dict[str, str], tmp_path: Path) -> No
         f"{BASELINES}-qualitative",
     ):
         assert {f"{stem}.png", f"{stem}.pdf", f"{stem}.md"} <= names
+
+
+def test_checkpoint_figures_wait_for_runs_on_this_machine(tmp_path: Path, capsys) -> None:
+    """Trials whose run folders stayed on another machine (a sweep run in pieces) draw no checkpoint figure and
+    raise no warning; every other figure is drawn."""
+    elsewhere = {arch: str(tmp_path / "gone" / arch) for arch in ("tsn", "task_in", "single_task")}
+    storage = build_storage(tmp_path, resolve("smoke").to_dict(), elsewhere)
+    out = tmp_path / "reports"
+    assert make_tables.main(["--storage", storage, "--out", str(out), "--study", BASELINES]) == 0
+    names = {p.name for p in (out / "figures").iterdir()}
+    assert f"{BASELINES}-convergence.png" in names and not any("similarity" in n or "qualitative" in n for n in names)
+    assert "skipped" not in capsys.readouterr().err
