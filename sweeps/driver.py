@@ -276,13 +276,24 @@ class Sweep:
         if trial is None:
             status = self.baseline_ledger.status().get(config_hash(single_task))
             return None, status == "failed"
-        provenance = {
+        provenance = self._provenance(trial)
+        by_epoch = {epoch: e["primary"] for epoch, e in (trial.user_attrs.get(R.EVALUATIONS) or {}).items()}
+        return Baseline(trial.user_attrs[R.PRIMARY], provenance, by_epoch), True
+
+    def _provenance(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        """How a record names a baseline trial (records.BASELINE_RUNS)."""
+        return {
             "study": self.baseline_ledger.study.study_name,
             "trial": trial.number,
             "config_hash": trial.user_attrs[R.CONFIG_HASH],
         }
-        by_epoch = {epoch: e["primary"] for epoch, e in (trial.user_attrs.get(R.EVALUATIONS) or {}).items()}
-        return Baseline(trial.user_attrs[R.PRIMARY], provenance, by_epoch), True
+
+    def _own_baseline(self, cfg: RunConfig) -> optuna.trial.FrozenTrial | None:
+        """For a point that is its own single-task baseline (Table 1's single-task row): that baseline's COMPLETE
+        trial, trained here first if nobody has; None for any other point, or when the baseline failed."""
+        if self.baseline_ledger is None or config_hash(baseline_config(cfg)) != config_hash(cfg):
+            return None
+        return self._baseline_for(cfg, wait=True)
 
     # ------------------------------------------------------------------------------------------------- the loop
     def run(self, n_trials: int | None = None, timeout: float | None = None) -> dict[str, int]:
@@ -313,6 +324,11 @@ class Sweep:
             if trial is None:
                 continue
             cfg = self.plan.config(trial)
+            source = self._own_baseline(cfg)
+            if source is not None:  # trained once, as the shared baseline: recorded, not trained again
+                self.log(progress.line(done + 1, trained, f"{self.plan.label(trial)}: the shared single-task run"))
+                self.runner.record(self.ledger, trial, cfg, source, self._provenance(source))
+                continue
             if self.ledger.key_of(trial) != key:  # another worker's point, waiting: run it, with its own baseline
                 baseline, _ = self._baseline(cfg, wait=True)
             self.log(progress.line(done + 1, trained, f"{self.plan.label(trial)} ..."))

@@ -147,13 +147,18 @@ class Experiment:
     def grid(
         self, budget: str, dataset: str | None = None, overrides: Sequence[str] = (), max_seeds: int | None = None
     ) -> list[GridPoint]:
-        """Every grid point resolved and validated; raises a one-line ConfigError naming the first bad one."""
+        """Every grid point resolved and validated; raises a one-line ConfigError naming the first bad one.
+
+        Nuisance axes (seeds) vary slowest: a sweep finishes one replicate of the whole table before the next seed,
+        so a sweep stopped early, or run in pieces, leaves complete replicates rather than complete rows."""
         axes = dict(self.axes)
         if max_seeds is not None and SEED_KEY in axes:
             axes[SEED_KEY] = axes[SEED_KEY][:max_seeds]
+        order = [*(a for a in axes if a not in self.scientific), *self.scientific]
         points = []
-        for values in itertools.product(*axes.values()):
-            params = dict(zip(axes, values))
+        for values in itertools.product(*(axes[a] for a in order)):
+            chosen = dict(zip(order, values))
+            params = {a: chosen[a] for a in axes}
             points.append(GridPoint(params, self.resolve(budget, dataset, params, overrides)))
         return points
 

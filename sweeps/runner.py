@@ -119,21 +119,7 @@ class TrialRunner:
             tags=tags,
             config={**cfg.to_dict(), "config_hash": key},
         )
-        attrs = {
-            R.EXPERIMENT: self.experiment.name if job_type == "trial" else R.SHARED_BASELINES,
-            R.DATASET: self.dataset,
-            R.BUDGET: self.budget,
-            R.ARCHITECTURE: cfg.model.architecture,
-            R.SEED: cfg.train.seed,
-            R.CONFIG: cfg.to_dict(),
-            R.CONFIG_HASH: key,
-            R.GIT_COMMIT: git_commit(),
-            R.WANDB_RUN_ID: wandb_run.run_id,
-            R.RUN_DIR: str(run_dir),
-            R.JOB_TYPE: job_type,
-        }
-        for name, value in attrs.items():
-            trial.set_user_attr(name, value)
+        self._identify(trial, cfg, job_type, str(run_dir), wandb_run.run_id)
         where = f"{study.study_name} trial {trial.number} ({point_params})"
         try:
             run_dir.mkdir(parents=True, exist_ok=True)  # an unwritable runs folder shows before any training
@@ -168,6 +154,46 @@ class TrialRunner:
                 TrialTiming(study.study_name, trial.number, cfg, fit_seconds, wandb_run.callback_seconds)
             )
         return summary
+
+    def record(
+        self, ledger: Ledger, trial: optuna.Trial, cfg: RunConfig, source: optuna.trial.FrozenTrial, provenance: dict
+    ) -> None:
+        """Close ``trial``, a single-task point of the experiment, with the results of ``source``: the shared
+        baseline run of the same configuration. One configuration is trained once, and Table 1's single-task row
+        is the very run the other rows' Δm compares with (trained twice, on two machines, the two would differ)."""
+        self._identify(trial, cfg, "trial", source.user_attrs.get(R.RUN_DIR), None)
+        kept = (R.METRICS, R.PRIMARY, R.PARAMS, R.MACS, R.WALL_TIME, R.HISTORY, R.EVALUATIONS)
+        results = {name: source.user_attrs[name] for name in kept if name in source.user_attrs}
+        results.update(
+            {
+                R.DELTA_M: 0.0,  # against itself
+                R.DELTA_M_CONVENTION: "astmt",
+                R.BASELINE_RUNS: [provenance],
+                R.BASELINE_METRICS: source.user_attrs[R.PRIMARY],
+                R.RECORDED_FROM: provenance,
+            }
+        )
+        ledger.complete(trial, 0.0, results)
+
+    def _identify(
+        self, trial: optuna.Trial, cfg: RunConfig, job_type: str, run_dir: str | None, wandb_run_id: str | None
+    ) -> None:
+        """The trial's identity and provenance records (sweeps.records), set before anything can fail."""
+        attrs = {
+            R.EXPERIMENT: self.experiment.name if job_type == "trial" else R.SHARED_BASELINES,
+            R.DATASET: self.dataset,
+            R.BUDGET: self.budget,
+            R.ARCHITECTURE: cfg.model.architecture,
+            R.SEED: cfg.train.seed,
+            R.CONFIG: cfg.to_dict(),
+            R.CONFIG_HASH: config_hash(cfg),
+            R.GIT_COMMIT: git_commit(),
+            R.WANDB_RUN_ID: wandb_run_id,
+            R.RUN_DIR: run_dir,
+            R.JOB_TYPE: job_type,
+        }
+        for name, value in attrs.items():
+            trial.set_user_attr(name, value)
 
 
 def _stop(ledger: Ledger, trial: optuna.Trial, wandb_run: WandbRun, reason: str, stop: Interrupted) -> NoReturn:

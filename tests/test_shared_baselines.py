@@ -1,5 +1,6 @@
-"""The budget's reference seeds: single-task runs that widen every baseline configuration's reference, trained once
-by whichever sweep finishes its points first, and pooled by the analysis."""
+"""The shared single-task runs: the budget's reference seeds (runs that widen every baseline configuration's
+reference, trained once by whichever sweep finishes its points first, pooled by the analysis), and single-task points
+of an experiment (Table 1's row), recorded from the shared run of their configuration instead of trained again."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from test_sweeps import ENCODINGS, SHARED, TINY, complete, write_experiment
 import sweeps.experiment as experiment_module
 from analysis.runs import load_study
 from analysis.tables import ablation_table
+from sweeps import export as E
+from sweeps import records as R
 from sweeps.driver import Sweep
 from sweeps.experiment import SEED_KEY, budget_reference_seeds, load_experiment
 from sweeps.tracking import TrackingConfig
@@ -23,9 +26,9 @@ def reference_seeds_at_smoke(monkeypatch: pytest.MonkeyPatch, seeds: object) -> 
     monkeypatch.setattr(experiment_module, "load_budgets", lambda: {**budgets, "smoke": smoke})
 
 
-def sweep_of(tmp_path: Path, lines: list[str]) -> Sweep:
+def sweep_of(tmp_path: Path, lines: list[str], experiment: Path | None = None) -> Sweep:
     return Sweep(
-        load_experiment(write_experiment(tmp_path, ENCODINGS)),
+        load_experiment(experiment or write_experiment(tmp_path, ENCODINGS)),
         "smoke",
         f"sqlite:///{tmp_path / 'studies.db'}",
         overrides=TINY,
@@ -77,3 +80,33 @@ def test_reference_seeds_must_be_distinct_seeds(monkeypatch: pytest.MonkeyPatch,
 
 def test_no_reference_seeds_by_default() -> None:
     assert budget_reference_seeds("smoke") == []
+
+
+ARCHITECTURES = "  scientific:\n    model.architecture: [single_task, tsn]\n  nuisance:\n    train.seed: [1337]\n"
+
+
+def test_a_single_task_point_carries_the_shared_run_trained_elsewhere(tmp_path: Path) -> None:
+    """Table 1's single-task row on a machine that imported the baselines: recorded from them, not retrained."""
+    elsewhere, here = tmp_path / "elsewhere", tmp_path / "here"
+    elsewhere.mkdir(), here.mkdir()
+    assert sweep_of(elsewhere, []).run() == {"complete": 2}  # trains the seed-1337 single-task baseline there
+    E.export(f"sqlite:///{elsewhere / 'studies.db'}", tmp_path / "trials", [SHARED])
+    E.restore(f"sqlite:///{here / 'studies.db'}", tmp_path / "trials")
+    lines: list[str] = []
+    table1 = sweep_of(here, lines, write_experiment(here, ARCHITECTURES, name="table", fixed="{}"))
+    assert table1.run() == {"complete": 2}
+    (baseline,) = complete(table1.baseline_study)
+    single, tsn = sorted(complete(table1.study), key=lambda t: t.params["model.architecture"])
+    assert single.params["model.architecture"] == "single_task"
+    assert single.user_attrs[R.RECORDED_FROM] == {
+        "study": SHARED,
+        "trial": baseline.number,
+        "config_hash": baseline.user_attrs[R.CONFIG_HASH],
+    }
+    assert single.user_attrs[R.PRIMARY] == baseline.user_attrs[R.PRIMARY] and single.user_attrs[R.DELTA_M] == 0.0
+    assert single.user_attrs[R.CONFIG_HASH] == baseline.user_attrs[R.CONFIG_HASH] and single.value == 0.0
+    assert tsn.user_attrs[R.BASELINE_RUNS][0]["trial"] == baseline.number
+    assert sum(line.endswith("the shared single-task run") for line in lines) == 1
+    (trained,) = [line for line in lines if line.endswith(" ...")]  # the TSN point only
+    assert "tsn" in trained
+    assert len(list((here / "runs").glob("*/*"))) == 1  # the TSN run; no single-task run was trained here
