@@ -12,6 +12,7 @@ RUNS    ?= runs# checkpoints, W&B offline runs and the default study storage
 REPORTS ?= reports# tables and figures
 STORAGE ?= sqlite:///$(RUNS)/studies.db
 SET     ?=# config overrides for every trial of a sweep, e.g. SET="train.threads=1 data.root=/data/PASCAL_MT"
+TIMEOUT ?=# seconds after which a sweep starts no new trial (a piece of a long sweep; the same command continues it)
 EPOCH   ?=# make tables: the evaluation epoch to report (empty = the budget's report epoch, else the last)
 SOURCE  ?= optuna# make tables: optuna (STORAGE) or export (the files of `python -m sweeps export` under EXPORT)
 EXPORT  ?= $(REPORTS)/trials
@@ -20,7 +21,7 @@ TEST_WORKERS ?= 2# pytest-xdist processes for make test (0 = one process); each 
 
 .DEFAULT_GOAL := help
 SWEEP      := $(PY) -m sweeps run --budget $(BUDGET) $(if $(DATASET),--dataset $(DATASET)) --storage $(STORAGE) \
-              --runs-dir $(RUNS) --reports-dir $(REPORTS) $(foreach o,$(SET),--set $(o))
+              --runs-dir $(RUNS) --reports-dir $(REPORTS) $(foreach o,$(SET),--set $(o)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
 STUDY   ?= embedding-$(or $(DATASET),synthetic)-$(BUDGET)
 # One sweep-NAME target per experiment file that trains (experiments/NAME.yaml; scaling.yaml has train: false).
 EXPERIMENT_FILES := $(shell grep -l '^name:' experiments/*.yaml)
