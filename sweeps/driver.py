@@ -22,6 +22,8 @@ The protocol's bookkeeping (claims, reaping, heartbeats, retries) is :class:`swe
 training one claimed trial and recording its outcome is :class:`sweeps.runner.TrialRunner`; :class:`Sweep` is the
 loop over the points of a :class:`Plan`, each point's single-task baseline first. A grid's points are its grid points
 (:class:`GridPlan`); a search's are the slots of its sampled configurations (:class:`sweeps.search.SearchPlan`).
+A point that is its own baseline (a single-task point) carries the baseline's results instead of training again;
+once every point is done, the budget's reference seeds' single-task runs are trained (the same claims).
 """
 
 from __future__ import annotations
