@@ -9,11 +9,12 @@ import sys
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from tsn.encodings import gaussian_codes, orthogonal_codes
 from tsn.layers import AdaIN, EqualLinear, PixelNorm, TaskContext, TaskEmbeddingNet
 from tsn.models import ARCHITECTURES, ModelConfig, build_model
-from tsn.params import count_parameters, meta_model, scaling_table
+from tsn.params import count_macs, count_parameters, meta_model, scaling_table
 from tsn.tasks import dataset_tasks
 
 SMALL = dict(backbone="compact", decoder_width=0.25, embedding_dim=60, n_fc=2)  # 60 = 4·15 = 5·12 = 6·10
@@ -261,6 +262,20 @@ def test_params_cli_json_gives_the_papers_counts() -> None:
         "multi_decoder": 43_939_297,
         "single_task": 88_645_345,
     }
+
+
+@pytest.mark.parametrize(
+    "arch, head, training",
+    [(arch, None, True) for arch in ARCHITECTURES] + [("task_bn", None, False), ("tsn", "per_task", True)],
+)
+def test_mac_count_skipping_the_meta_kernels_of_norms_and_upsampling_equals_the_flop_counters(
+    arch: str, head: str | None, training: bool
+) -> None:
+    model = meta_model(ModelConfig(architecture=arch, head=head, **SMALL), dataset_tasks("pascal_context"))
+    model.train(training)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.forward_tasks(torch.zeros(1, 3, 64, 64, device="meta"), None)
+    assert count_macs(model, 64) == counter.get_total_flops() // 2 > 0
 
 
 def test_params_cli_reports_macs_and_scaling() -> None:
