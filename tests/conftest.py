@@ -7,7 +7,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,6 +51,20 @@ def _trainers_keep_the_test_threads() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tsn.train, "configure_threads", lambda threads: configure_threads(threads or THREADS))
         yield
+
+
+@pytest.fixture
+def tsn_cli(capsys: pytest.CaptureFixture) -> Callable[..., tuple[int, str, str]]:
+    """``python -m tsn ARGS`` in this process: (exit code, stdout, stderr). A shell runs the entry point in
+    tests/test_errors.py and tests/test_reliability.py; here it costs no interpreter start (~5 s each)."""
+    from tsn.__main__ import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 def pytest_configure(config: pytest.Config) -> None:
