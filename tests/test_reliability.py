@@ -77,9 +77,13 @@ def _wait_for(predicate, seconds: float) -> None:
         time.sleep(0.2)
 
 
-def _sweep_process(experiment: Path, storage: str, tmp_path: Path, epochs: int) -> subprocess.Popen:
-    """``python -m sweeps run`` with W&B on (offline) and an API key in the environment."""
-    sets = [a for o in [*TINY[:-1], f"train.epochs={epochs}"] for a in ("--set", o)]
+# The crash tests' trials: a kill or signal after a trial's first checkpoint leaves it two epochs to land in.
+EPOCHS = 3
+
+
+def _sweep_process(experiment: Path, storage: str, tmp_path: Path) -> subprocess.Popen:
+    """``python -m sweeps run`` of ``EPOCHS`` epochs a trial, with W&B on (offline) and an API key in the environment."""
+    sets = [a for o in [*TINY[:-1], f"train.epochs={EPOCHS}"] for a in ("--set", o)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_API_KEY": SECRET}
     # An earlier in-process W&B test made this process a W&B service and exported its address; a child that
     # inherits it logs through that service, which outlives a kill -9 of the child (as a login shell's would not).
@@ -536,7 +540,7 @@ def test_no_secret_in_cli_output_stored_config_wandb_config_or_reports(tmp_path,
 def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_path) -> None:
     experiment = write_experiment(tmp_path, ENCODINGS)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    proc = _sweep_process(experiment, storage, tmp_path, epochs=4)
+    proc = _sweep_process(experiment, storage, tmp_path)
     # baseline and first grid trial finished, the second grid trial has checkpointed an epoch
     _wait_for(lambda: len(_checkpoints(tmp_path)) >= 3 or proc.poll() is not None, 300)
     os.kill(proc.pid, signal.SIGKILL)
@@ -547,7 +551,7 @@ def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_
     assert len(finished["main"]) == 1 and len(finished["baselines"]) == 1
     (killed,) = study.get_trials(states=(TrialState.RUNNING,))
 
-    rerun = _sweep_process(experiment, storage, tmp_path, epochs=4)
+    rerun = _sweep_process(experiment, storage, tmp_path)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
     study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
@@ -559,7 +563,7 @@ def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_
     assert len(keys) == len(set(keys)) == 2 and killed.user_attrs[R.CONFIG_HASH] in keys
     assert study.get_trials()[killed.number].state == TrialState.FAIL  # reaped, then retried once
     (retried,) = [t for t in complete(study) if t.user_attrs[R.CONFIG_HASH] == killed.user_attrs[R.CONFIG_HASH]]
-    assert [h["epoch"] for h in retried.user_attrs[R.HISTORY]] == [1, 2, 3, 4]
+    assert [h["epoch"] for h in retried.user_attrs[R.HISTORY]] == list(range(1, EPOCHS + 1))
 
     # W&B: one run per grid point; the killed attempt has no exit record (crashed) and was resumed under its id.
     ids = [t.user_attrs[R.WANDB_RUN_ID] for t in [*complete(study), *complete(baselines)]]
@@ -575,7 +579,7 @@ def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_
 def test_signal_mid_trial_is_recorded_closes_the_wandb_run_and_the_rerun_resumes_from_checkpoint(tmp_path, sig) -> None:
     experiment = write_experiment(tmp_path, ENCODINGS)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    proc = _sweep_process(experiment, storage, tmp_path, epochs=4)
+    proc = _sweep_process(experiment, storage, tmp_path)
     _wait_for(lambda: len(_checkpoints(tmp_path)) >= 2 or proc.poll() is not None, 300)
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
@@ -592,7 +596,7 @@ def test_signal_mid_trial_is_recorded_closes_the_wandb_run_and_the_rerun_resumes
     assert read_offline_run(first)["summary"]["fail_reason"] == "interrupted"
     saved = load_checkpoint(Path(interrupted.user_attrs[R.RUN_DIR]) / "checkpoint.pt")
 
-    rerun = _sweep_process(experiment, storage, tmp_path, epochs=4)
+    rerun = _sweep_process(experiment, storage, tmp_path)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
     study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
@@ -601,4 +605,4 @@ def test_signal_mid_trial_is_recorded_closes_the_wandb_run_and_the_rerun_resumes
     (resumed,) = [t for t in complete(study) if t.user_attrs[R.CONFIG_HASH] == interrupted.user_attrs[R.CONFIG_HASH]]
     assert resumed.user_attrs[R.WANDB_RUN_ID] == run_id and wandb_runs(tmp_path / "runs")[run_id] == [1, 0]
     history = resumed.user_attrs[R.HISTORY]
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and history[: saved["epoch"]] == saved["history"]
+    assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1)) and history[: saved["epoch"]] == saved["history"]
