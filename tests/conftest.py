@@ -67,6 +67,17 @@ def tsn_cli(capsys: pytest.CaptureFixture) -> Callable[..., tuple[int, str, str]
     return run
 
 
+# pytest-xdist hands each worker a contiguous half of the collection (`make test`: --dist worksteal), and a worker
+# that runs out takes tests from the tail of the other's queue: a long test collected late starts late and runs alone
+# at the end (test_make_sweeps, collected mid-suite, was the tail of a 2-worker run). So the slow tests run first, and
+# the longest, every make sweep-* target end to end (a quarter of the suite's time), first of all.
+LONGEST = "tests/test_make_sweeps.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, not item.nodeid.startswith(LONGEST)))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Hypothesis caches what it learns from the source under ``.hypothesis/`` of the current folder, even with its
     example database off; it goes into a folder of its own that is removed again at the end."""
