@@ -390,7 +390,7 @@ def data_pipeline(quick: bool) -> dict[str, Any]:
     for i in range(n):
         synthetic.render(0, "train", i, size)
     rate = n / (time.perf_counter() - start)
-    overrides = ["train.progress=false", "train.epochs=1"]
+    overrides = ["train.progress=false", "train.epochs=1", *_bench_threads()]
     if quick:
         overrides += [
             "data.image_size=64",
@@ -426,6 +426,12 @@ def data_pipeline(quick: bool) -> dict[str, Any]:
     }
 
 
+def _bench_threads() -> list[str]:
+    """The trainer's override for the threads this run measures with (``--threads``): its ``train.threads=0`` would
+    take every core, for its own section and every section after it."""
+    return [f"train.threads={torch.get_num_threads()}"]
+
+
 @contextlib.contextmanager
 def _cache_dir(path: str | None) -> Iterator[None]:
     old = os.environ.get("TSN_CACHE_DIR")
@@ -457,7 +463,7 @@ def sweep_overhead(quick: bool) -> dict[str, Any]:
     from sweeps.experiment import parse_experiment
     from sweeps.tracking import TrackingConfig
 
-    overrides = ["train.progress=false"]
+    overrides = ["train.progress=false", *_bench_threads()]
     if quick:
         overrides += [
             "data.image_size=64",

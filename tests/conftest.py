@@ -7,7 +7,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,8 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # The cores are shared out among pytest-xdist's workers (`make test` runs two), so that they never oversubscribe
 # the machine; TSN_TEST_THREADS overrides it (TSN_TEST_THREADS=1 lets two test runs share a 2-core machine).
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-torch.set_num_threads(int(os.environ.get("TSN_TEST_THREADS", max(1, min(2, os.cpu_count() or 1) // _WORKERS))))
+THREADS = int(os.environ.get("TSN_TEST_THREADS", max(1, min(2, os.cpu_count() or 1) // _WORKERS)))
+torch.set_num_threads(THREADS)
 # A suite started in the background (`make test &`) inherits SIGINT ignored, and so would every process it starts;
 # the Ctrl-C tests need it delivered as KeyboardInterrupt, as in an interactive shell.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
@@ -34,6 +35,47 @@ def _nothing_written_into_the_checkout(tmp_path_factory: pytest.TempPathFactory)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TSN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "tsn-cache"))
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _trainers_keep_the_test_threads() -> Iterator[None]:
+    """A Trainer given ``train.threads=0`` (one thread per core, the default) takes this worker's share instead.
+
+    Otherwise it takes every core, and keeps them for every later test of the process: two workers then run 2 threads
+    each on 2 cores (a trial 5-7x slower on a loaded machine), and a later fork (tests/test_pretrain.py) deadlocks in
+    OpenMP, which cannot fork a process whose thread team has more than one thread.
+    """
+    import tsn.train
+    from tsn.runtime import configure_threads
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tsn.train, "configure_threads", lambda threads: configure_threads(threads or THREADS))
+        yield
+
+
+@pytest.fixture
+def tsn_cli(capsys: pytest.CaptureFixture) -> Callable[..., tuple[int, str, str]]:
+    """``python -m tsn ARGS`` in this process: (exit code, stdout, stderr). A shell runs the entry point in
+    tests/test_errors.py and tests/test_reliability.py; here it costs no interpreter start (~5 s each)."""
+    from tsn.__main__ import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+# pytest-xdist hands each worker a contiguous half of the collection (`make test`: --dist worksteal), and a worker
+# that runs out takes tests from the tail of the other's queue: a long test collected late starts late and runs alone
+# at the end (test_make_sweeps, collected mid-suite, was the tail of a 2-worker run). So the slow tests run first, and
+# the longest, every make sweep-* target end to end (a quarter of the suite's time), first of all.
+LONGEST = "tests/test_make_sweeps.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, not item.nodeid.startswith(LONGEST)))
 
 
 def pytest_configure(config: pytest.Config) -> None:

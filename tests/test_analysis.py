@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import runpy
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,8 +28,6 @@ from analysis.runs import AnalysisError, load_study, wandb_records
 from sweeps import records as R
 from sweeps.tracking import WandbRun, flatten_record
 from tsn.config import resolve
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -366,27 +363,13 @@ def test_cli_shows_the_papers_numbers_beside_ours_for_the_paper_budget(tmp_path:
     assert (tmp_path / "r" / "baselines-pascal_context-paper-vs-paper.tex").stat().st_size > 0
 
 
-def test_script_with_unknown_study_is_one_line_and_exit_2(storage: str, tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "analysis/make_tables.py",
-            "--storage",
-            storage,
-            "--study",
-            "nope-synthetic-smoke",
-            "--out",
-            str(tmp_path),
-            "--no-figures",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == (
-        f"error: unknown study 'nope-synthetic-smoke'; valid: {SHARED}, {BASELINES}, {EMBEDDING}"
-    )
+def test_unknown_study_is_one_line_naming_the_stored_ones_and_exit_2(storage: str, tmp_path: Path, capsys) -> None:
+    # in this process: tests/test_errors.py runs the script in a shell
+    args = ["--storage", storage, "--study", "nope-synthetic-smoke", "--out", str(tmp_path), "--no-figures"]
+    assert make_tables.main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip() == f"error: unknown study 'nope-synthetic-smoke'; valid: {SHARED}, {BASELINES}, {EMBEDDING}"
 
 
 def test_unreachable_storage_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:

@@ -22,6 +22,7 @@ from test_sweeps import (
     _run_cli,
     complete,
     make_sweep,
+    sweep_argv,
     write_experiment,
 )
 
@@ -94,20 +95,7 @@ BAD_EXPERIMENTS = [
 def test_malformed_experiment_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, text, message) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    code = sweeps_main(
-        [
-            "run",
-            str(path),
-            "--budget",
-            "smoke",
-            "--storage",
-            f"sqlite:///{tmp_path / 's.db'}",
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--no-wandb",
-            "--no-tables",
-        ]
-    )
+    code = sweeps_main(sweep_argv(path, f"sqlite:///{tmp_path / 's.db'}", tmp_path / "runs"))
     err = capsys.readouterr().err
     assert code == 2, err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
@@ -117,19 +105,9 @@ def test_malformed_experiment_is_one_line_exit_2_and_writes_nothing(tmp_path, ca
 def test_bad_experiment_through_a_real_process_prints_no_traceback(tmp_path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(BAD_EXPERIMENTS[4][0])
+    argv = sweep_argv(path, f"sqlite:///{tmp_path / 's.db'}", tmp_path / "runs", tables=True)
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sweeps",
-            "run",
-            str(path),
-            "--budget",
-            "smoke",
-            "--storage",
-            f"sqlite:///{tmp_path / 's.db'}",
-            "--no-wandb",
-        ],
+        [sys.executable, "-m", "sweeps", *argv],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -140,19 +118,8 @@ def test_bad_experiment_through_a_real_process_prints_no_traceback(tmp_path) -> 
 
 def test_storage_that_does_not_answer_is_one_line_exit_2_and_quick(tmp_path, capsys) -> None:
     started = time.monotonic()
-    code = sweeps_main(
-        [
-            "run",
-            str(REPO / "experiments" / "embedding.yaml"),
-            "--budget",
-            "smoke",
-            "--storage",
-            "postgresql://postgres@127.0.0.1:1/test",
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--no-wandb",
-        ]
-    )
+    storage = "postgresql://postgres@127.0.0.1:1/test"
+    code = sweeps_main(sweep_argv(REPO / "experiments" / "embedding.yaml", storage, tmp_path / "runs", tables=True))
     err = capsys.readouterr().err
     assert code == 2 and "cannot open study storage postgresql://postgres@127.0.0.1:1/test" in err
     assert err.count("\n") == 1 and time.monotonic() - started < 30 and not (tmp_path / "runs").exists()
@@ -210,7 +177,8 @@ def test_damaged_label_file_in_a_real_dataset_names_the_file(nyud_root) -> None:
 
 def _workers_complete_grid_once(tmp_path: Path, storage: str, name: str) -> None:
     axes = "  scientific:\n    model.embedding_dim: [5, 10, 15, 20, 25, 30]\n  nuisance:\n    train.seed: [1337]\n"
-    sweep = make_sweep(tmp_path, write_experiment(tmp_path, axes, name=name), storage=storage)
+    one_step = ["data.train_samples=8", "data.val_samples=4"]  # a step per task: the claims are what is tested
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, axes, name=name), storage=storage, extra=one_step)
     workers = [_run_cli("worker", "--study", sweep.study_name, storage=storage, tmp_path=tmp_path) for _ in range(4)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     failed = [f"exit {w.returncode}:\n{out}" for w, out in zip(workers, outputs) if w.returncode != 0]

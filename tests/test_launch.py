@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from test_sweeps import REPO, _postgres_url
+from test_sweeps import REPO, _postgres_url, sweep_argv
 
 from sweeps import records as R
 from sweeps import runner
@@ -50,22 +50,7 @@ def write_experiment(tmp_path: Path, name: str) -> Path:
 
 
 def launch(tmp_path: Path, experiment: Path, storage: str, *extra: str) -> int:
-    args = [
-        "launch",
-        str(experiment),
-        "--budget",
-        "smoke",
-        "--storage",
-        storage,
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--no-wandb",
-        "--no-tables",
-        *extra,
-    ]
-    for override in TINY:
-        args += ["--set", override]
-    return sweeps_main(args)
+    return sweeps_main([*sweep_argv(experiment, storage, tmp_path / "runs", TINY, command="launch"), *extra])
 
 
 def _two_workers_finish_the_grid_once(tmp_path: Path, storage: str, name: str, capsys, monkeypatch) -> None:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from tsn.encodings import gaussian_codes, orthogonal_codes
 from tsn.layers import AdaIN, EqualLinear, PixelNorm, TaskContext, TaskEmbeddingNet
 from tsn.models import ARCHITECTURES, ModelConfig, build_model
-from tsn.params import count_parameters, meta_model, scaling_table
+from tsn.params import count_macs, count_parameters, meta_model, scaling_table
 from tsn.tasks import dataset_tasks
 
 SMALL = dict(backbone="compact", decoder_width=0.25, embedding_dim=60, n_fc=2)  # 60 = 4·15 = 5·12 = 6·10
@@ -247,14 +246,12 @@ def test_gaussian_codes_allow_any_dimension() -> None:
     assert model.task_codes.shape == (5, 7)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tsn", *args], capture_output=True, text=True, timeout=120)
-
-
-def test_params_cli_json_gives_the_papers_counts() -> None:
-    result = _cli("params", "--dataset", "pascal_context", "--backbone", "resnet18", "--embedding-dim", "100", "--json")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {
+def test_params_cli_json_gives_the_papers_counts(tsn_cli) -> None:
+    code, out, err = tsn_cli(
+        "params", "--dataset", "pascal_context", "--backbone", "resnet18", "--embedding-dim", "100", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out) == {
         "tsn": 18_258_805,
         "task_in": 17_747_925,
         "task_bn": 17_747_925,
@@ -263,17 +260,31 @@ def test_params_cli_json_gives_the_papers_counts() -> None:
     }
 
 
-def test_params_cli_reports_macs_and_scaling() -> None:
-    table = _cli("params", "--backbone", "compact", "--decoder-width", "0.25", "--image-size", "64")
-    assert table.returncode == 0 and "GMACs/image" in table.stdout and "tsn" in table.stdout
-    scaling = _cli("params", "--tasks-range", "1-3", "--json", "--architectures", "tsn", "single_task")
-    counts = json.loads(scaling.stdout)
-    assert counts["tsn"] == {"1": 18_258_805, "2": 18_258_805, "3": 18_258_805}
+@pytest.mark.parametrize(
+    "arch, head, training",
+    [(arch, None, True) for arch in ARCHITECTURES] + [("task_bn", None, False), ("tsn", "per_task", True)],
+)
+def test_mac_count_skipping_the_meta_kernels_of_norms_and_upsampling_equals_the_flop_counters(
+    arch: str, head: str | None, training: bool
+) -> None:
+    model = meta_model(ModelConfig(architecture=arch, head=head, **SMALL), dataset_tasks("pascal_context"))
+    model.train(training)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.forward_tasks(torch.zeros(1, 3, 64, 64, device="meta"), None)
+    assert count_macs(model, 64) == counter.get_total_flops() // 2 > 0
+
+
+def test_params_cli_reports_macs_and_scaling(tsn_cli) -> None:
+    code, table, _ = tsn_cli("params", "--backbone", "compact", "--decoder-width", "0.25", "--image-size", "64")
+    assert code == 0 and "GMACs/image" in table and "tsn" in table
+    code, scaling, _ = tsn_cli("params", "--tasks-range", "1-3", "--json", "--architectures", "tsn", "single_task")
+    counts = json.loads(scaling)
+    assert code == 0 and counts["tsn"] == {"1": 18_258_805, "2": 18_258_805, "3": 18_258_805}
     assert counts["single_task"]["3"] > 3 * 17_000_000
 
 
-def test_params_cli_bad_input_exits_2_with_one_line() -> None:
-    result = _cli("params", "--embedding-dim", "52")
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "divisible" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_params_cli_bad_input_exits_2_with_one_line(tsn_cli) -> None:
+    code, out, err = tsn_cli("params", "--embedding-dim", "52")
+    assert code == 2 and out == ""
+    assert err.strip().count("\n") == 0 and "divisible" in err
+    assert "Traceback" not in err

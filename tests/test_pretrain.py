@@ -123,6 +123,7 @@ def test_missing_checksum_is_rebuilt(own_cache: Path, builds: list):
 
 def _ensure_in_child(index: int, folder: Path) -> None:
     """One of two forked callers: counts its builds in builds.log; a build waits until both callers have started."""
+    torch.set_num_threads(1)  # a forked child cannot use the parent's OpenMP team: with 2+ threads it hangs in it
     os.environ["TSN_CACHE_DIR"] = str(folder / "cache")
     started, original = folder / "started.log", pretrain.pretrain_encoder
 

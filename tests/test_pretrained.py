@@ -3,9 +3,6 @@ that a nearly frozen ResNet encoder must not start from random weights by accide
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.error import URLError
 
@@ -174,27 +171,12 @@ def test_a_local_weights_file_is_checked_before_the_run(tmp_path: Path) -> None:
     assert torch.equal(model.encoder.stages[4][1].bn2.running_var, random_resnet18_state()["layer4.1.bn2.running_var"])
 
 
-def test_train_cli_without_cached_weights_offline_exits_2_with_one_line(tmp_path: Path) -> None:
-    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), OFFLINE_ENV: "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tsn",
-            "train",
-            "--budget",
-            "paper",
-            "--dataset",
-            "synthetic",
-            "--out",
-            str(tmp_path / "run"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ImageNet weights for resnet18")
-    assert f"put {R18_FILE} (from {R18_URL}) into {tmp_path / 'torch' / 'hub' / 'checkpoints'}" in result.stderr
+def test_train_cli_without_cached_weights_offline_exits_2_with_one_line(
+    tmp_path: Path, torch_home: Path, monkeypatch, tsn_cli
+) -> None:
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    code, _, err = tsn_cli("train", "--budget", "paper", "--dataset", "synthetic", "--out", str(tmp_path / "run"))
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ImageNet weights for resnet18")
+    assert f"put {R18_FILE} (from {R18_URL}) into {torch_home / 'hub' / 'checkpoints'}" in err
     assert not (tmp_path / "run").exists()  # nothing ran

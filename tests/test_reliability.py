@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
@@ -25,7 +24,7 @@ import scipy.io
 import torch
 from optuna.trial import TrialState
 from test_data_real import pascal_root  # noqa: F401 - fixture
-from test_sweeps import ENCODINGS, REPO, SHARED, TINY, complete, make_sweep, write_experiment
+from test_sweeps import ENCODINGS, REPO, SHARED, TINY, complete, make_sweep, sweep_argv, write_experiment
 from wandb.proto import wandb_internal_pb2
 from wandb_offline import _payloads, read_offline_run
 
@@ -77,29 +76,19 @@ def _wait_for(predicate, seconds: float) -> None:
         time.sleep(0.2)
 
 
-def _sweep_process(experiment: Path, storage: str, tmp_path: Path, epochs: int) -> subprocess.Popen:
-    """``python -m sweeps run`` with W&B on (offline) and an API key in the environment."""
-    sets = [a for o in [*TINY[:-1], f"train.epochs={epochs}"] for a in ("--set", o)]
+# The crash tests' trials: a kill or signal after a trial's first checkpoint leaves it two epochs to land in.
+EPOCHS = 3
+
+
+def _sweep_process(experiment: Path, storage: str, tmp_path: Path) -> subprocess.Popen:
+    """``python -m sweeps run`` of ``EPOCHS`` epochs a trial, with W&B on (offline) and an API key in the environment."""
+    overrides = [*TINY[:-1], f"train.epochs={EPOCHS}"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_API_KEY": SECRET}
     # An earlier in-process W&B test made this process a W&B service and exported its address; a child that
     # inherits it logs through that service, which outlives a kill -9 of the child (as a login shell's would not).
     env.pop("WANDB_SERVICE", None)
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sweeps",
-            "run",
-            str(experiment),
-            "--budget",
-            "smoke",
-            *sets,
-            "--storage",
-            storage,
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--no-tables",
-        ],
+        [sys.executable, "-m", "sweeps", *sweep_argv(experiment, storage, tmp_path / "runs", overrides, wandb=True)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -152,20 +141,7 @@ def test_more_malformed_run_configs_are_one_line_exit_2_and_write_nothing(tmp_pa
 def test_empty_task_list_in_an_experiment_or_override_is_an_error_not_the_default(tmp_path, capsys) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nfixed: {data: {tasks: []}}\naxes: {nuisance: {train.seed: [1]}}\n")
-    code = sweeps_main(
-        [
-            "run",
-            str(path),
-            "--budget",
-            "smoke",
-            "--storage",
-            f"sqlite:///{tmp_path / 's.db'}",
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--no-wandb",
-            "--no-tables",
-        ]
-    )
+    code = sweeps_main(sweep_argv(path, f"sqlite:///{tmp_path / 's.db'}", tmp_path / "runs"))
     err = capsys.readouterr().err
     assert code == 2 and "data.tasks is empty" in err and err.count("\n") == 1, err
     assert not (tmp_path / "s.db").exists() and not (tmp_path / "runs").exists()
@@ -214,20 +190,7 @@ def test_unusable_study_storage_is_one_line_exit_2_naming_the_url(tmp_path, caps
         "journal_under_a_file": f"journal:{blocker}/journal.log",
     }[kind]
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    code = sweeps_main(
-        [
-            "run",
-            str(REPO / "experiments" / "embedding.yaml"),
-            "--budget",
-            "smoke",
-            "--storage",
-            url,
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--no-wandb",
-            "--no-tables",
-        ]
-    )
+    code = sweeps_main(sweep_argv(REPO / "experiments" / "embedding.yaml", url, tmp_path / "runs"))
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(f"error: cannot open study storage {url}: ") and err.count("\n") == 1, err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing written, nothing trained
@@ -297,7 +260,7 @@ def test_disk_full_during_a_trial_stops_the_sweep_keeps_the_checkpoint_and_the_r
 ) -> None:
     experiment = write_experiment(tmp_path, ENCODINGS)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = _cli_args(tmp_path, experiment, storage, [*TINY[:-1], "train.epochs=2"])
+    args = sweep_argv(experiment, storage, tmp_path / "runs", [*TINY[:-1], "train.epochs=2"])
     save, full = torch.save, []
 
     def disk_fills_up(obj, file, *a, **k):  # the first grid trial's second epoch hits a full disk
@@ -331,30 +294,12 @@ def test_disk_full_during_a_trial_stops_the_sweep_keeps_the_checkpoint_and_the_r
 
 
 # ------------------------------------------------------------------------------------ environment faults
-def _cli_args(tmp_path: Path, experiment: Path, storage: str, overrides: Sequence[str] = TINY) -> list[str]:
-    """``python -m sweeps run`` arguments for a smoke sweep of ``experiment`` into ``tmp_path``, without W&B."""
-    sets = [a for o in overrides for a in ("--set", o)]
-    return [
-        "run",
-        str(experiment),
-        "--budget",
-        "smoke",
-        *sets,
-        "--storage",
-        storage,
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--no-wandb",
-        "--no-tables",
-    ]
-
-
 @pytest.mark.parametrize("fault", ["file_in_the_way", "read_only"])
 def test_an_unwritable_runs_folder_stops_the_sweep_and_the_rerun_completes_every_point(tmp_path, capsys, fault) -> None:
     if fault == "read_only" and os.geteuid() == 0:
         pytest.skip("root writes into a read-only folder anyway; file_in_the_way hits the same write boundary")
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = _cli_args(tmp_path, write_experiment(tmp_path, ENCODINGS), storage)
+    args = sweep_argv(write_experiment(tmp_path, ENCODINGS), storage, tmp_path / "runs", TINY)
     blocked = tmp_path / "runs" / "synthetic-smoke"  # where every run folder of the sweep goes
     blocked.parent.mkdir()
     if fault == "file_in_the_way":
@@ -388,7 +333,7 @@ def test_retry_failed_requeues_failed_points_once_and_the_next_worker_trains_the
     tmp_path, monkeypatch, capsys
 ) -> None:
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = _cli_args(tmp_path, write_experiment(tmp_path, ENCODINGS), storage)
+    args = sweep_argv(write_experiment(tmp_path, ENCODINGS), storage, tmp_path / "runs", TINY)
     original = Trainer.train_step
 
     def step(self, tasks, batch, where=""):
@@ -464,18 +409,7 @@ def test_a_signal_between_trials_stops_in_one_line_with_exit_130(tmp_path, monke
     monkeypatch.setattr(Sweep, "_next_ready", lambda self, pending: signal.raise_signal(sig))
     before = signal.getsignal(signal.SIGTERM)
     code = sweeps_main(
-        [
-            "run",
-            str(write_experiment(tmp_path, ENCODINGS)),
-            "--budget",
-            "smoke",
-            "--storage",
-            f"sqlite:///{tmp_path / 's.db'}",
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--no-wandb",
-            "--no-tables",
-        ]
+        sweep_argv(write_experiment(tmp_path, ENCODINGS), f"sqlite:///{tmp_path / 's.db'}", tmp_path / "runs")
     )
     err = capsys.readouterr().err
     assert code == 130 and err == "stopped: interrupted between trials; run the same command again to resume\n"
@@ -501,24 +435,7 @@ def test_no_secret_in_cli_output_stored_config_wandb_config_or_reports(tmp_path,
     monkeypatch.chdir(tmp_path)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     experiment = write_experiment(tmp_path, ENCODINGS.replace("[orthogonal, gaussian]", "[orthogonal]"))
-    sets = [a for o in TINY for a in ("--set", o)]
-    assert (
-        sweeps_main(
-            [
-                "run",
-                str(experiment),
-                "--budget",
-                "smoke",
-                *sets,
-                "--storage",
-                storage,
-                "--runs-dir",
-                str(tmp_path / "runs"),
-                "--no-tables",
-            ]
-        )
-        == 0
-    )
+    assert sweeps_main(sweep_argv(experiment, storage, tmp_path / "runs", TINY, wandb=True)) == 0
     assert tables_main(["--storage", storage, "--out", str(tmp_path / "reports")]) == 0
     captured = capsys.readouterr()
     assert SECRET not in captured.out + captured.err
@@ -536,7 +453,7 @@ def test_no_secret_in_cli_output_stored_config_wandb_config_or_reports(tmp_path,
 def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_path) -> None:
     experiment = write_experiment(tmp_path, ENCODINGS)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    proc = _sweep_process(experiment, storage, tmp_path, epochs=4)
+    proc = _sweep_process(experiment, storage, tmp_path)
     # baseline and first grid trial finished, the second grid trial has checkpointed an epoch
     _wait_for(lambda: len(_checkpoints(tmp_path)) >= 3 or proc.poll() is not None, 300)
     os.kill(proc.pid, signal.SIGKILL)
@@ -547,7 +464,7 @@ def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_
     assert len(finished["main"]) == 1 and len(finished["baselines"]) == 1
     (killed,) = study.get_trials(states=(TrialState.RUNNING,))
 
-    rerun = _sweep_process(experiment, storage, tmp_path, epochs=4)
+    rerun = _sweep_process(experiment, storage, tmp_path)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
     study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
@@ -559,7 +476,7 @@ def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_
     assert len(keys) == len(set(keys)) == 2 and killed.user_attrs[R.CONFIG_HASH] in keys
     assert study.get_trials()[killed.number].state == TrialState.FAIL  # reaped, then retried once
     (retried,) = [t for t in complete(study) if t.user_attrs[R.CONFIG_HASH] == killed.user_attrs[R.CONFIG_HASH]]
-    assert [h["epoch"] for h in retried.user_attrs[R.HISTORY]] == [1, 2, 3, 4]
+    assert [h["epoch"] for h in retried.user_attrs[R.HISTORY]] == list(range(1, EPOCHS + 1))
 
     # W&B: one run per grid point; the killed attempt has no exit record (crashed) and was resumed under its id.
     ids = [t.user_attrs[R.WANDB_RUN_ID] for t in [*complete(study), *complete(baselines)]]
@@ -575,7 +492,7 @@ def test_kill_9_keeps_finished_trials_unchanged_and_one_wandb_run_per_point(tmp_
 def test_signal_mid_trial_is_recorded_closes_the_wandb_run_and_the_rerun_resumes_from_checkpoint(tmp_path, sig) -> None:
     experiment = write_experiment(tmp_path, ENCODINGS)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    proc = _sweep_process(experiment, storage, tmp_path, epochs=4)
+    proc = _sweep_process(experiment, storage, tmp_path)
     _wait_for(lambda: len(_checkpoints(tmp_path)) >= 2 or proc.poll() is not None, 300)
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
@@ -592,7 +509,7 @@ def test_signal_mid_trial_is_recorded_closes_the_wandb_run_and_the_rerun_resumes
     assert read_offline_run(first)["summary"]["fail_reason"] == "interrupted"
     saved = load_checkpoint(Path(interrupted.user_attrs[R.RUN_DIR]) / "checkpoint.pt")
 
-    rerun = _sweep_process(experiment, storage, tmp_path, epochs=4)
+    rerun = _sweep_process(experiment, storage, tmp_path)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
     study = optuna.load_study(study_name="mini-synthetic-smoke", storage=storage)
@@ -601,4 +518,4 @@ def test_signal_mid_trial_is_recorded_closes_the_wandb_run_and_the_rerun_resumes
     (resumed,) = [t for t in complete(study) if t.user_attrs[R.CONFIG_HASH] == interrupted.user_attrs[R.CONFIG_HASH]]
     assert resumed.user_attrs[R.WANDB_RUN_ID] == run_id and wandb_runs(tmp_path / "runs")[run_id] == [1, 0]
     history = resumed.user_attrs[R.HISTORY]
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and history[: saved["epoch"]] == saved["history"]
+    assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1)) and history[: saved["epoch"]] == saved["history"]

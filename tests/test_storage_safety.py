@@ -14,7 +14,7 @@ import optuna
 import pytest
 import sqlalchemy
 from test_analysis_fixtures import build_storage
-from test_sweeps import ENCODINGS, TINY, _postgres_url, write_experiment
+from test_sweeps import ENCODINGS, TINY, _postgres_url, sweep_argv, write_experiment
 
 from analysis.make_tables import main as tables_main
 from sweeps.__main__ import main as sweeps_main
@@ -80,19 +80,7 @@ def test_reading_a_missing_storage_creates_no_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
 def test_an_in_memory_storage_is_refused_for_a_sweep(tmp_path: Path, capsys, url: str) -> None:
-    code = sweeps_main(
-        [
-            "run",
-            str(REPO / "experiments" / "embedding.yaml"),
-            "--budget",
-            "smoke",
-            "--storage",
-            url,
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--no-wandb",
-        ]
-    )
+    code = sweeps_main(sweep_argv(REPO / "experiments" / "embedding.yaml", url, tmp_path / "runs", tables=True))
     err = capsys.readouterr().err
     assert code == 2 and "keeps everything in memory" in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
@@ -101,17 +89,7 @@ def test_an_in_memory_storage_is_refused_for_a_sweep(tmp_path: Path, capsys, url
 def test_a_storage_password_never_reaches_the_terminal(tmp_path: Path, capsys) -> None:
     url = "postgresql://tsn:hunter2@127.0.0.1:1/test"  # nothing listens on port 1
     for argv in (
-        [
-            "run",
-            str(REPO / "experiments" / "embedding.yaml"),
-            "--budget",
-            "smoke",
-            "--storage",
-            url,
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--no-wandb",
-        ],
+        sweep_argv(REPO / "experiments" / "embedding.yaml", url, tmp_path / "runs", tables=True),
         ["worker", "--study", "embedding-synthetic-smoke", "--storage", url],
         ["export", "--storage", url, "--out", str(tmp_path / "out")],
     ):
@@ -199,15 +177,7 @@ def test_a_storage_password_reaches_no_file_output_child_process_or_storage_row(
     name = f"pw{os.getpid()}{int(time.time())}"
     experiment = write_experiment(tmp_path, ENCODINGS.replace("[orthogonal, gaussian]", "[orthogonal]"), name=name)
     argv = [
-        "run",
-        str(experiment),
-        "--budget",
-        "smoke",
-        *[a for o in TINY for a in ("--set", o)],
-        "--storage",
-        url,
-        "--runs-dir",
-        str(tmp_path / "runs"),
+        *sweep_argv(experiment, url, tmp_path / "runs", TINY, wandb=True, tables=True),
         "--reports-dir",
         str(tmp_path / "reports"),
     ]

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
@@ -48,6 +49,33 @@ def write_experiment(
 
 
 ENCODINGS = "  scientific:\n    model.encoding: [orthogonal, gaussian]\n  nuisance:\n    train.seed: [1337]\n"
+
+
+def sweep_argv(
+    experiment: Path | str,
+    storage: str,
+    runs_dir: Path,
+    overrides: Sequence[str] = (),
+    *,
+    command: str = "run",
+    wandb: bool = False,
+    tables: bool = False,
+) -> list[str]:
+    """``python -m sweeps COMMAND`` arguments for a smoke sweep of ``experiment`` into ``runs_dir``, each override a
+    ``--set``; W&B and the tables at the end only when asked for."""
+    return [
+        command,
+        str(experiment),
+        "--budget",
+        "smoke",
+        *[arg for override in overrides for arg in ("--set", override)],
+        "--storage",
+        storage,
+        "--runs-dir",
+        str(runs_dir),
+        *([] if wandb else ["--no-wandb"]),
+        *([] if tables else ["--no-tables"]),
+    ]
 
 
 def make_sweep(tmp_path: Path, experiment: Path, storage: str | None = None, wandb: bool = False, extra=()) -> Sweep:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -314,13 +312,9 @@ def test_callbacks_see_every_epoch_evaluation_and_the_finish(tmp_path: Path) -> 
     assert seen == ["eval1", "epoch1", "eval2", "epoch2", "finish"]
 
 
-def _tsn(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tsn", *args], capture_output=True, text=True, timeout=300)
-
-
-def test_train_cli_writes_metrics_and_eval_cli_reads_the_checkpoint(tmp_path: Path) -> None:
+def test_train_cli_writes_metrics_and_eval_cli_reads_the_checkpoint(tmp_path: Path, tsn_cli) -> None:
     out = tmp_path / "run"
-    result = _tsn(
+    code, _, err = tsn_cli(
         "train",
         "--model",
         "task_in",
@@ -333,11 +327,11 @@ def test_train_cli_writes_metrics_and_eval_cli_reads_the_checkpoint(tmp_path: Pa
         *TINY,
         "train.epochs=1",
     )
-    assert result.returncode == 0, result.stderr
+    assert code == 0, err
     assert json.loads((out / "metrics.json").read_text())["architecture"] == "task_in"
-    evaluated = _tsn("eval", str(out / "checkpoint.pt"), "--edge-evaluator", "fast")
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert set(json.loads(evaluated.stdout)["metrics"]) == {"semseg", "parts", "edge", "normals", "saliency"}
+    code, evaluated, err = tsn_cli("eval", str(out / "checkpoint.pt"), "--edge-evaluator", "fast")
+    assert code == 0, err
+    assert set(json.loads(evaluated)["metrics"]) == {"semseg", "parts", "edge", "normals", "saliency"}
 
 
 @pytest.mark.parametrize(
@@ -348,10 +342,10 @@ def test_train_cli_writes_metrics_and_eval_cli_reads_the_checkpoint(tmp_path: Pa
         (["--budget", "huge"], "unknown budget 'huge'"),
     ],
 )
-def test_train_cli_bad_configuration_exits_2_before_any_compute(tmp_path: Path, args, message) -> None:
-    result = _tsn("train", "--out", str(tmp_path / "x"), *args)
-    assert result.returncode == 2 and message in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "x").exists()
+def test_train_cli_bad_configuration_exits_2_before_any_compute(tmp_path: Path, tsn_cli, args, message) -> None:
+    code, _, err = tsn_cli("train", "--out", str(tmp_path / "x"), *args)
+    assert code == 2 and message in err
+    assert "Traceback" not in err and not (tmp_path / "x").exists()
 
 
 def test_cosine_schedule_anneals_each_network_to_zero_over_its_own_steps(tmp_path: Path) -> None:
