@@ -177,8 +177,7 @@ def test_damaged_label_file_in_a_real_dataset_names_the_file(nyud_root) -> None:
 
 def _workers_complete_grid_once(tmp_path: Path, storage: str, name: str) -> None:
     axes = "  scientific:\n    model.embedding_dim: [5, 10, 15, 20, 25, 30]\n  nuisance:\n    train.seed: [1337]\n"
-    one_step = ["data.train_samples=8", "data.val_samples=4"]  # a step per task: the claims are what is tested
-    sweep = make_sweep(tmp_path, write_experiment(tmp_path, axes, name=name), storage=storage, extra=one_step)
+    sweep = make_sweep(tmp_path, write_experiment(tmp_path, axes, name=name), storage=storage)
     workers = [_run_cli("worker", "--study", sweep.study_name, storage=storage, tmp_path=tmp_path) for _ in range(4)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     failed = [f"exit {w.returncode}:\n{out}" for w, out in zip(workers, outputs) if w.returncode != 0]

@@ -76,19 +76,20 @@ def _wait_for(predicate, seconds: float) -> None:
         time.sleep(0.2)
 
 
-# The crash tests' trials: a kill or signal after a trial's first checkpoint leaves it two epochs to land in.
+# The crash tests' trials: a kill or signal after a trial's first checkpoint leaves it two epochs of two steps per
+# task (~2.5 s) to land in.
 EPOCHS = 3
+CRASH = [*TINY[:-1], "data.train_samples=16", f"train.epochs={EPOCHS}"]
 
 
 def _sweep_process(experiment: Path, storage: str, tmp_path: Path) -> subprocess.Popen:
     """``python -m sweeps run`` of ``EPOCHS`` epochs a trial, with W&B on (offline) and an API key in the environment."""
-    overrides = [*TINY[:-1], f"train.epochs={EPOCHS}"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_API_KEY": SECRET}
     # An earlier in-process W&B test made this process a W&B service and exported its address; a child that
     # inherits it logs through that service, which outlives a kill -9 of the child (as a login shell's would not).
     env.pop("WANDB_SERVICE", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "sweeps", *sweep_argv(experiment, storage, tmp_path / "runs", overrides, wandb=True)],
+        [sys.executable, "-m", "sweeps", *sweep_argv(experiment, storage, tmp_path / "runs", CRASH, wandb=True)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

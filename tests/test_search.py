@@ -314,7 +314,13 @@ def test_sequential_workers_on_one_storage_finish_the_count_and_no_more(tmp_path
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     first = make_sweep(tmp_path, search_file(tmp_path, trials=3), storage, budget="cpu")
     assert first.run(n_trials=4) == {"complete": 4, "pending": 2}
-    worker = Sweep.from_storage(first.study_name, storage, runs_dir=tmp_path / "runs", log=lambda line: None)
+    worker = Sweep.from_storage(
+        first.study_name,
+        storage,
+        runs_dir=tmp_path / "runs",
+        log=lambda line: None,
+        tracking=TrackingConfig(enabled=False),
+    )
     assert isinstance(worker.plan, SearchPlan) and worker.run() == {"complete": 6}
     assert make_sweep(tmp_path, search_file(tmp_path, trials=3), storage, budget="cpu").run() == {"complete": 6}
     assert len(bowl) == 6 and len(complete(first.study)) == 6
