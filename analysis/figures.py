@@ -15,9 +15,8 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from analysis.tables import Table, sort_key  # noqa: E402
+from analysis.tables import Table, delta_m_of, sort_key  # noqa: E402
 from tsn.atomic import atomic_write  # noqa: E402
-from tsn.metrics.delta_m import delta_m  # noqa: E402
 from tsn.target_kinds import target_kind  # noqa: E402
 
 CONVERGENCE_ARCHITECTURES = ("tsn", "task_in", "task_bn")
@@ -90,7 +89,7 @@ def convergence_frame(
     for (trial, arch, seed, epoch), row in wide.iterrows():
         if trial in references.index and row.notna().all():
             base = references.loc[trial]
-            value = delta_m(row.to_dict(), {t: base[t] for t in row.index}, {t: higher[t] for t in row.index})
+            value = delta_m_of(row, base, list(row.index), higher)
             deltas.append(
                 {"architecture": arch, "seed": seed, "trial": trial, "epoch": epoch, "quantity": "Δm %", "value": value}
             )

@@ -20,7 +20,7 @@ from analysis import published
 from analysis.runs import AXIS_COLUMNS, SEED_AXIS, AnalysisError, StudyData
 from sweeps.records import baseline_study_name, parse_study_name
 from tsn.atomic import atomic_write
-from tsn.config import RUNTIME_KEYS, SCHEDULES
+from tsn.config import SCHEDULES, without_runtime
 from tsn.metrics.delta_m import delta_m
 from tsn.tasks import dataset_tasks
 
@@ -127,12 +127,9 @@ def seedless(config: Any, config_hash: Any) -> str:
     single-task reference pools. A run stored without its configuration is a family of its own (its hash)."""
     if not isinstance(config, str):
         return f"hash:{config_hash}"
-    data = json.loads(config)
+    data = without_runtime(json.loads(config))
     data.pop("config_hash", None)
     data["train"].pop("seed", None)
-    for section, keys in RUNTIME_KEYS.items():
-        for key in keys:
-            data.get(section, {}).pop(key, None)
     return json.dumps(data, sort_keys=True)
 
 

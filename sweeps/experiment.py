@@ -379,7 +379,7 @@ def budget_max_seeds(budget: str) -> int | None:
 
 
 def _is_seed(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SEED_MAX
 
 
 def budget_reference_seeds(budget: str) -> list[int]:
@@ -392,7 +392,7 @@ def budget_reference_seeds(budget: str) -> list[int]:
     if not isinstance(seeds, list) or not all(map(_is_seed, seeds)) or len(set(seeds)) != len(seeds):
         raise ConfigError(
             f"{BUDGETS_FILE}: {budget}.sweep.reference_seeds must be a list of distinct seeds "
-            f"(integers in [0, 2^31)), got {seeds!r}"
+            f"(integers in [0, {SEED_MAX}]), got {seeds!r}"
         )
     return seeds
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -101,14 +101,21 @@ def write_study(data: Mapping[str, Any], out_dir: str | Path) -> Path:
     return path
 
 
+def select(studies: Iterable[str] | None, names: list[str], unknown: Callable[[str], str]) -> list[str]:
+    """``studies`` (default: every one of ``names``); the first not among ``names`` is a one-line StorageError,
+    ``unknown(name)`` followed by the valid ones."""
+    chosen = list(studies) if studies else names
+    for name in chosen:
+        if name not in names:
+            raise StorageError(f"{unknown(name)}; valid: {', '.join(names) or '(none)'}")
+    return chosen
+
+
 def export(storage: str, out_dir: str | Path, studies: Iterable[str] | None = None) -> list[Path]:
     """Export ``studies`` (default: every study in ``storage``), each merged into its file in ``out_dir`` if there is
     one (:func:`merge`); unknown names are a one-line StorageError."""
     names = sorted(optuna.get_all_study_names(open_storage(storage, create=False)))
-    chosen = list(studies) if studies else names
-    unknown = [s for s in chosen if s not in names]
-    if unknown:
-        raise StorageError(f"unknown study {unknown[0]!r} in {redact(storage)}; valid: {', '.join(names) or '(none)'}")
+    chosen = select(studies, names, lambda name: f"unknown study {name!r} in {redact(storage)}")
     existing = set(study_names(out_dir)) if Path(out_dir).is_dir() else set()
     paths = []
     for name in chosen:
@@ -160,11 +167,7 @@ def restore(storage: str, export_dir: str | Path, studies: Iterable[str] | None 
     whose point the study there has not finished, creating a missing study with the export's attributes; failed and
     unfinished trials stay out (a sweep trains those points again). Study -> trials added; unknown names are a
     one-line error. Idempotent: a second call adds nothing."""
-    names = study_names(export_dir)
-    chosen = list(studies) if studies else names
-    unknown = [s for s in chosen if s not in names]
-    if unknown:
-        raise StorageError(f"no export of study {unknown[0]!r} in {export_dir}; valid: {', '.join(names) or '(none)'}")
+    chosen = select(studies, study_names(export_dir), lambda name: f"no export of study {name!r} in {export_dir}")
     backend = open_storage(storage)
     added = {}
     for name in chosen:

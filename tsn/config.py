@@ -110,12 +110,17 @@ RUNTIME_KEYS = {"train": ("device", "threads", "progress", "eval_workers"), "dat
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
-def config_hash(cfg: RunConfig) -> str:
-    """A short, stable hash of everything that determines a run's result (a codes file by its content)."""
-    data = cfg.to_dict()
+def without_runtime(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict (``RunConfig.to_dict()``, or as stored) without its :data:`RUNTIME_KEYS`, in place."""
     for section, keys in RUNTIME_KEYS.items():
         for key in keys:
-            data[section].pop(key)
+            data.get(section, {}).pop(key, None)
+    return data
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """A short, stable hash of everything that determines a run's result (a codes file by its content)."""
+    data = without_runtime(cfg.to_dict())
     if cfg.model.codes_file is not None:
         data["model"]["codes_file"] = "sha256:" + _file_digest(cfg.model.codes_file)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
