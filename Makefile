@@ -74,11 +74,12 @@ params: $(STAMP) ## print the parameter counts of every architecture (paper sett
 	$(PY) -m tsn params --dataset pascal_context --backbone resnet18 --embedding-dim 100 --image-size 512
 
 sweep-%: experiments/%.yaml $(STAMP)
-	$(SWEEP) $<
+	$(SWEEP) $(TABLES_EACH) $<
 
 diagnose-%: experiments/diagnosis/%.yaml $(STAMP)
 	$(SWEEP) $<
 
+sweep-all: TABLES_EACH := --no-tables# its sweeps leave the tables to its last step, which draws every study's once
 sweep-all: $(SWEEPS) ## every sweep-NAME below, then every table and figure; BUDGET= DATASET= STORAGE= RUNS= REPORTS=
 	$(PY) analysis/make_tables.py --storage $(STORAGE) --out $(REPORTS)
 

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
@@ -18,9 +15,6 @@ from test_sweeps import (
     ENCODINGS,
     REPO,
     TINY,
-    _postgres_url,
-    _run_cli,
-    complete,
     make_sweep,
     sweep_argv,
     write_experiment,
@@ -29,7 +23,6 @@ from test_sweeps import (
 from sweeps import records as R
 from sweeps.__main__ import main as sweeps_main
 from sweeps.driver import Sweep
-from sweeps.storage import open_storage
 from tsn import atomic
 from tsn.checkpoint import load_checkpoint
 from tsn.config import resolve
@@ -102,20 +95,6 @@ def test_malformed_experiment_is_one_line_exit_2_and_writes_nothing(tmp_path, ca
     assert not (tmp_path / "s.db").exists() and not (tmp_path / "runs").exists()
 
 
-def test_bad_experiment_through_a_real_process_prints_no_traceback(tmp_path) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text(BAD_EXPERIMENTS[4][0])
-    argv = sweep_argv(path, f"sqlite:///{tmp_path / 's.db'}", tmp_path / "runs", tables=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "sweeps", *argv],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
-
-
 def test_storage_that_does_not_answer_is_one_line_exit_2_and_quick(tmp_path, capsys) -> None:
     started = time.monotonic()
     storage = "postgresql://postgres@127.0.0.1:1/test"
@@ -173,40 +152,6 @@ def test_damaged_label_file_in_a_real_dataset_names_the_file(nyud_root) -> None:
         build_dataset("nyud", "train", ["depth"], 64, root=str(nyud_root))[
             [i for i, n in enumerate(dataset.ids) if n == depth.stem][0]
         ]
-
-
-def _workers_complete_grid_once(tmp_path: Path, storage: str, name: str) -> None:
-    axes = "  scientific:\n    model.embedding_dim: [5, 10, 15, 20, 25, 30]\n  nuisance:\n    train.seed: [1337]\n"
-    sweep = make_sweep(tmp_path, write_experiment(tmp_path, axes, name=name), storage=storage)
-    workers = [_run_cli("worker", "--study", sweep.study_name, storage=storage, tmp_path=tmp_path) for _ in range(4)]
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
-    failed = [f"exit {w.returncode}:\n{out}" for w, out in zip(workers, outputs) if w.returncode != 0]
-    assert not failed, "\n\n".join(failed)
-    assert not any("locked" in o or "Traceback" in o for o in outputs), outputs
-    study = optuna.load_study(study_name=sweep.study_name, storage=open_storage(storage))
-    keys = [t.user_attrs[R.CONFIG_HASH] for t in complete(study)]
-    assert sorted(keys) == sorted(sweep.by_hash)  # every point, exactly once
-    assert not study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING))
-    shared = R.baseline_study_name("synthetic", "smoke")
-    baselines = optuna.load_study(study_name=shared, storage=open_storage(storage))
-    (base_key,) = sweep.baseline_by_hash  # one seed, one single-task configuration
-    assert [t.user_attrs[R.CONFIG_HASH] for t in complete(baselines)].count(base_key) == 1  # trained by one worker
-
-
-@pytest.mark.slow
-def test_four_sqlite_workers_finish_a_smoke_grid_exactly_once(tmp_path) -> None:
-    _workers_complete_grid_once(tmp_path, f"sqlite:///{tmp_path / 'studies.db'}", "four")
-
-
-@pytest.mark.slow
-@pytest.mark.services
-def test_four_postgres_workers_finish_a_smoke_grid_exactly_once(tmp_path) -> None:
-    url = _postgres_url()
-    name = f"pg4w{os.getpid()}{int(time.time())}"
-    try:
-        _workers_complete_grid_once(tmp_path, url, name)
-    finally:
-        optuna.delete_study(study_name=f"{name}-synthetic-smoke", storage=open_storage(url))
 
 
 def test_checkpoints_load_weights_only(tmp_path) -> None:

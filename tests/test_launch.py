@@ -33,18 +33,19 @@ from sweeps.launch import (
 )
 from sweeps.storage import PASSWORD_VARIABLE, hide_password, open_storage
 from sweeps.tracking import TrackingConfig
-from tsn.config import config_hash
+from tsn.config import baseline_config, config_hash
 
-# Two grid points, no single-task baseline: each of the two workers has one trial to train.
+# Six grid points and their shared single-task baseline: the four workers wait for one of them to train it.
 TINY = ["data.train_samples=8", "data.val_samples=8", "train.batch_size=8", "train.epochs=1", "train.progress=false"]
+WORKERS = 4
 
 
-def write_experiment(tmp_path: Path, name: str) -> Path:
+def write_experiment(tmp_path: Path, name: str, baseline: str = "single_task") -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(
         f"name: {name}\nfixed: {{model: {{architecture: tsn}}}}\n"
-        "axes: {scientific: {model.embedding_dim: [5, 10]}, nuisance: {train.seed: [1337]}}\n"
-        "baseline: none\n"
+        "axes: {scientific: {model.embedding_dim: [5, 10, 15, 20, 25, 30]}, nuisance: {train.seed: [1337]}}\n"
+        f"baseline: {baseline}\n"
     )
     return path
 
@@ -53,41 +54,49 @@ def launch(tmp_path: Path, experiment: Path, storage: str, *extra: str) -> int:
     return sweeps_main([*sweep_argv(experiment, storage, tmp_path / "runs", TINY, command="launch"), *extra])
 
 
-def _two_workers_finish_the_grid_once(tmp_path: Path, storage: str, name: str, capsys, monkeypatch) -> None:
+def _workers_finish_the_grid_once(tmp_path: Path, storage: str, name: str, capsys, monkeypatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # the jobs import this checkout, wherever pytest started
     experiment = write_experiment(tmp_path, name)
-    code = launch(tmp_path, experiment, storage, "--workers", "2")
+    code = launch(tmp_path, experiment, storage, "--workers", str(WORKERS))
     out, err = capsys.readouterr()
     study_name = f"{name}-synthetic-smoke"
     logs = tmp_path / "runs" / "launch" / study_name
-    assert out.splitlines()[-1] == f"launched 2 workers (local): 2 complete, 0 failed, 0 pending; logs in {logs}/", out
+    last = f"launched {WORKERS} workers (local): 6 complete, 0 failed, 0 pending; logs in {logs}/"
+    assert out.splitlines()[-1] == last, out
     assert code == 0, err
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage, create=False))
-    points = [p.config for p in load_experiment(experiment).grid("smoke", overrides=TINY)]
+    sweep = load_experiment(experiment)
+    points = [p.config for p in sweep.grid("smoke", overrides=TINY)]
     done = [t.user_attrs[R.CONFIG_HASH] for t in study.get_trials(states=(TrialState.COMPLETE,))]
     assert sorted(done) == sorted(config_hash(cfg) for cfg in points)  # each point exactly once
     assert not study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING))
-    worker_logs = sorted(logs.glob("*/*_0_log.out"))
-    assert len(worker_logs) == 2 and all(f"study {study_name}:" in log.read_text() for log in worker_logs)
+    worker_logs = sorted(logs.glob("*/*_0_log.*"))
+    assert len(worker_logs) == 2 * WORKERS and all(
+        f"study {study_name}:" in log.read_text() for log in worker_logs[1::2]
+    )
+    assert not any("locked" in log.read_text() or "Traceback" in log.read_text() for log in worker_logs)
+    shared = optuna.load_study(study_name=R.baseline_study_name("synthetic", "smoke"), storage=open_storage(storage))
+    (baseline,) = {config_hash(cfg) for cfg in map(baseline_config, points)}  # one seed: one single-task configuration
+    assert [t.user_attrs[R.CONFIG_HASH] for t in shared.get_trials(states=(TrialState.COMPLETE,))].count(baseline) == 1
     # each worker ran on its share of the cores: train.threads=0 became cores // workers threads
     for trial in study.get_trials(states=(TrialState.COMPLETE,)):
         metrics = json.loads((Path(trial.user_attrs[R.RUN_DIR]) / "metrics.json").read_text())
         assert metrics["config"]["train"]["threads"] == 0
-        assert metrics["threads"] == max(1, len(available_cores()) // 2)
+        assert metrics["threads"] == max(1, len(available_cores()) // WORKERS)
 
 
 @pytest.mark.slow  # 15-25 s: each job imports torch and the suite afresh
-def test_two_local_workers_finish_a_grid_exactly_once_on_sqlite(tmp_path, capsys, monkeypatch) -> None:
-    _two_workers_finish_the_grid_once(tmp_path, f"sqlite:///{tmp_path / 'studies.db'}", "duo", capsys, monkeypatch)
+def test_four_local_workers_finish_a_grid_and_its_baseline_exactly_once_on_sqlite(tmp_path, capsys, monkeypatch):
+    _workers_finish_the_grid_once(tmp_path, f"sqlite:///{tmp_path / 'studies.db'}", "quad", capsys, monkeypatch)
 
 
 @pytest.mark.slow
 @pytest.mark.services
-def test_two_local_workers_finish_a_grid_exactly_once_on_postgres(tmp_path, capsys, monkeypatch) -> None:
+def test_four_local_workers_finish_a_grid_and_its_baseline_exactly_once_on_postgres(tmp_path, capsys, monkeypatch):
     url = _postgres_url()
     name = f"launch{os.getpid()}{int(time.time())}"
     try:
-        _two_workers_finish_the_grid_once(tmp_path, url, name, capsys, monkeypatch)
+        _workers_finish_the_grid_once(tmp_path, url, name, capsys, monkeypatch)
     finally:
         storage = open_storage(url)
         if f"{name}-synthetic-smoke" in optuna.get_all_study_names(storage):
@@ -186,7 +195,7 @@ def test_a_worker_at_its_time_limit_records_its_trial_as_interrupted_then_lets_s
 ) -> None:
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     sweep = Sweep(
-        load_experiment(write_experiment(tmp_path, "limit")),
+        load_experiment(write_experiment(tmp_path, "limit", baseline="none")),
         "smoke",
         storage,
         overrides=TINY,
@@ -231,7 +240,7 @@ def test_a_worker_at_its_time_limit_records_its_trial_as_interrupted_then_lets_s
     assert requeued == [signal.SIGUSR2]
     (trial,) = sweep.study.get_trials()
     assert trial.state == TrialState.FAIL and trial.user_attrs[INTERRUPTED] and R.FAIL_REASON not in trial.user_attrs
-    assert sweep.counts() == {"pending": 2}  # nothing lost: the requeued worker trains both points
+    assert sweep.counts() == {"pending": 6}  # nothing lost: the requeued worker trains every point
 
 
 # --------------------------------------------------------------------------------------------------- bad input
