@@ -94,10 +94,25 @@ def complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(states=(TrialState.COMPLETE,))
 
 
-def test_smoke_grid_completes_and_stores_everything(tmp_path: Path) -> None:
-    two_seeds = ENCODINGS.replace("[1337]", "[1337, 1338]")  # the smoke budget runs the first seed only
-    sweep = make_sweep(tmp_path, write_experiment(tmp_path, two_seeds), wandb=True)
-    assert sweep.run() == {"complete": 2}
+SECRET = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sweep, Path, dict[str, int]]:
+    """One finished smoke sweep that the tests reading it share: W&B on (offline) with an API key in the environment;
+    two seeds listed, of which the smoke budget runs the first. (sweep, its folder, what ``run`` returned)."""
+    tmp_path = tmp_path_factory.mktemp("finished")
+    two_seeds = ENCODINGS.replace("[1337]", "[1337, 1338]")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_API_KEY", SECRET)
+        sweep = make_sweep(tmp_path, write_experiment(tmp_path, two_seeds), wandb=True)
+        counts = sweep.run()
+    return sweep, tmp_path, counts
+
+
+def test_smoke_grid_completes_and_stores_everything(finished) -> None:
+    sweep, tmp_path, counts = finished
+    assert counts == {"complete": 2}
     stored = load_study(sweep.study_name, f"sqlite:///{tmp_path / 'studies.db'}")
     assert stored.missing_points() == [] and len(stored.grid) == 2
     trials = complete(sweep.study)
@@ -133,9 +148,8 @@ def test_smoke_grid_completes_and_stores_everything(tmp_path: Path) -> None:
         assert (Path(attrs[R.RUN_DIR]) / "checkpoint.pt").is_file()
 
 
-def test_wandb_offline_record_matches_the_trial(tmp_path: Path) -> None:
-    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS), wandb=True)
-    sweep.run()
+def test_wandb_offline_record_matches_the_trial(finished) -> None:
+    sweep, tmp_path, _ = finished
     trial = complete(sweep.study)[0]
     (run_dir,) = (tmp_path / "runs" / "wandb").glob(f"offline-run-*-{trial.user_attrs[R.WANDB_RUN_ID]}")
     logged = read_offline_run(run_dir)
@@ -148,24 +162,21 @@ def test_wandb_offline_record_matches_the_trial(tmp_path: Path) -> None:
     assert [h["val/semseg"] for h in logged["history"]] == [e["metrics"]["semseg"] for e in trial.user_attrs[R.HISTORY]]
 
 
-def test_no_secret_reaches_the_stored_or_logged_config(tmp_path: Path, monkeypatch) -> None:
-    secret = "0123456789abcdef0123456789abcdef01234567"
-    monkeypatch.setenv("WANDB_API_KEY", secret)
-    sweep = make_sweep(tmp_path, write_experiment(tmp_path, ENCODINGS), wandb=True)
-    sweep.run()
+def test_no_secret_reaches_the_stored_or_logged_config(finished) -> None:
+    _, tmp_path, _ = finished
     stored = (tmp_path / "studies.db").read_bytes()
-    assert secret.encode() not in stored
-    for path in (tmp_path / "runs").rglob("*"):
-        if path.is_file():
-            assert secret.encode() not in path.read_bytes(), path
+    assert SECRET.encode() not in stored
+    files = [path for path in (tmp_path / "runs").rglob("*") if path.is_file()]
+    assert any(path.suffix == ".wandb" for path in files)
+    for path in files:
+        assert SECRET.encode() not in path.read_bytes(), path
 
 
-def test_rerunning_a_finished_sweep_trains_nothing(tmp_path: Path, monkeypatch) -> None:
-    experiment = write_experiment(tmp_path, ENCODINGS)
-    make_sweep(tmp_path, experiment).run()
+def test_rerunning_a_finished_sweep_trains_nothing(finished, monkeypatch) -> None:
+    _, tmp_path, _ = finished
     calls = []
     monkeypatch.setattr(TrialRunner, "run", lambda self, *a, **k: calls.append(a))
-    assert make_sweep(tmp_path, experiment).run() == {"complete": 2}
+    assert make_sweep(tmp_path, tmp_path / "mini.yaml").run() == {"complete": 2}
     assert calls == []
 
 
