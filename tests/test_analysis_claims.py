@@ -150,40 +150,47 @@ def test_the_verdict_is_read_off_the_interval(side: str, low: float, high: float
 
 
 # ------------------------------------------------------------------------------------------------ C1
-def test_c1_holds_when_tsn_s_delta_m_interval_lies_below_the_margin() -> None:
-    row = result(evidence(trials={"baselines": table1({"tsn": [0.5, 0.8, 1.1]})}), "C1")
+def test_c1_holds_when_tsn_s_delta_m_interval_lies_below_the_margin_at_a_fifth_of_the_parameters() -> None:
+    frames = evidence(trials={"baselines": table1({"tsn": [0.5, 0.8, 1.1]})})
+    row = result(frames, "C1.1")
     half = T_975_2 * 0.3 / math.sqrt(3)  # a reference without spread: Welch is TSN's own t interval
     assert (row["effect"], row["ci_low"], row["ci_high"]) == pytest.approx((0.8, 0.8 - half, 0.8 + half))
     assert row["verdict"] == C.HOLDS and row["interval"] == C.WELCH
-    assert row["note"] == "parameters: TSN / single-task = 0.208; single-task reference: 3 seed(s), sd 0.00"
+    assert row["note"] == "single-task reference: 3 seed(s), sd 0.00"
+    share = result(frames, "C1.2")
+    assert (share["effect"], share["verdict"], share["interval"]) == (pytest.approx(18.3 / 88), C.HOLDS, C.EXACT)
+    both = result(frames, "C1")
+    assert (both["verdict"], both["n"], both["note"]) == (C.HOLDS, 3, "from C1.1, C1.2")
 
 
 def test_c1_fails_above_the_margin_or_with_too_many_parameters() -> None:
-    assert result(evidence(trials={"baselines": table1({"tsn": [5.0, 6.0, 7.0]})}), "C1")["verdict"] == C.FAILS
-    heavy = result(evidence(trials={"baselines": table1({"tsn": [0.5, 0.8, 1.1]}, {"tsn": 44e6})}), "C1")
-    assert heavy["verdict"] == C.FAILS
-    assert heavy["note"].startswith("parameters: TSN / single-task = 0.500 > 0.25 (exact)")
+    assert result(evidence(trials={"baselines": table1({"tsn": [5.0, 6.0, 7.0]})}), "C1.1")["verdict"] == C.FAILS
+    heavy = evidence(trials={"baselines": table1({"tsn": [0.5, 0.8, 1.1]}, {"tsn": 44e6})})
+    share = result(heavy, "C1.2")
+    assert (share["effect"], share["verdict"]) == (pytest.approx(0.5), C.FAILS)
+    assert share["note"] == "TSN 44,000,000, single-task 88,000,000 parameters"
+    assert result(heavy, "C1.1")["verdict"] == C.HOLDS and result(heavy, "C1")["verdict"] == C.FAILS
 
 
 def test_c1_counts_the_single_task_reference_s_seed_noise_and_more_reference_seeds_decide() -> None:
     tsn = {"tsn": [0.5, 0.8, 1.1]}
-    noisy = result(evidence(trials={"baselines": table1(tsn, reference=(3, 1.0))}), "C1")
+    noisy = result(evidence(trials={"baselines": table1(tsn, reference=(3, 1.0))}), "C1.1")
     diff, low, high, _ = C.welch_interval(C.Sample.of(tsn["tsn"]), C.Sample(0.0, 1.0, 3))
     assert (noisy["effect"], noisy["ci_low"], noisy["ci_high"]) == pytest.approx((0.8, low, high))
     assert high > 2.0 and noisy["verdict"] == C.INCONCLUSIVE  # se² = 0.03 + 1/3, ~2.4 dof: high ≈ 3.2
-    pooled = result(evidence(trials={"baselines": table1(tsn, reference=(8, 1.0))}), "C1")
+    pooled = result(evidence(trials={"baselines": table1(tsn, reference=(8, 1.0))}), "C1.1")
     assert pooled["ci_high"] < 2.0 and pooled["verdict"] == C.HOLDS  # se² = 0.03 + 1/8, ~9 dof: high ≈ 1.7
 
 
 def test_c1_is_inconclusive_when_the_interval_straddles_the_margin_or_data_is_missing() -> None:
     assert result(evidence(trials={"baselines": table1({"tsn": [0.0, 2.0, 4.0]})}), "C1")["verdict"] == C.INCONCLUSIVE
-    one_seed = result(evidence(trials={"baselines": table1({"tsn": [0.5]})}), "C1")
+    one_seed = result(evidence(trials={"baselines": table1({"tsn": [0.5]})}), "C1.1")
     assert one_seed["verdict"] == C.INCONCLUSIVE and "an interval needs 2 TSN seeds (1)" in one_seed["note"]
     lone_reference = result(
-        evidence(trials={"baselines": table1({"tsn": [0.5, 0.8, 1.1]}, reference=(1, math.nan))}), "C1"
+        evidence(trials={"baselines": table1({"tsn": [0.5, 0.8, 1.1]}, reference=(1, math.nan))}), "C1.1"
     )
     assert lone_reference["verdict"] == C.INCONCLUSIVE and "2 single-task seeds (1)" in lone_reference["note"]
-    none = result(evidence(), "C1")
+    none = result(evidence(), "C1.2")
     assert none["verdict"] == C.INCONCLUSIVE
     assert none["note"] == "missing: study baselines-synthetic-cpu (make sweep-baselines)"
 
