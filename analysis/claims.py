@@ -216,7 +216,7 @@ def tsn_parameter_share(claim: Claim, ev: Evidence) -> Result:
     counts = {arch: by_seed(trials, "n_params", architecture=arch).median() for arch in ("tsn", "single_task")}
     ratio = counts["tsn"] / counts["single_task"]
     verdict = HOLDS if ratio <= claim.params["max_param_ratio"] else FAILS
-    note = f"TSN {counts['tsn']:,.0f}, single-task {counts['single_task']:,.0f} parameters"
+    note = f"TSN / single-task = {ratio:.3f}: {counts['tsn']:,.0f} / {counts['single_task']:,.0f} parameters"
     return Result(ratio, ratio, ratio, 1, verdict, EXACT, note)
 
 

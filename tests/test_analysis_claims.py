@@ -168,7 +168,7 @@ def test_c1_fails_above_the_margin_or_with_too_many_parameters() -> None:
     heavy = evidence(trials={"baselines": table1({"tsn": [0.5, 0.8, 1.1]}, {"tsn": 44e6})})
     share = result(heavy, "C1.2")
     assert (share["effect"], share["verdict"]) == (pytest.approx(0.5), C.FAILS)
-    assert share["note"] == "TSN 44,000,000, single-task 88,000,000 parameters"
+    assert share["note"] == "TSN / single-task = 0.500: 44,000,000 / 88,000,000 parameters"
     assert result(heavy, "C1.1")["verdict"] == C.HOLDS and result(heavy, "C1")["verdict"] == C.FAILS
 
 
