@@ -180,13 +180,13 @@ def _absent(trials: pd.DataFrame, architectures: Sequence[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ tests
-def _table1(ev: Evidence) -> pd.DataFrame | Result:
-    """Table 1's trials with TSN and single-task in them, or the inconclusive result that says what is missing."""
+def _table1(ev: Evidence, architectures: Sequence[str]) -> pd.DataFrame | Result:
+    """Table 1's trials with ``architectures`` in them, or the inconclusive result that says what is missing."""
     found = ev.first("trials", TABLE1)
     if found is None:
         return missing(ev.missing(TABLE1))
     _, trials = found
-    absent = _absent(trials, ("tsn", "single_task"))
+    absent = _absent(trials, architectures)
     if absent:
         return missing(f"missing: architecture {', '.join(absent)} in the Table 1 study")
     return trials
@@ -195,7 +195,7 @@ def _table1(ev: Evidence) -> pd.DataFrame | Result:
 def tsn_near_single_task(claim: Claim, ev: Evidence) -> Result:
     """C1.1: TSN's Δm (against the single-task reference) below ``margin`` points, by Welch's interval over TSN's
     seeds and the reference's (:func:`reference_sample`)."""
-    trials = _table1(ev)
+    trials = _table1(ev, ("tsn", "single_task"))
     if isinstance(trials, Result):
         return trials
     tsn = Sample.of(by_seed(trials, "delta_m", architecture="tsn").tolist())
@@ -210,7 +210,7 @@ def tsn_near_single_task(claim: Claim, ev: Evidence) -> Result:
 
 def tsn_parameter_share(claim: Claim, ev: Evidence) -> Result:
     """C1.2: TSN's parameters at most ``max_param_ratio`` of single-task's (exact: nothing is sampled)."""
-    trials = _table1(ev)
+    trials = _table1(ev, ("tsn", "single_task"))
     if isinstance(trials, Result):
         return trials
     counts = {arch: by_seed(trials, "n_params", architecture=arch).median() for arch in ("tsn", "single_task")}
@@ -232,14 +232,10 @@ def reference_sample(rows: pd.DataFrame) -> Sample:
 
 def delta_m_order(claim: Claim, ev: Evidence) -> Result:
     """Δm(worse) − Δm(better) per seed: above 0 (``side`` above) or within ±``margin`` (``side`` within)."""
-    found = ev.first("trials", TABLE1)
-    if found is None:
-        return missing(ev.missing(TABLE1))
-    _, trials = found
     better, worse = claim.params["better"], claim.params["worse"]
-    absent = _absent(trials, (better, worse))
-    if absent:
-        return missing(f"missing: architecture {', '.join(absent)} in the Table 1 study")
+    trials = _table1(ev, (better, worse))
+    if isinstance(trials, Result):
+        return trials
     diffs = paired(by_seed(trials, "delta_m", architecture=worse), by_seed(trials, "delta_m", architecture=better))
     return interval_result(diffs, claim.params.get("side", "above"), claim.params.get("margin", 0.0))
 

@@ -164,20 +164,25 @@ def references(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataF
     """
     tasks, higher = trials.attrs["tasks"], trials.attrs["higher_is_better"]
     columns = [*tasks, "reference_trials", "baseline_trial", "reference_spread"]
+    pooled: dict[str, dict[str, Any]] = {}  # per baseline configuration (family), computed once
+
+    def reference(family_key: str) -> dict[str, Any]:
+        if family_key not in pooled:
+            family = baselines[baselines["family"] == family_key].drop_duplicates("seed", keep="last")
+            mean = family[tasks].mean()
+            spread = [delta_m_of(r, mean, tasks, higher) for _, r in family.iterrows()]
+            pooled[family_key] = {
+                **mean.to_dict(),
+                "reference_trials": tuple(int(t) for t in family["trial"]),
+                "reference_spread": pd.Series(spread, dtype=float).std(ddof=1),
+            }
+        return pooled[family_key]
+
     rows = {}
     for _, row in trials.iterrows():
         match = matched_baseline(row, baselines)
-        if match is None:
-            continue
-        family = baselines[baselines["family"] == match["family"]].drop_duplicates("seed", keep="last")
-        mean = family[tasks].mean()
-        spread = [delta_m_of(r, mean, tasks, higher) for _, r in family.iterrows()]
-        rows[row["trial"]] = {
-            **mean.to_dict(),
-            "reference_trials": tuple(int(t) for t in family["trial"]),
-            "baseline_trial": int(match["trial"]),
-            "reference_spread": pd.Series(spread, dtype=float).std(ddof=1),
-        }
+        if match is not None:
+            rows[row["trial"]] = {**reference(match["family"]), "baseline_trial": int(match["trial"])}
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
 
 

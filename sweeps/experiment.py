@@ -211,8 +211,12 @@ def _number(value: Any, kind: type) -> float | int | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def _int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def _count(path: str, key: str, value: Any, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+    if not _int_in(value, low, high):
         _fail(path, f"{key} must be an integer in [{low}, {high}], got {value!r}")
     return value
 
@@ -378,10 +382,6 @@ def budget_max_seeds(budget: str) -> int | None:
     return (profile.get("sweep") or {}).get("max_seeds")
 
 
-def _is_seed(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SEED_MAX
-
-
 def budget_reference_seeds(budget: str) -> list[int]:
     """The seeds whose single-task runs the reference of every baseline configuration pools besides the grid's own
     (``sweep: {reference_seeds: [...]}``; none by default). The reference's seed noise bounds every comparison
@@ -389,7 +389,7 @@ def budget_reference_seeds(budget: str) -> list[int]:
     so each costs one single-task run per baseline configuration, once."""
     profile = load_budgets().get(budget) or {}
     seeds = (profile.get("sweep") or {}).get("reference_seeds", [])
-    if not isinstance(seeds, list) or not all(map(_is_seed, seeds)) or len(set(seeds)) != len(seeds):
+    if not isinstance(seeds, list) or not all(_int_in(s, 0, SEED_MAX) for s in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(
             f"{BUDGETS_FILE}: {budget}.sweep.reference_seeds must be a list of distinct seeds "
             f"(integers in [0, {SEED_MAX}]), got {seeds!r}"

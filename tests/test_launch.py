@@ -70,11 +70,10 @@ def _workers_finish_the_grid_once(tmp_path: Path, storage: str, name: str, capsy
     done = [t.user_attrs[R.CONFIG_HASH] for t in study.get_trials(states=(TrialState.COMPLETE,))]
     assert sorted(done) == sorted(config_hash(cfg) for cfg in points)  # each point exactly once
     assert not study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING))
-    worker_logs = sorted(logs.glob("*/*_0_log.*"))
-    assert len(worker_logs) == 2 * WORKERS and all(
-        f"study {study_name}:" in log.read_text() for log in worker_logs[1::2]
-    )
-    assert not any("locked" in log.read_text() or "Traceback" in log.read_text() for log in worker_logs)
+    outputs = [log.read_text() for log in sorted(logs.glob("*/*_0_log.out"))]
+    errors = [log.read_text() for log in sorted(logs.glob("*/*_0_log.err"))]
+    assert len(outputs) == len(errors) == WORKERS and all(f"study {study_name}:" in out for out in outputs)
+    assert not any("locked" in text or "Traceback" in text for text in outputs + errors)
     shared = optuna.load_study(study_name=R.baseline_study_name("synthetic", "smoke"), storage=open_storage(storage))
     (baseline,) = {config_hash(cfg) for cfg in map(baseline_config, points)}  # one seed: one single-task configuration
     assert [t.user_attrs[R.CONFIG_HASH] for t in shared.get_trials(states=(TrialState.COMPLETE,))].count(baseline) == 1
