@@ -352,7 +352,7 @@ def scaling_tables(
     """
     from tsn.config import from_dict, resolve
     from tsn.models import ARCHITECTURES
-    from tsn.params import count_macs, meta_model, scaling_table, synthetic_tasks
+    from tsn.params import macs_per_image, scaling_table, synthetic_tasks
 
     _, dataset, budget = parse_study_name(name)
     cfg = from_dict(config) if config else resolve(budget, extra={"data": {"dataset": dataset}})
@@ -363,8 +363,9 @@ def scaling_tables(
     macs = pd.DataFrame(
         {
             a: {
-                t: count_macs(
-                    meta_model(replace(cfg.model, architecture=a, encoding="gaussian"), synthetic_tasks(t, tasks)),
+                t: macs_per_image(
+                    replace(cfg.model, architecture=a, encoding="gaussian"),
+                    synthetic_tasks(t, tasks),
                     cfg.data.image_size,
                 )
                 for t in counts

@@ -96,3 +96,11 @@ def _isolated_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     neither may leak into the next test."""
     monkeypatch.delenv("TSN_STORAGE_PASSWORD", raising=False)
     monkeypatch.setattr(sys, "argv", list(sys.argv))
+
+
+@pytest.fixture
+def few_task_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """make_tables' scaling table for T = 1, 2 only (T = 1…9 takes tens of seconds on a laptop)."""
+    from analysis import published
+
+    monkeypatch.setattr(published, "SCALING_TASK_COUNTS", (1, 2))

@@ -23,7 +23,7 @@ from test_analysis_fixtures import (
 )
 
 import analysis.runs as runs
-from analysis import make_tables, published, tables
+from analysis import make_tables, tables
 from analysis.runs import AnalysisError, load_study, wandb_records
 from sweeps import records as R
 from sweeps.tracking import WandbRun, flatten_record
@@ -318,12 +318,6 @@ def test_scaling_tables_count_tsn_flat_and_single_task_linear_in_t() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-@pytest.fixture()
-def few_task_counts(monkeypatch) -> None:
-    """The CLI's scaling table for T = 1, 2 only (T = 1…9 takes tens of seconds on a laptop)."""
-    monkeypatch.setattr(published, "SCALING_TASK_COUNTS", (1, 2))
-
-
 def test_cli_writes_tables_prints_markdown_and_checks_claims(
     storage: str, tmp_path: Path, capsys, few_task_counts
 ) -> None:

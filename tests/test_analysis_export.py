@@ -10,15 +10,14 @@ import optuna
 import pytest
 from test_analysis_fixtures import BASELINES, EMBEDDING, SHARED, build_storage
 
-from analysis import make_tables, published
+from analysis import make_tables
 from sweeps import export as E
 from sweeps.__main__ import main as sweeps_main
 from tsn.config import resolve
 
 
 @pytest.fixture()
-def storage(tmp_path: Path, monkeypatch) -> str:
-    monkeypatch.setattr(published, "SCALING_TASK_COUNTS", (1, 2))  # the scaling table for T = 1, 2 only
+def storage(tmp_path: Path, few_task_counts) -> str:
     return build_storage(tmp_path, resolve("smoke").to_dict())
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from tsn import params
 from tsn.encodings import gaussian_codes, orthogonal_codes
 from tsn.layers import AdaIN, EqualLinear, PixelNorm, TaskContext, TaskEmbeddingNet
 from tsn.models import ARCHITECTURES, ModelConfig, build_model
@@ -272,6 +274,20 @@ def test_mac_count_skipping_the_meta_kernels_of_norms_and_upsampling_equals_the_
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model.forward_tasks(torch.zeros(1, 3, 64, 64, device="meta"), None)
     assert count_macs(model, 64) == counter.get_total_flops() // 2 > 0
+
+
+def test_macs_per_image_counts_each_model_definition_once(monkeypatch) -> None:
+    counted = []
+    monkeypatch.setattr(params, "_MACS", {})
+    monkeypatch.setattr(params, "count_macs", lambda model, size: counted.append(size) or count_macs(model, size))
+    tasks, tsn = dataset_tasks("synthetic"), ModelConfig(**SMALL)
+    first = params.macs_per_image(tsn, tasks, 64)
+    assert first == count_macs(meta_model(tsn, tasks), 64) and counted == [64]
+    assert params.macs_per_image(replace(tsn, pretrained="imagenet"), tasks, 64) == first and counted == [64]
+    assert params.macs_per_image(tsn, tasks, 128) > first and counted == [64, 128]  # another size, another count
+    assert params.macs_per_image(tsn, tasks.subset(["semseg"]), 64) < first  # another task set
+    assert params.macs_per_image(replace(tsn, architecture="single_task"), tasks, 64) > first
+    assert len(counted) == 4
 
 
 def test_params_cli_reports_macs_and_scaling(tsn_cli) -> None:

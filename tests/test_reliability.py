@@ -403,7 +403,9 @@ def test_every_torch_load_in_the_code_is_weights_only() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ secrets
-def test_no_secret_in_cli_output_stored_config_wandb_config_or_reports(tmp_path, monkeypatch, capsys) -> None:
+def test_no_secret_in_cli_output_stored_config_wandb_config_or_reports(
+    tmp_path, monkeypatch, capsys, few_task_counts
+) -> None:
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.chdir(tmp_path)

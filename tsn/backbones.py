@@ -1,4 +1,8 @@
-"""Encoders split into the five stages F1..F5 (strides 2, 4, 8, 16, 32) that the decoder consumes."""
+"""Encoders split into the five stages F1..F5 (strides 2, 4, 8, 16, 32) that the decoder consumes.
+
+torchvision is imported where a ResNet is built, not here: importing it imports torch._dynamo (~2.5 s on a laptop
+CPU, as long as torch itself), which a process training the compact encoder never needs.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
 from .pretrained import IMAGENET, NO_WEIGHTS, SYNTHETIC, imagenet_file, imagenet_state_dict
 
@@ -69,6 +71,8 @@ def _load_pretrained(net: nn.Module, name: str, pretrained: str | None) -> None:
 
 def _resnet(name: str) -> Callable[[str | None], StagedEncoder]:
     def build(pretrained: str | None) -> StagedEncoder:
+        import torchvision.models
+
         net = getattr(torchvision.models, name)(weights=None)
         _load_pretrained(net, name, pretrained)
         stages = [
@@ -83,6 +87,25 @@ def _resnet(name: str) -> Callable[[str | None], StagedEncoder]:
         return StagedEncoder(stages, channels)
 
     return build
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic block (two 3x3 convolutions and a shortcut), with torchvision's module names, so that a state
+    dict of this encoder reads as one of torchvision's blocks would."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + shortcut)
 
 
 def compact_encoder(pretrained: str | None = None, base_width: int = 16) -> StagedEncoder:

@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
-from torchvision.models import ResNet18_Weights, ResNet34_Weights, ResNet50_Weights, WeightsEnum
+
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
 
 NO_WEIGHTS = "none"  # written explicitly: train the encoder from random initialisation on purpose
 IMAGENET = "imagenet"
 SYNTHETIC = "synthetic"
 OFFLINE_ENV = "TSN_OFFLINE"  # set to 1: never download, a missing cached file is an error
 
-# The backbones that take pretrained weights (torchvision ResNets), each with its ImageNet weights.
-IMAGENET_WEIGHTS: dict[str, WeightsEnum] = {
-    "resnet18": ResNet18_Weights.IMAGENET1K_V1,
-    "resnet34": ResNet34_Weights.IMAGENET1K_V1,
-    "resnet50": ResNet50_Weights.IMAGENET1K_V1,
+# The backbones that take pretrained weights (torchvision ResNets), each with the name of its weights enum in
+# torchvision.models; torchvision is imported on first use (see tsn.backbones).
+IMAGENET_WEIGHTS: dict[str, str] = {
+    "resnet18": "ResNet18_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet50": "ResNet50_Weights",
 }
 
 
@@ -38,9 +42,16 @@ class WeightsUnavailableError(FileNotFoundError):
     """The ImageNet weights are neither cached nor downloadable; the message says which file goes where."""
 
 
+def imagenet_weights(backbone: str) -> WeightsEnum:
+    """torchvision's ImageNet weights of ``backbone`` (``ResNet18_Weights.IMAGENET1K_V1`` and its siblings)."""
+    import torchvision.models
+
+    return getattr(torchvision.models, IMAGENET_WEIGHTS[backbone]).IMAGENET1K_V1
+
+
 def imagenet_file(backbone: str) -> Path:
     """The cached file torch hub reads ``backbone``'s ImageNet weights from (it may not exist yet)."""
-    url = IMAGENET_WEIGHTS[backbone].url
+    url = imagenet_weights(backbone).url
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
 
 
@@ -53,7 +64,7 @@ def ensure_imagenet_file(backbone: str) -> Path:
     file = imagenet_file(backbone)
     if file.is_file():
         return file
-    weights = IMAGENET_WEIGHTS[backbone]
+    weights = imagenet_weights(backbone)
     missing = f"ImageNet weights for {backbone} not found: put {file.name} (from {weights.url}) into {file.parent}"
     if offline():
         raise WeightsUnavailableError(f"{missing} ({OFFLINE_ENV} is set, nothing is downloaded)")
@@ -69,7 +80,7 @@ def imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     """``backbone``'s ImageNet state dict through torchvision's weights API, from the cache (see above)."""
     file = ensure_imagenet_file(backbone)
     try:
-        return IMAGENET_WEIGHTS[backbone].get_state_dict(progress=False, weights_only=True)
+        return imagenet_weights(backbone).get_state_dict(progress=False, weights_only=True)
     except Exception as err:  # noqa: BLE001 - a corrupt cached file is reported the same way whatever broke
         reason = " ".join(str(err).split())
         raise ValueError(f"cannot read ImageNet weights {file} ({reason}); delete it to download it again") from None

@@ -28,7 +28,7 @@ from .engine import NonFiniteLossError, Optimisation, build_optimisation, build_
 from .evaluate import Evaluation, evaluate, mean_loss
 from .metrics.delta_m import delta_m
 from .models import MultiTaskModel
-from .params import count_macs, count_parameters, meta_model
+from .params import count_parameters, macs_per_image
 from .runtime import configure_threads, git_commit, select_device
 from .schedules import Step, plan_epoch, steps_per_epoch
 from .tasks import DatasetTasks, dataset_tasks
@@ -315,7 +315,6 @@ class Trainer:
     def _summary(self, final: Evaluation, seconds: float) -> dict[str, Any]:
         """metrics.json: the last epoch's full evaluation, with those of ``train.eval_epochs`` under "evaluations"."""
         report = self._report(final, self.cfg.train.epochs)
-        counting = meta_model(self.cfg.model, self.tasks)
         return {
             "config": self.cfg.to_dict(),
             "config_hash": self.config_hash,
@@ -326,7 +325,7 @@ class Trainer:
             **report,
             "evaluations": {**self.evaluations, str(self.cfg.train.epochs): report},
             "params": count_parameters(self.model),
-            "macs": count_macs(counting, self.cfg.data.image_size),
+            "macs": macs_per_image(self.cfg.model, self.tasks, self.cfg.data.image_size),
             "wall_time_s": seconds,
             "epochs": self.cfg.train.epochs,
             "history": self.history,

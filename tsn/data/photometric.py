@@ -20,7 +20,6 @@ from typing import Callable, Sequence
 
 import torch
 from torch.nn import functional as nnf
-from torchvision.transforms.v2 import functional as F
 
 ImageOp = Callable[[torch.Tensor], torch.Tensor]
 
@@ -36,6 +35,8 @@ def gaussian_noise(image: torch.Tensor) -> torch.Tensor:
 
 
 def equalize(image: torch.Tensor) -> torch.Tensor:
+    from torchvision.transforms.v2 import functional as F  # on first use: importing torchvision takes seconds
+
     return F.equalize(image.mul(255).round_().to(torch.uint8)).to(image.dtype).div_(255)
 
 
@@ -44,6 +45,8 @@ def brightness(image: torch.Tensor) -> torch.Tensor:
 
 
 def gamma(image: torch.Tensor) -> torch.Tensor:
+    from torchvision.transforms.v2 import functional as F
+
     return F.adjust_gamma(image, uniform(0.8, 1.2))
 
 

@@ -32,8 +32,6 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 from torch.nn import functional as nnf
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as F
 
 from tsn.data import photometric
 from tsn.target_kinds import Geometry, target_kind
@@ -47,17 +45,19 @@ Transform = Callable[[torch.Tensor, dict[str, torch.Tensor]], Sample]
 Step = Callable[[torch.Tensor, dict[str, torch.Tensor]], Sample]
 
 
-def _as_mask(target: torch.Tensor) -> tv_tensors.Mask:
-    return tv_tensors.Mask(target if target.ndim == 3 else target[None])
-
-
-def _unwrap(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return mask.as_subclass(torch.Tensor).reshape(mask.shape[-3:] if like.ndim == 3 else mask.shape[-2:])
-
-
 def resize(image: torch.Tensor, targets: dict[str, torch.Tensor], size: int) -> Sample:
-    """Resize to ``size`` x ``size``, ignoring the aspect ratio (the paper's protocol); nearest for targets."""
-    out = {k: _unwrap(F.resize(_as_mask(t), [size, size]), t) for k, t in targets.items()}
+    """Resize to ``size`` x ``size``, ignoring the aspect ratio (the paper's protocol); nearest for targets.
+
+    torchvision is imported here, on first use: the synthetic scenes are drawn at their size and never resized, and
+    importing torchvision costs a process seconds (tsn.backbones)."""
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import functional as F
+
+    def resize_target(target: torch.Tensor) -> torch.Tensor:
+        mask = F.resize(tv_tensors.Mask(target if target.ndim == 3 else target[None]), [size, size])
+        return mask.as_subclass(torch.Tensor).reshape(mask.shape[-3:] if target.ndim == 3 else mask.shape[-2:])
+
+    out = {k: resize_target(t) for k, t in targets.items()}
     return F.resize(tv_tensors.Image(image), [size, size], antialias=True).as_subclass(torch.Tensor), out
 
 
