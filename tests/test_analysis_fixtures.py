@@ -9,7 +9,12 @@ the shared single-task study holds the same single-task trials.
 
 from __future__ import annotations
 
+import atexit
 import copy
+import json
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -111,6 +116,9 @@ def _add(
     )
 
 
+_BUILT: dict[str, Path] = {}  # the arguments of build_storage -> a copy of the file it built, in this process
+
+
 def build_storage(
     tmp_path,
     config: dict[str, Any],
@@ -123,9 +131,27 @@ def build_storage(
 
     ``legacy``: as stored before the shared study had its reserved name: ``baselines-{suffix}`` is the shared
     study (its single-task trials served every experiment) and carries no experiment attribute.
+
+    Writing the studies takes about a second; the same arguments again get a copy of the file first written.
     """
+    path = Path(tmp_path) / STORAGE_NAME
+    key = json.dumps([config, run_dirs, suffix, legacy], sort_keys=True, default=str)
+    if key in _BUILT and not path.exists():
+        shutil.copyfile(_BUILT[key], path)
+        return f"sqlite:///{path}"
+    storage = _write_storage(path, config, run_dirs, suffix, legacy)
+    if key not in _BUILT:
+        folder = tempfile.mkdtemp(prefix="tsn-test-storage-")
+        atexit.register(shutil.rmtree, folder, True)
+        _BUILT[key] = Path(shutil.copyfile(path, Path(folder) / STORAGE_NAME))
+    return storage
+
+
+def _write_storage(
+    path: Path, config: dict[str, Any], run_dirs: dict[str, str] | None, suffix: str, legacy: bool
+) -> str:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{tmp_path / STORAGE_NAME}"
+    storage = f"sqlite:///{path}"
     params_by_arch = {"single_task": 88_650_000, "task_in": 17_750_000, "tsn": 18_260_000}
     base = optuna.create_study(study_name=f"baselines-{suffix}", storage=storage)
     space = {"model.architecture": ["single_task", "task_in", "tsn"], "train.seed": [0, 1]}

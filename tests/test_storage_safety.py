@@ -4,7 +4,6 @@ to any entry point writes nothing at all."""
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy
-from test_analysis_fixtures import STORAGE_NAME, build_storage
+from test_analysis_fixtures import build_storage
 from test_sweeps import ENCODINGS, TINY, _postgres_url, sweep_argv, write_experiment
 
 from analysis.make_tables import main as tables_main
@@ -139,25 +138,17 @@ BAD_INPUT = [  # (entry point, argv, fragment of the one-line error); paths rela
 ]
 
 
-@pytest.fixture(scope="module")
-def finished_storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A storage file with finished studies, built once (a second's work) and copied into each test's folder."""
-    folder = tmp_path_factory.mktemp("finished")
-    build_storage(folder, resolve("smoke").to_dict())
-    return folder / STORAGE_NAME
-
-
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
 
 
 @pytest.mark.parametrize("entry, argv, message", BAD_INPUT, ids=[f"{e}-{k}" for k, (e, _, _) in enumerate(BAD_INPUT)])
 def test_bad_input_to_any_entry_point_creates_changes_and_removes_nothing(
-    tmp_path: Path, capsys, monkeypatch, finished_storage: Path, entry: str, argv: list[str], message: str
+    tmp_path: Path, capsys, monkeypatch, entry: str, argv: list[str], message: str
 ) -> None:
     """Run from a folder that already holds a study storage, an unrelated database and a file where a folder could
     go: exit 2, one line, and no file or folder created (no runs/, no studies.db, no reports/), changed or removed."""
-    shutil.copy(finished_storage, tmp_path / STORAGE_NAME)
+    build_storage(tmp_path, resolve("smoke").to_dict())
     _unrelated_sqlite(tmp_path / "app.db")
     (tmp_path / "afile").write_text("not a folder")
     (tmp_path / "bad.yaml").write_text("name: x\naxes: {scientific: {model.encodings: [orthogonal]}}\n")

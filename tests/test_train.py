@@ -17,7 +17,7 @@ from tsn.evaluate import Evaluation
 from tsn.schedules import plan_epoch
 from tsn.train import Baseline, Callback, NonFiniteLossError, Trainer
 
-TINY = ["data.train_samples=16", "data.val_samples=8", "train.batch_size=8", "train.progress=false", "train.threads=1"]
+TINY = ["data.train_samples=8", "data.val_samples=4", "train.batch_size=8", "train.progress=false", "train.threads=1"]
 
 
 def tiny(*overrides: str, budget: str = "smoke"):
@@ -84,7 +84,7 @@ def test_trainer_trains_each_task_on_the_samples_the_dataset_labels(tmp_path: Pa
         "labelled",
         lambda self, task: list(range(0, len(self), 4)) if task == "parts" else list(range(len(self))),
     )
-    trainer = Trainer(tiny("train.batch_size=2", "data.tasks=semseg,parts"), tmp_path)
+    trainer = Trainer(tiny("train.batch_size=2", "data.tasks=semseg,parts", "data.train_samples=16"), tmp_path)
     seen: dict[str, list[int]] = {"semseg": [], "parts": []}
     plan, loader = trainer.epoch_batches(1)
     for step, batch in zip(plan, loader):
@@ -234,8 +234,7 @@ class StopAfter(Callback):
 
 @pytest.mark.parametrize("arch", ["tsn", "task_bn"])
 def test_resume_ends_with_exactly_the_metrics_of_an_uninterrupted_run(tmp_path: Path, arch: str) -> None:
-    # one step per task and epoch: the state carried across the interruption is per epoch (RNG, schedulers, history)
-    cfg = tiny("train.epochs=3", f"model.architecture={arch}", "data.augment=paper", "data.train_samples=8")
+    cfg = tiny("train.epochs=3", f"model.architecture={arch}", "data.augment=paper")
     straight = Trainer(cfg, tmp_path / "straight").fit()
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, tmp_path / "resumed", callbacks=[StopAfter(2)]).fit()
@@ -353,15 +352,15 @@ def test_cosine_schedule_anneals_each_network_to_zero_over_its_own_steps(tmp_pat
     cfg = tiny("train.epochs=2", "train.lr_schedule=cosine", "model.architecture=single_task", "data.tasks=semseg,edge")
     summary = Trainer(cfg, tmp_path).fit()
     first, last = summary["history"][0]["lr"], summary["history"][-1]["lr"]
-    # 16 samples / batch 8 = 2 steps per task and epoch: after epoch 1 each network is half-way, cos(pi/2) -> 1/2
+    # 8 samples / batch 8 = a step per task and epoch: after epoch 1 of 2 each network is half-way, cos(pi/2) -> 1/2
     assert first["semseg/decoder"] == pytest.approx(cfg.train.lr_decoder / 2)
     assert first["edge/encoder"] == pytest.approx(cfg.train.lr_encoder / 2)
     assert all(lr == pytest.approx(0.0, abs=1e-12) for lr in last.values())
 
 
 def test_cosine_schedule_of_a_shared_network_counts_every_step(tmp_path: Path) -> None:
-    trainer = Trainer(tiny("train.epochs=4", "train.lr_schedule=cosine", "data.tasks=semseg,edge"), tmp_path)
-    schedule = trainer.optimisation.schedules["shared"]
+    cfg = tiny("train.epochs=4", "train.lr_schedule=cosine", "data.tasks=semseg,edge", "data.train_samples=16")
+    schedule = Trainer(cfg, tmp_path).optimisation.schedules["shared"]
     assert schedule.scheduler.lr_lambdas[0](4 * 4) == 0.0  # 2 tasks x 2 steps x 4 epochs
     assert schedule.scheduler.lr_lambdas[0](8) == pytest.approx(0.5)
 
