@@ -22,7 +22,8 @@ The protocol's bookkeeping (claims, reaping, heartbeats, retries) is :class:`swe
 training one claimed trial and recording its outcome is :class:`sweeps.runner.TrialRunner`; :class:`Sweep` is the
 loop over the points of a :class:`Plan`, each point's single-task baseline first. A grid's points are its grid points
 (:class:`GridPlan`); a search's are the slots of its sampled configurations (:class:`sweeps.search.SearchPlan`).
-A point that is its own baseline (a single-task point) carries the baseline's results instead of training again;
+A point that is its own baseline (a single-task point) carries the baseline's results instead of training again, and
+so does a point that another experiment's study in the storage has finished (its twin: one configuration, one run);
 once every point is done, the budget's reference seeds' single-task runs are trained (the same claims).
 """
 
@@ -36,6 +37,7 @@ from typing import Any, Protocol
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.trial import TrialState
 
 from tsn.config import RunConfig, baseline_config, config_hash
 from tsn.errors import redact
@@ -301,6 +303,7 @@ class Sweep:
     def run(self, n_trials: int | None = None, timeout: float | None = None) -> dict[str, int]:
         """Work on the plan until every point is done (or running elsewhere), n_trials ran, or timeout passed."""
         progress = Progress(self.total, time.perf_counter())
+        twins = self._finished_twins()
         trained = 0
         deadline = time.monotonic() + timeout if timeout else None
         self.log(f"study {self.study_name}: {self.plan.describe()}, storage {self.storage_url}")
@@ -331,6 +334,12 @@ class Sweep:
                 self.log(progress.line(done + 1, trained, f"{self.plan.label(trial)}: the shared single-task run"))
                 self.runner.record(self.ledger, trial, cfg, source, self._provenance(source))
                 continue
+            twin = twins.get(self.ledger.key_of(trial))
+            if twin is not None:  # finished by another experiment: recorded, not trained again
+                study, source = twin
+                self.log(progress.line(done + 1, trained, f"{self.plan.label(trial)}: {study} trial {source.number}"))
+                self.runner.record_twin(self.ledger, trial, cfg, study, source)
+                continue
             if self.ledger.key_of(trial) != key:  # another worker's point, waiting: run it, with its own baseline
                 baseline, _ = self._baseline(cfg, wait=True)
             self.log(progress.line(done + 1, trained, f"{self.plan.label(trial)} ..."))
@@ -346,6 +355,29 @@ class Sweep:
             + (f", {running} running on other workers" if running else "")
         )
         return counts
+
+    def _finished_twins(self) -> dict[str, tuple[str, optuna.trial.FrozenTrial]]:
+        """Config hash -> (study, trial) for each point of this grid that another experiment's grid study of the
+        same dataset and budget has finished, in this storage (an import of another machine's export included).
+
+        Read once per :meth:`run`: a point that another experiment finishes meanwhile is trained here too, as before.
+        A search has no twins: its points are sampled, and its objective is its own.
+        """
+        if self.baseline_ledger is None:
+            return {}
+        twins: dict[str, tuple[str, optuna.trial.FrozenTrial]] = {}
+        for summary in optuna.get_all_study_summaries(self.storage, include_best_trial=False):
+            name, attrs = summary.study_name, summary.user_attrs
+            if name == self.study_name or R.GRID not in attrs or R.SEARCH in attrs:
+                continue
+            if (attrs.get(R.DATASET), attrs.get(R.BUDGET)) != (self.dataset, self.budget):
+                continue
+            study = optuna.load_study(study_name=name, storage=self.storage)
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                key = trial.user_attrs.get(R.CONFIG_HASH)
+                if key in self.plan.units and key not in twins:
+                    twins[key] = (name, trial)
+        return twins
 
     def _train_references(self, deadline: float | None) -> None:
         """Once every point is done: the single-task runs of the budget's reference seeds

@@ -41,8 +41,10 @@ GIT_COMMIT = "git_commit"  # str
 WANDB_RUN_ID = "wandb_run_id"  # str or None
 RUN_DIR = "run_dir"  # str: folder with checkpoint.pt and metrics.json
 JOB_TYPE = "job_type"  # "trial" or "baseline"
-# {"study", "trial", "config_hash"}, on a single-task point of an experiment (Table 1's single-task row): the shared
-# baseline run of the same configuration whose results it carries, trained once (sweeps.runner.TrialRunner.record)
+# {"study", "trial", "config_hash"}: the trial whose run this one carries instead of training it again. On a
+# single-task point of an experiment (Table 1's single-task row), the shared baseline run of its configuration
+# (sweeps.runner.TrialRunner.record); on any other point, the trial of another experiment that ran the same
+# configuration first (TrialRunner.record_twin)
 RECORDED_FROM = "recorded_from"
 # str, on a search study's trial: the slot it fills, "{stratum} #{k}" (sweeps.search.slot_key); trial.params hold the
 # stratum's axes and the sampled values of the searched keys

@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +60,15 @@ def objective(summary: Mapping[str, Any]) -> float:
     """The study's objective (lower is better): Delta-m when the trial had a baseline, else the mean validation loss
     that the Trainer's summary carries (``mean_val_loss``, tsn.evaluate.mean_loss)."""
     return summary["delta_m"]["value"] if summary.get("delta_m") else summary["mean_val_loss"]
+
+
+# The records a finished trial's results are: copied as they are when another trial carries the same run.
+RESULTS = (R.METRICS, R.PRIMARY, R.PARAMS, R.MACS, R.WALL_TIME, R.HISTORY, R.EVALUATIONS)
+DELTA_M_RESULTS = (R.DELTA_M, R.DELTA_M_CONVENTION, R.BASELINE_RUNS, R.BASELINE_METRICS)
+
+
+def _copied(source: optuna.trial.FrozenTrial, names: Sequence[str]) -> dict[str, Any]:
+    return {name: source.user_attrs[name] for name in names if name in source.user_attrs}
 
 
 def results(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,8 +171,7 @@ class TrialRunner:
         baseline run of the same configuration. One configuration is trained once, and Table 1's single-task row
         is the very run the other rows' Δm compares with (trained twice, on two machines, the two would differ)."""
         self._identify(trial, cfg, "trial", source.user_attrs.get(R.RUN_DIR), None)
-        kept = (R.METRICS, R.PRIMARY, R.PARAMS, R.MACS, R.WALL_TIME, R.HISTORY, R.EVALUATIONS)
-        results = {name: source.user_attrs[name] for name in kept if name in source.user_attrs}
+        results = _copied(source, RESULTS)
         results.update(
             {
                 R.DELTA_M: 0.0,  # against itself
@@ -174,6 +182,19 @@ class TrialRunner:
             }
         )
         ledger.complete(trial, 0.0, results)
+
+    def record_twin(
+        self, ledger: Ledger, trial: optuna.Trial, cfg: RunConfig, study: str, source: optuna.trial.FrozenTrial
+    ) -> None:
+        """Close ``trial`` with the results of ``source``, the COMPLETE trial of the same configuration in another
+        experiment's ``study`` (Table 1's TSN row is the embedding ablation's orthogonal d = 100 point and the
+        convergence figure's TSN): trained once, by whichever experiment ran it first, on whichever machine. A
+        second run of it elsewhere, from an export, would give other floats for the same row."""
+        self._identify(trial, cfg, "trial", source.user_attrs.get(R.RUN_DIR), None)
+        origin = {"study": study, "trial": source.number, "config_hash": source.user_attrs[R.CONFIG_HASH]}
+        results = _copied(source, (*RESULTS, *DELTA_M_RESULTS))
+        results[R.RECORDED_FROM] = source.user_attrs.get(R.RECORDED_FROM, origin)  # the run, not a copy of it
+        ledger.complete(trial, source.value, results)
 
     def _identify(
         self, trial: optuna.Trial, cfg: RunConfig, job_type: str, run_dir: str | None, wandb_run_id: str | None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 from test_sweeps import ENCODINGS, SHARED, TINY, complete, write_experiment
 
@@ -110,3 +111,37 @@ def test_a_single_task_point_carries_the_shared_run_trained_elsewhere(tmp_path: 
     (trained,) = [line for line in lines if line.endswith(" ...")]  # the TSN point only
     assert "tsn" in trained
     assert len(list((here / "runs").glob("*/*"))) == 1  # the TSN run; no single-task run was trained here
+
+
+def test_a_point_another_experiment_finished_elsewhere_is_recorded_from_it_not_trained_again(tmp_path: Path) -> None:
+    """The embedding ablation's Gaussian d = 100 point is the d-sweep's too: one configuration, one run, even when
+    it ran on another machine and only its export came here (no run folder)."""
+    elsewhere, here = tmp_path / "elsewhere", tmp_path / "here"
+    elsewhere.mkdir(), here.mkdir()
+    assert sweep_of(elsewhere, []).run() == {"complete": 2}  # mini: TSN orthogonal and Gaussian, d = 100
+    mini = "mini-synthetic-smoke"
+    E.export(f"sqlite:///{elsewhere / 'studies.db'}", tmp_path / "trials", [mini, SHARED])
+    E.restore(f"sqlite:///{here / 'studies.db'}", tmp_path / "trials")
+    dims = "  scientific:\n    model.embedding_dim: [100, 50]\n  nuisance:\n    train.seed: [1337]\n"
+    fixed = "{model: {architecture: tsn, encoding: gaussian}}"
+    lines: list[str] = []
+    sweep = sweep_of(here, lines, write_experiment(here, dims, name="dims", fixed=fixed))
+    assert sweep.run() == {"complete": 2}
+
+    stored = optuna.load_study(study_name=mini, storage=f"sqlite:///{here / 'studies.db'}")
+    (source,) = [t for t in complete(stored) if t.params["model.encoding"] == "gaussian"]
+    twin, trained = sorted(complete(sweep.study), key=lambda t: -t.params["model.embedding_dim"])
+    assert twin.user_attrs[R.CONFIG_HASH] == source.user_attrs[R.CONFIG_HASH] and twin.value == source.value
+    assert twin.user_attrs[R.RECORDED_FROM] == {
+        "study": mini,
+        "trial": source.number,
+        "config_hash": source.user_attrs[R.CONFIG_HASH],
+    }
+    for name in (R.PRIMARY, R.METRICS, R.HISTORY, R.DELTA_M, R.BASELINE_RUNS, R.PARAMS, R.RUN_DIR):
+        assert twin.user_attrs[name] == source.user_attrs[name], name
+    assert twin.user_attrs[R.WANDB_RUN_ID] is None and R.RECORDED_FROM not in trained.user_attrs
+    assert sum(line.endswith(f"{mini} trial {source.number}") for line in lines) == 1
+    ((run,),) = [list((here / "runs").glob("*/*"))]  # only the d = 50 point was trained here
+    assert run.name == trained.user_attrs[R.CONFIG_HASH]
+    table, _ = ablation_table(load_study("dims-synthetic-smoke", f"sqlite:///{here / 'studies.db'}"), None)
+    assert sorted(table.mean.index.get_level_values(-1)) == [50, 100]
