@@ -337,7 +337,8 @@ class Sweep:
             twin = twins.get(self.ledger.key_of(trial))
             if twin is not None:  # finished by another experiment: recorded, not trained again
                 study, source = twin
-                self.log(progress.line(done + 1, trained, f"{self.plan.label(trial)}: {study} trial {source.number}"))
+                recorded = f"{self.plan.label(trial)}: recorded from {study} trial {source.number}"
+                self.log(progress.line(done + 1, trained, recorded))
                 self.runner.record_twin(self.ledger, trial, cfg, study, source)
                 continue
             if self.ledger.key_of(trial) != key:  # another worker's point, waiting: run it, with its own baseline
