@@ -19,6 +19,7 @@ exactly-once claims make any number of workers safe; what this module adds is th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -351,6 +352,9 @@ def launch(args: argparse.Namespace, tables: Callable[[argparse.Namespace, str],
             job.cancel(check=False)
         print(f"stopped: cancelled {len(jobs)} workers; their trials resume when you launch again", file=sys.stderr)
         return 130
+    finally:
+        with contextlib.suppress(OSError):  # each local job's controller makes the folder pattern itself, empty
+            (logs / "%j").rmdir()
     tables(args, sweep.study_name)
     counts = sweep.counts()
     complete, failed = counts.get("complete", 0), counts.get("failed", 0)

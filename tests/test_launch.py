@@ -73,6 +73,7 @@ def _workers_finish_the_grid_once(tmp_path: Path, storage: str, name: str, capsy
     outputs = [log.read_text() for log in sorted(logs.glob("*/*_0_log.out"))]
     errors = [log.read_text() for log in sorted(logs.glob("*/*_0_log.err"))]
     assert len(outputs) == len(errors) == WORKERS and all(f"study {study_name}:" in out for out in outputs)
+    assert all(p.name.isdigit() for p in logs.iterdir()) and len(list(logs.iterdir())) == WORKERS  # one per job
     assert not any("locked" in text or "Traceback" in text for text in outputs + errors)
     shared = optuna.load_study(study_name=R.baseline_study_name("synthetic", "smoke"), storage=open_storage(storage))
     (baseline,) = {config_hash(cfg) for cfg in map(baseline_config, points)}  # one seed: one single-task configuration
