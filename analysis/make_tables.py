@@ -46,6 +46,7 @@ from tsn.atomic import check_output_folder  # noqa: E402
 from tsn.checkpoint import CheckpointError  # noqa: E402
 from tsn.config import BUDGETS_FILE, load_budgets  # noqa: E402
 from tsn.errors import ArgumentParser, entry_point  # noqa: E402
+from tsn.train import METRICS  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 SCALING_EXPERIMENT = "scaling"
@@ -157,9 +158,10 @@ class Reporter:
                 self.markdown.append(markdown)
 
     def checkpoint_figures(self, trials, figure_dir: Path, name: str) -> None:
-        """Task-embedding similarity and the qualitative grid, from the first seed with a TSN run on this machine
-        (a study run in pieces may hold runs whose folders stayed on other machines)."""
-        here = trials["run_dir"].map(lambda d: isinstance(d, str) and Path(d).is_dir())
+        """Task-embedding similarity and the qualitative grid, from the first seed with a TSN run finished on this
+        machine (a study run in pieces may hold runs whose folders stayed on other machines, and a folder here may
+        hold an unfinished run of the same configuration: only a finished run has written its metrics.json)."""
+        here = trials["run_dir"].map(lambda d: isinstance(d, str) and (Path(d) / METRICS).is_file())
         by_arch = trials[here].sort_values(["seed", "trial"])
         for _, group in by_arch.groupby("seed"):
             dirs = dict(zip(group["architecture"], group["run_dir"]))

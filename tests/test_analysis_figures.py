@@ -98,9 +98,12 @@ def test_cli_writes_every_figure(run_dirs: dict[str, str], tmp_path: Path) -> No
 
 
 def test_checkpoint_figures_wait_for_runs_on_this_machine(tmp_path: Path, capsys) -> None:
-    """Trials whose run folders stayed on another machine (a sweep run in pieces) draw no checkpoint figure and
-    raise no warning; every other figure is drawn."""
+    """Trials whose run folders stayed on another machine (a sweep run in pieces), or hold here an unfinished run of
+    the same configuration, draw no checkpoint figure and raise no warning; every other figure is drawn."""
     elsewhere = {arch: str(tmp_path / "gone" / arch) for arch in ("tsn", "task_in", "single_task")}
+    unfinished = tmp_path / "gone" / "tsn"  # an interrupted run here: a checkpoint, no metrics.json
+    unfinished.mkdir(parents=True)
+    (unfinished / "checkpoint.pt").write_bytes(b"epoch 3 of 24")
     storage = build_storage(tmp_path, resolve("smoke").to_dict(), elsewhere)
     out = tmp_path / "reports"
     assert make_tables.main(["--storage", storage, "--out", str(out), "--study", BASELINES]) == 0
