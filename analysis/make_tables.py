@@ -43,10 +43,9 @@ from sweeps.experiment import load_experiment  # noqa: E402
 from sweeps.records import parse_study_name, study_name  # noqa: E402
 from sweeps.storage import hide_password  # noqa: E402
 from tsn.atomic import check_output_folder  # noqa: E402
-from tsn.checkpoint import CheckpointError  # noqa: E402
+from tsn.checkpoint import METRICS, CheckpointError  # noqa: E402
 from tsn.config import BUDGETS_FILE, load_budgets  # noqa: E402
 from tsn.errors import ArgumentParser, entry_point  # noqa: E402
-from tsn.train import METRICS  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 SCALING_EXPERIMENT = "scaling"

@@ -10,6 +10,10 @@ import torch
 from .atomic import atomic_write
 from .errors import first_line
 
+# A run folder's files (tsn.train writes them, tsn.official imports into them, the analysis reads them)
+CHECKPOINT = "checkpoint.pt"  # the last epoch's state, from which a run resumes
+METRICS = "metrics.json"  # the finished run's summary: only a run that finished has one
+
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used (missing, truncated, not a checkpoint of this suite)."""

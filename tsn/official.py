@@ -46,14 +46,13 @@ from typing import Any
 
 import torch
 
-from .checkpoint import save_checkpoint
+from .checkpoint import CHECKPOINT, save_checkpoint
 from .config import RunConfig, config_hash, resolve
 from .encodings import orthogonal_codes
 from .errors import first_line
 from .models import build_model
 from .tasks import dataset_tasks
 
-CHECKPOINT = "checkpoint.pt"
 DATASET = "pascal_context"
 # The official task names (test.py, file names of the released single-task models) -> ours.
 OFFICIAL_TASKS = {"seg": "semseg", "parts": "parts", "edges": "edge", "normals": "normals", "saliency": "saliency"}

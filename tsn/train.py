@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .atomic import write_json
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, METRICS, CheckpointError, load_checkpoint, save_checkpoint
 from .config import RunConfig, config_hash
 from .data import build_dataset
 from .engine import NonFiniteLossError, Optimisation, build_optimisation, build_run_model, channels_last, train_step
@@ -33,8 +33,6 @@ from .runtime import configure_threads, git_commit, select_device
 from .schedules import Step, plan_epoch, steps_per_epoch
 from .tasks import DatasetTasks, dataset_tasks
 
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.json"
 __all__ = ["Baseline", "Callback", "NonFiniteLossError", "Trainer", "load_finished", "epoch_checkpoint"]
 
 
