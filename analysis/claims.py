@@ -9,6 +9,10 @@ TSN against single-task itself (C1) is a difference of two groups of seeds, the 
 Welch's t interval. The verdict is read off
 the interval, never typed: ``holds`` when it lies on the claim's side of the threshold, ``fails`` when it lies on the
 other side, ``inconclusive`` when it straddles, n < 2, or data is missing (the note says which).
+
+An inconclusive sampled claim also gets ``seeds_to_decide``: the fewest seeds at which an interval of today's mean and
+standard deviation would no longer straddle — a plug-in projection that says whether a bigger budget could decide
+the claim at all, not a promise (mean and sd move as seeds are added).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ CONFIDENCE = 0.95
 INTERVAL = "t, paired by seed"
 WELCH = "Welch t, TSN seeds vs the single-task reference's seeds"
 EXACT = "exact"
+MAX_SEEDS = 100  # seeds_to_decide beyond this is reported as more than MAX_SEEDS (infinity in the frame)
 
 # Which experiment's study each kind of evidence comes from, in order of preference.
 TABLE1 = ("baselines",)
@@ -70,6 +75,7 @@ class Result:
     verdict: str
     interval: str = INTERVAL
     note: str = ""
+    seeds_to_decide: float = math.nan  # inconclusive sampled claims only; inf: more than MAX_SEEDS
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,11 @@ class Claim:
 
 
 # ------------------------------------------------------------------------------------------------ intervals
+def t_half_width(sd: float, n: int, confidence: float = CONFIDENCE) -> float:
+    """Half-width of Student's t interval of a mean over ``n`` values of sample standard deviation ``sd``."""
+    return stats.t.ppf((1 + confidence) / 2, n - 1) * sd / math.sqrt(n)
+
+
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
     """(mean, low, high, n) of Student's t interval; low = high = NaN when n < 2."""
     data = [float(v) for v in values if not pd.isna(v)]
@@ -96,8 +107,7 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
     mean = sum(data) / n
     if n < 2:
         return mean, math.nan, math.nan, n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in data) / (n - 1))
-    half = stats.t.ppf((1 + confidence) / 2, n - 1) * sd / math.sqrt(n)
+    half = t_half_width(math.sqrt(sum((v - mean) ** 2 for v in data) / (n - 1)), n, confidence)
     return mean, mean - half, mean + half, n
 
 
@@ -147,11 +157,27 @@ def decide(low: float, high: float, n: int, side: str, threshold: float = 0.0) -
     raise ValueError(f"side must be above, below or within, got {side!r}")
 
 
+def distance_to_decision(effect: float, side: str, threshold: float = 0.0) -> float:
+    """How far ``effect`` lies from the nearest bound an interval around it must clear to decide the claim."""
+    return abs(abs(effect) - threshold) if side == "within" else abs(effect - threshold)
+
+
+def seeds_to_decide(half_width: Callable[[int], float], distance: float, limit: int = MAX_SEEDS) -> float:
+    """The fewest seeds n ≥ 2 whose interval ``half_width(n)`` is below ``distance``; inf beyond ``limit`` (and for
+    an effect on the bound itself, which no number of seeds decides)."""
+    return float(next((n for n in range(2, limit + 1) if half_width(n) < distance), math.inf))
+
+
 def interval_result(diffs: Sequence[float], side: str, threshold: float = 0.0, note: str = "") -> Result:
     mean, low, high, n = t_interval(diffs)
     if n < 2:
         note = "; ".join(filter(None, [note, f"n = {n} seed(s) with both values: an interval needs 2"]))
-    return Result(None if n == 0 else mean, low, high, n, decide(low, high, n, side, threshold), note=note)
+    verdict = decide(low, high, n, side, threshold)
+    projection = math.nan
+    if verdict == INCONCLUSIVE and n >= 2:
+        sd = Sample.of(diffs).sd
+        projection = seeds_to_decide(lambda k: t_half_width(sd, k), distance_to_decision(mean, side, threshold))
+    return Result(None if n == 0 else mean, low, high, n, verdict, note=note, seeds_to_decide=projection)
 
 
 def missing(note: str) -> Result:
@@ -205,7 +231,15 @@ def tsn_near_single_task(claim: Claim, ev: Evidence) -> Result:
     if n < 2:
         note += f"; an interval needs 2 TSN seeds ({tsn.n}) and 2 single-task seeds ({reference.n})"
     verdict = decide(low, high, n, "below", claim.params["margin"])
-    return Result(None if n == 0 else effect, low, high, n, verdict, WELCH, note)
+    projection = math.nan
+    if verdict == INCONCLUSIVE and n >= 2:  # more TSN seeds against the reference's seeds as they are
+
+        def half_width(k: int) -> float:
+            _, _, high_k, _ = welch_interval(Sample(effect, tsn.sd, k), reference)
+            return high_k - effect
+
+        projection = seeds_to_decide(half_width, distance_to_decision(effect, "below", claim.params["margin"]))
+    return Result(None if n == 0 else effect, low, high, n, verdict, WELCH, note, projection)
 
 
 def tsn_parameter_share(claim: Claim, ev: Evidence) -> Result:
@@ -374,7 +408,7 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 def evaluate(evidence: Evidence, claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
-    """One row per claim: claim, statement, effect, ci_low, ci_high, n, interval, verdict, note."""
+    """One row per claim: claim, statement, effect, ci_low, ci_high, n, interval, verdict, seeds_to_decide, note."""
     results: dict[str, Result] = {}
     for claim in claims:
         results[claim.id] = all_of(claim, results) if claim.parts else claim.test(claim, evidence)
@@ -388,6 +422,7 @@ def evaluate(evidence: Evidence, claims: Sequence[Claim] = CLAIMS) -> pd.DataFra
             "n": results[c.id].n,
             "interval": results[c.id].interval,
             "verdict": results[c.id].verdict,
+            "seeds_to_decide": results[c.id].seeds_to_decide,
             "note": results[c.id].note,
         }
         for c in claims
@@ -400,19 +435,24 @@ def _number(value: Any) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:+.2f}"
 
 
+def _seeds(value: float) -> str:
+    return "–" if pd.isna(value) else f"> {MAX_SEEDS}" if math.isinf(value) else f"{value:.0f}"
+
+
 def to_markdown(frame: pd.DataFrame, dataset: str, budget: str) -> str:
     lines = [
         f"**The paper's claims, {dataset}, {budget} budget: verdict from the 95 % interval ({INTERVAL}, or as "
-        "named; exact where nothing is sampled)**",
+        "named; exact where nothing is sampled). Seeds to decide: for an inconclusive claim, the seeds at which an "
+        "interval of today's mean and sd would decide it (a projection, not a promise)**",
         "",
-        "| claim | statement | effect | 95 % CI | n | verdict | note |",
-        "|---|---|---|---|---|---|---|",
+        "| claim | statement | effect | 95 % CI | n | verdict | seeds to decide | note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in frame.itertuples():
         ci = "–" if pd.isna(row.ci_low) else f"[{_number(row.ci_low)}, {_number(row.ci_high)}] ({row.interval})"
         lines.append(
             f"| {row.claim} | {row.statement} | {_number(row.effect)} | {ci} | {row.n} | **{row.verdict}** "
-            f"| {row.note} |"
+            f"| {_seeds(row.seeds_to_decide)} | {row.note} |"
         )
     return "\n".join(lines) + "\n"
 

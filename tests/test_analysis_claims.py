@@ -231,6 +231,46 @@ def test_c2_is_inconclusive_when_an_architecture_is_missing_or_a_pair_straddles(
     assert result(evidence(trials={"baselines": table1(noisy)}), "C2.1")["verdict"] == C.INCONCLUSIVE
 
 
+def test_an_inconclusive_claim_projects_the_seeds_that_would_decide_it_at_today_s_mean_and_sd() -> None:
+    straddling = {**ORDERED, "task_in": [1.0, 3.0, 2.0]}  # C2.1: task_in − tsn = 1, 3, 2: mean 2, sd 1
+    frame = C.evaluate(evidence(trials={"baselines": table1(straddling)})).set_index("claim")
+    assert frame.loc["C2.1", "verdict"] == C.INCONCLUSIVE  # half-width 4.303 / √3 = 2.48 > 2
+    # t₀.₉₇₅ with 3 dof is 3.182: 3.182 · 1 / √4 = 1.59 < 2, so 4 seeds; 3 would not do (2.48)
+    assert frame.loc["C2.1", "seeds_to_decide"] == 4
+    assert C.t_half_width(1.0, 4) == pytest.approx(3.182446305284263 / 2, rel=1e-12)
+    decided, exact, composite = frame.loc["C2.2"], frame.loc["C1.2"], frame.loc["C2"]
+    assert decided["verdict"] == C.HOLDS and math.isnan(decided["seeds_to_decide"])  # decided: nothing to project
+    assert math.isnan(exact["seeds_to_decide"]) and math.isnan(composite["seeds_to_decide"])
+    assert "| **inconclusive** | 4 |" in C.to_markdown(frame.reset_index(), "synthetic", "cpu")
+
+
+@pytest.mark.parametrize(
+    "effect, side, threshold, distance",
+    [(-0.5, "above", 0.0, 0.5), (1.2, "below", 2.0, 0.8), (0.4, "within", 1.0, 0.6), (-1.5, "within", 1.0, 0.5)],
+)
+def test_the_distance_to_a_decision_is_to_the_nearest_bound_the_interval_must_clear(
+    effect: float, side: str, threshold: float, distance: float
+) -> None:
+    assert C.distance_to_decision(effect, side, threshold) == pytest.approx(distance)
+
+
+def test_an_effect_on_the_bound_or_a_reference_noisier_than_the_margin_allows_is_never_decided() -> None:
+    assert C.seeds_to_decide(lambda n: 1.0 / n, 0.0) == math.inf
+    assert C.seeds_to_decide(lambda n: 1.0 / n, 0.3) == 4  # the first n with 1/n < 0.3
+    # C1.1 at effect 0.8 against a margin of 2: the reference's 3 seeds of sd 3 alone give a half-width of at
+    # least t · 3/√3 > 1.2 whatever TSN's seeds, so no number of TSN seeds decides it
+    noisy = result(evidence(trials={"baselines": table1({"tsn": [0.0, 0.8, 1.6]}, reference=(3, 3.0))}), "C1.1")
+    assert noisy["verdict"] == C.INCONCLUSIVE and noisy["seeds_to_decide"] == math.inf
+    assert f"| > {C.MAX_SEEDS} |" in C.to_markdown(pd.DataFrame([noisy]).assign(claim="C1.1"), "synthetic", "cpu")
+    # against 8 reference seeds of sd 1, TSN seeds decide: the projection is the first n whose Welch interval clears
+    reference = C.Sample(0.0, 1.0, 8)
+    tsn = C.Sample.of([-1.2, 0.8, 2.8])  # mean 0.8, sd 2
+    pooled = result(evidence(trials={"baselines": table1({"tsn": [-1.2, 0.8, 2.8]}, reference=(8, 1.0))}), "C1.1")
+    highs = {n: C.welch_interval(C.Sample(tsn.mean, tsn.sd, n), reference)[2] for n in range(2, 30)}
+    first = min(n for n, high in highs.items() if high < 2.0)
+    assert pooled["verdict"] == C.INCONCLUSIVE and pooled["seeds_to_decide"] == first and first > 3
+
+
 # ------------------------------------------------------------------------------------------------ C3
 def _codes(orthogonal: dict[int, list[float]], gaussian: dict[int, list[float]]) -> pd.DataFrame:
     return embedding(
