@@ -331,7 +331,20 @@ def test_train_cli_writes_metrics_and_eval_cli_reads_the_checkpoint(tmp_path: Pa
     assert json.loads((out / "metrics.json").read_text())["architecture"] == "task_in"
     code, evaluated, err = tsn_cli("eval", str(out / "checkpoint.pt"), "--edge-evaluator", "fast")
     assert code == 0, err
-    assert set(json.loads(evaluated)["metrics"]) == {"semseg", "parts", "edge", "normals", "saliency"}
+    report = json.loads(evaluated)
+    assert set(report["metrics"]) == {"semseg", "parts", "edge", "normals", "saliency"}
+    assert (report["data"]["val_samples"], report["data"]["data_seed"]) == (4, 0)  # the run's own validation split
+    # the same weights measured on other scenes: 6 images of another synthetic draw, so other values
+    code, elsewhere, err = tsn_cli(
+        "eval", str(out / "checkpoint.pt"), "data.val_samples=6", "data.data_seed=7", "--edge-evaluator", "fast"
+    )
+    assert code == 0, err
+    other = json.loads(elsewhere)
+    assert (other["data"]["val_samples"], other["data"]["data_seed"]) == (6, 7)
+    assert other["metrics"]["semseg"]["values"] != report["metrics"]["semseg"]["values"]
+    for bad, culprit in (["model.embedding_dim=5", "'model.embedding_dim=5'"], ["data.val_samples=0", "val_samples"]):
+        code, _, err = tsn_cli("eval", str(out / "checkpoint.pt"), bad)
+        assert code == 2 and culprit in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,17 @@ import sys
 from pathlib import Path
 
 from .atomic import check_output_file, check_output_folder
-from .config import EDGE_EVALUATORS, check_data_root, check_memory, check_pretrained, from_dict, resolve
+from .config import (
+    EDGE_EVALUATORS,
+    ConfigError,
+    apply_overrides,
+    check_data_root,
+    check_memory,
+    check_pretrained,
+    from_dict,
+    parse_override,
+    resolve,
+)
 from .domains import SEED_MAX, cli_number
 
 
@@ -65,8 +75,20 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# What an evaluation may change about a trained run's configuration: where its data lies and which validation images
+# it is measured on (more of them, or other scenes of the synthetic dataset), never what the model was trained for.
+EVAL_OVERRIDES = ("data.root", "data.val_samples", "data.data_seed", "data.num_workers")
+
+
 def build_eval_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", help="a checkpoint.pt written by `python -m tsn train`")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help=f"the validation data to measure on, e.g. data.val_samples=1024 data.data_seed=1 (any of "
+        f"{', '.join(EVAL_OVERRIDES)})",
+    )
     parser.add_argument("--edge-evaluator", choices=EDGE_EVALUATORS, default="seism")
     parser.add_argument(
         "--workers",
@@ -85,6 +107,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.json:
         check_output_file(args.json, "--json")
+    for text in args.overrides:
+        section, key, _ = parse_override(text)
+        if f"{section}.{key}" not in EVAL_OVERRIDES:
+            raise ConfigError(
+                f"eval override {text!r}: a trained checkpoint can only be measured on other data; valid keys: "
+                f"{', '.join(EVAL_OVERRIDES)}"
+            )
     state = load_checkpoint(args.checkpoint)
     try:
         cfg = from_dict(state["config"])
@@ -92,6 +121,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise CheckpointError(f"checkpoint {args.checkpoint}: its config is not valid here: {err}") from None
     # every weight comes from the checkpoint: evaluating it needs no pretrained file (nor network)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained="none"))
+    cfg = apply_overrides(cfg, args.overrides).validate()
     if args.workers is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_workers=args.workers)).validate()
     check_data_root(cfg)
@@ -101,6 +131,7 @@ def run_eval(args: argparse.Namespace) -> int:
     report = {
         "checkpoint": args.checkpoint,
         "epoch": state.get("epoch"),
+        "data": dataclasses.asdict(cfg.data),
         "metrics": {
             k: {"values": dict(r.values), "conventions": dict(r.conventions)} for k, r in evaluation.results.items()
         },
