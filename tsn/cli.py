@@ -6,12 +6,15 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from .atomic import check_output_file, check_output_folder
 from .config import (
     EDGE_EVALUATORS,
     ConfigError,
+    RunConfig,
     apply_overrides,
     check_data_root,
     check_memory,
@@ -21,6 +24,9 @@ from .config import (
     resolve,
 )
 from .domains import SEED_MAX, cli_number
+
+if TYPE_CHECKING:
+    from .evaluate import Evaluation
 
 
 def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -100,37 +106,57 @@ def build_eval_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     return parser
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    from .atomic import write_json
-    from .checkpoint import CheckpointError, load_checkpoint, load_weights
-    from .train import Trainer
+class CheckpointEvaluation(NamedTuple):
+    config: RunConfig  # the run's, with the data overrides applied
+    epoch: int | None
+    evaluation: Evaluation
 
-    if args.json:
-        check_output_file(args.json, "--json")
-    for text in args.overrides:
+
+def check_eval_overrides(overrides: Sequence[str]) -> None:
+    """Only the data a checkpoint is measured on may change (``EVAL_OVERRIDES``); one-line error otherwise."""
+    for text in overrides:
         section, key, _ = parse_override(text)
         if f"{section}.{key}" not in EVAL_OVERRIDES:
             raise ConfigError(
                 f"eval override {text!r}: a trained checkpoint can only be measured on other data; valid keys: "
                 f"{', '.join(EVAL_OVERRIDES)}"
             )
-    state = load_checkpoint(args.checkpoint)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path, overrides: Sequence[str] = (), edge_evaluator: str = "seism", workers: int | None = None
+) -> CheckpointEvaluation:
+    """The validation metrics of a checkpoint written by ``python -m tsn train``, on its run's validation split or
+    on the data ``overrides`` name (``EVAL_OVERRIDES``); needs no pretrained file: every weight is the checkpoint's."""
+    from .checkpoint import CheckpointError, load_checkpoint, load_weights
+    from .train import Trainer
+
+    check_eval_overrides(overrides)
+    state = load_checkpoint(checkpoint)
     try:
         cfg = from_dict(state["config"])
     except ValueError as err:
-        raise CheckpointError(f"checkpoint {args.checkpoint}: its config is not valid here: {err}") from None
-    # every weight comes from the checkpoint: evaluating it needs no pretrained file (nor network)
+        raise CheckpointError(f"checkpoint {checkpoint}: its config is not valid here: {err}") from None
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained="none"))
-    cfg = apply_overrides(cfg, args.overrides).validate()
-    if args.workers is not None:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_workers=args.workers)).validate()
+    cfg = apply_overrides(cfg, overrides).validate()
+    if workers is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_workers=workers)).validate()
     check_data_root(cfg)
-    trainer = Trainer(cfg, Path(args.checkpoint).parent)
-    load_weights(trainer.model, state["model"], args.checkpoint)
-    evaluation = trainer.run_validation(args.edge_evaluator)
+    trainer = Trainer(cfg, Path(checkpoint).parent)
+    load_weights(trainer.model, state["model"], str(checkpoint))
+    return CheckpointEvaluation(cfg, state.get("epoch"), trainer.run_validation(edge_evaluator))
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .atomic import write_json
+
+    if args.json:
+        check_output_file(args.json, "--json")
+    check_eval_overrides(args.overrides)
+    cfg, epoch, evaluation = evaluate_checkpoint(args.checkpoint, args.overrides, args.edge_evaluator, args.workers)
     report = {
         "checkpoint": args.checkpoint,
-        "epoch": state.get("epoch"),
+        "epoch": epoch,
         "data": dataclasses.asdict(cfg.data),
         "metrics": {
             k: {"values": dict(r.values), "conventions": dict(r.conventions)} for k, r in evaluation.results.items()
