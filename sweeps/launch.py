@@ -260,6 +260,10 @@ def worker_argv(args: argparse.Namespace, study: str, storage: str) -> list[str]
     return argv
 
 
+def workers_text(count: int) -> str:
+    return f"{count} worker" if count == 1 else f"{count} workers"
+
+
 def make_executor(kind: str, folder: Path, slurm: SlurmConfig | None) -> submitit.Executor:
     if kind == "local":
         executor = submitit.LocalExecutor(folder=folder)
@@ -342,7 +346,7 @@ def launch(args: argparse.Namespace, tables: Callable[[argparse.Namespace, str],
     executor = make_executor(args.executor, logs / "%j", slurm)
     jobs = submit(executor, plans, worker_argv(args, sweep.study_name, args.storage))
     print(
-        f"study {sweep.study_name}: {len(jobs)} workers submitted ({args.executor}), jobs "
+        f"study {sweep.study_name}: {workers_text(len(jobs))} submitted ({args.executor}), jobs "
         f"{' '.join(str(job.job_id) for job in jobs)}; logs in {logs}/"
     )
     try:
@@ -350,7 +354,9 @@ def launch(args: argparse.Namespace, tables: Callable[[argparse.Namespace, str],
     except KeyboardInterrupt:
         for job in jobs:
             job.cancel(check=False)
-        print(f"stopped: cancelled {len(jobs)} workers; their trials resume when you launch again", file=sys.stderr)
+        print(
+            f"stopped: cancelled {workers_text(len(jobs))}; their trials resume when you launch again", file=sys.stderr
+        )
         return 130
     finally:
         with contextlib.suppress(OSError):  # each local job's controller makes the folder pattern itself, empty
@@ -360,7 +366,7 @@ def launch(args: argparse.Namespace, tables: Callable[[argparse.Namespace, str],
     complete, failed = counts.get("complete", 0), counts.get("failed", 0)
     pending = sweep.total - complete - failed
     print(
-        f"launched {len(jobs)} workers ({args.executor}): {complete} complete, {failed} failed, {pending} pending; "
+        f"launched {workers_text(len(jobs))} ({args.executor}): {complete} complete, {failed} failed, {pending} pending; "
         f"logs in {logs}/"
     )
     return 0 if complete == sweep.total else 1

@@ -30,6 +30,7 @@ from sweeps.launch import (
     make_executor,
     slurm_plans,
     submit,
+    workers_text,
 )
 from sweeps.storage import PASSWORD_VARIABLE, hide_password, open_storage
 from sweeps.tracking import TrackingConfig
@@ -104,6 +105,10 @@ def test_four_local_workers_finish_a_grid_and_its_baseline_exactly_once_on_postg
 
 
 # ------------------------------------------------------------------------------------------------- placement
+def test_the_launcher_counts_its_workers_in_words() -> None:
+    assert [workers_text(n) for n in (1, 2, 4)] == ["1 worker", "2 workers", "4 workers"]
+
+
 def test_workers_on_one_machine_split_its_cores_and_take_one_gpu_each() -> None:
     two = local_plans(2, [0, 1], None, None)
     assert [p.cpus for p in two] == [(0,), (1,)]
