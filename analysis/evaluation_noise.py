@@ -4,10 +4,12 @@ Every finished run of the ``--study`` studies whose checkpoint is on this machin
 checkpoint (``tsn.cli.evaluate_checkpoint``): on ``--draws`` other validation sets of the run's own size (other
 synthetic scenes, ``data.data_seed`` 1…K) and on one set of ``--large`` images. Δm is taken against each run's
 single-task reference as ``make tables`` computes it (the seed mean), a constant per run, so only the run's own
-metrics vary. Written to ``--out`` as ``{study}-evaluation-noise.md`` (per grid row) and ``.csv`` (per run):
+metrics vary. Written to ``--out`` as ``{study}-evaluation-noise.md`` (per grid row), ``.csv`` (per run: Δm on
+every set) and ``.json`` (the primary metrics measured, per trial and set):
 
 - evaluation sd: per run, the sample sd of Δm over the draws — what a validation set of that size adds to one Δm;
-  per grid row, its root mean square over the row's runs;
+  per grid row, its root mean square over the row's runs; and the run's own part of it, once the sets' shared
+  difficulty is taken out (:func:`noise_frame`), which is what a fixed set adds to the spread over seeds;
 - seed sd: per grid row with two or more seeds, the sd of Δm over its seeds as stored (the run's validation set) and
   on the large set.
 
@@ -42,6 +44,7 @@ from analysis.tables import (  # noqa: E402
     single_task_trials,
     write_report,
 )
+from tsn.atomic import write_json  # noqa: E402
 from tsn.checkpoint import CHECKPOINT, METRICS  # noqa: E402
 from tsn.errors import ArgumentParser, entry_point  # noqa: E402
 
@@ -80,9 +83,14 @@ def noise_frame(
     refs: pd.DataFrame,
     measured: Mapping[int, Mapping[str, Mapping[str, float]]],
     by: list[str],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per run and per grid row (without the seed): the evaluation sd and the seed sd at both sizes. ``trials``:
-    :func:`analysis.tables.add_delta_m`'s frame; ``refs``: :func:`analysis.tables.references` of it."""
+) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """(per run, per grid row without the seed, the sd of the validation sets' shared difficulty).
+
+    ``trials``: :func:`analysis.tables.add_delta_m`'s frame; ``refs``: :func:`analysis.tables.references` of it. A run's
+    Δm on draw k is read as run effect + set effect_k + own error: the set effect (some scenes are harder for every
+    model) moves every run alike and cancels between seeds measured on one set; the own error is what a fixed
+    validation set of this size adds to the spread over seeds (``own_sd``, residual of the two-way fit over every run
+    of the study, with its degrees of freedom: (K − 1)(R − 1)/R per run)."""
     tasks, higher = trials.attrs["tasks"], trials.attrs["higher_is_better"]
 
     def delta(metrics: Mapping[str, float], reference: pd.Series) -> float:
@@ -91,19 +99,25 @@ def noise_frame(
     runs = []
     for trial in trials[trials["trial"].isin(measured)].to_dict("records"):  # each column keeps its type
         reference, sets = refs.loc[trial["trial"]], measured[trial["trial"]]
-        draws = [delta(m, reference) for name, m in sets.items() if name.startswith("draw")]
         runs.append(
             {
                 "trial": trial["trial"],
                 "row": ", ".join(f"{a}={trial[a]}" for a in by),
                 "seed": trial["seed"],
                 "stored": trial["delta_m"],
-                "large": delta(sets["large"], reference),
-                "evaluation_sd": sd(draws),
-                "draws": len(draws),
+                **{name: delta(metrics, reference) for name, metrics in sets.items()},
             }
         )
     runs = pd.DataFrame(runs)
+    draws = runs[[c for c in runs.columns if c.startswith("draw")]]
+    centred = draws.sub(draws.mean(axis=1), axis=0)
+    set_effect = centred.mean(axis=0)
+    residual = centred - set_effect
+    n_runs, n_draws = draws.shape
+    runs["evaluation_sd"] = draws.std(axis=1, ddof=1)
+    runs["own_sd"] = (
+        ((residual**2).sum(axis=1) / ((n_draws - 1) * (n_runs - 1) / n_runs)) ** 0.5 if n_runs > 1 else math.nan
+    )
     rows = [
         {
             "row": row,
@@ -111,31 +125,42 @@ def noise_frame(
             "seed_sd_stored": sd(group["stored"].tolist()),
             "seed_sd_large": sd(group["large"].tolist()),
             "evaluation_sd": rms(group["evaluation_sd"].tolist()),
-            "draws": int(group["draws"].min()),
+            "own_sd": rms(group["own_sd"].tolist()),
+            "draws": n_draws,
         }
         for row, group in runs.groupby("row", sort=False)
     ]
-    return runs, pd.DataFrame(rows)
+    return runs, pd.DataFrame(rows), sd(set_effect.tolist())
 
 
-def to_markdown(name: str, rows: pd.DataFrame, val_samples: int, large: int) -> str:
+def to_markdown(name: str, rows: pd.DataFrame, shared_sd: float, val_samples: int, large: int) -> str:
     def number(value: float) -> str:
         return "–" if pd.isna(value) else f"{value:.2f}"
 
-    header = ["row", "seeds", f"seed sd, {val_samples} images", f"seed sd, {large} images", "evaluation sd", "draws"]
+    header = [
+        "row",
+        "seeds",
+        f"seed sd, {val_samples} images",
+        f"seed sd, {large} images",
+        "evaluation sd",
+        "of it, the run's own",
+        "draws",
+    ]
     lines = [
         f"### {name}",
         "",
         f"Δm (points) against each run's single-task reference. Evaluation sd: per run, the sd of Δm over other "
-        f"validation sets of {val_samples} images (root mean square over the row's runs). Seed sd: over the row's "
-        f"seeds, on the runs' own {val_samples} images and on {large}.",
+        f"validation sets of {val_samples} images (root mean square over the row's runs); the run's own part is what "
+        f"is left once the sets' shared difficulty (sd {number(shared_sd)} over the draws, alike for every run, so it "
+        f"cancels between seeds on one set) is taken out: what a fixed set of {val_samples} images adds to the seed sd. "
+        f"Seed sd: over the row's seeds, on the runs' own {val_samples} images and on {large}.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
     for _, r in rows.iterrows():
-        cells = [r["row"], str(r["seeds"]), *map(number, [r["seed_sd_stored"], r["seed_sd_large"], r["evaluation_sd"]])]
-        lines.append("| " + " | ".join([*cells, str(r["draws"])]) + " |")
+        values = [r["seed_sd_stored"], r["seed_sd_large"], r["evaluation_sd"], r["own_sd"]]
+        lines.append("| " + " | ".join([r["row"], str(r["seeds"]), *map(number, values), str(r["draws"])]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -172,11 +197,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for trial, run_dir in zip(here["trial"], here["run_dir"])
             }
             measured = {trial: job.result() for trial, job in jobs.items()}
-        runs, rows = noise_frame(trials, references(trials, single), measured, row_axes(study) or ["architecture"])
-        frames.append((study_name, runs, rows, val_samples))
-    for study_name, runs, rows, val_samples in frames:
+        write_json(Path(args.out) / f"{study_name}-evaluation-noise.json", {str(t): m for t, m in measured.items()})
+        by = row_axes(study) or ["architecture"]
+        runs, rows, shared_sd = noise_frame(trials, references(trials, single), measured, by)
+        frames.append((study_name, runs, rows, shared_sd, val_samples))
+    for study_name, runs, rows, shared_sd, val_samples in frames:
         name = f"{study_name}-evaluation-noise"
-        markdown = to_markdown(name, rows, val_samples, args.large)
+        markdown = to_markdown(name, rows, shared_sd, val_samples, args.large)
         write_report(args.out, name, markdown, runs.to_csv(index=False))
         print(markdown)
     return 0
