@@ -11,8 +11,9 @@ the interval, never typed: ``holds`` when it lies on the claim's side of the thr
 other side, ``inconclusive`` when it straddles, n < 2, or data is missing (the note says which).
 
 An inconclusive sampled claim also gets ``seeds_to_decide``: the fewest seeds at which an interval of today's mean and
-standard deviation would no longer straddle — a plug-in projection that says whether a bigger budget could decide
-the claim at all, not a promise (mean and sd move as seeds are added).
+standard deviation would no longer straddle (for C1.1, seeds of TSN and of the single-task reference alike) — a
+plug-in projection that says whether a bigger budget could decide the claim at all, not a promise (mean and sd move
+as seeds are added).
 """
 
 from __future__ import annotations
@@ -232,10 +233,11 @@ def tsn_near_single_task(claim: Claim, ev: Evidence) -> Result:
         note += f"; an interval needs 2 TSN seeds ({tsn.n}) and 2 single-task seeds ({reference.n})"
     verdict = decide(low, high, n, "below", claim.params["margin"])
     projection = math.nan
-    if verdict == INCONCLUSIVE and n >= 2:  # more TSN seeds against the reference's seeds as they are
+    if verdict == INCONCLUSIVE and n >= 2:  # k seeds of TSN and of the reference (at least the reference's own)
 
         def half_width(k: int) -> float:
-            _, _, high_k, _ = welch_interval(Sample(effect, tsn.sd, k), reference)
+            grown = Sample(reference.mean, reference.sd, max(k, reference.n))
+            _, _, high_k, _ = welch_interval(Sample(effect, tsn.sd, k), grown)
             return high_k - effect
 
         projection = seeds_to_decide(half_width, distance_to_decision(effect, "below", claim.params["margin"]))

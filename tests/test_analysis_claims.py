@@ -254,21 +254,22 @@ def test_the_distance_to_a_decision_is_to_the_nearest_bound_the_interval_must_cl
     assert C.distance_to_decision(effect, side, threshold) == pytest.approx(distance)
 
 
-def test_an_effect_on_the_bound_or_a_reference_noisier_than_the_margin_allows_is_never_decided() -> None:
+def test_c1_projects_tsn_and_reference_seeds_growing_together_and_an_effect_on_the_bound_is_never_decided() -> None:
     assert C.seeds_to_decide(lambda n: 1.0 / n, 0.0) == math.inf
     assert C.seeds_to_decide(lambda n: 1.0 / n, 0.3) == 4  # the first n with 1/n < 0.3
-    # C1.1 at effect 0.8 against a margin of 2: the reference's 3 seeds of sd 3 alone give a half-width of at
-    # least t · 3/√3 > 1.2 whatever TSN's seeds, so no number of TSN seeds decides it
+    # C1.1 at effect 0.8 against a margin of 2 with a reference of 3 seeds of sd 3: TSN's seeds alone never decide
+    # it (the reference's 3 seeds leave a half-width above 1.2); k seeds of both do, at the first k whose Welch
+    # interval clears 2
+    tsn, reference = C.Sample.of([0.0, 0.8, 1.6]), C.Sample(0.0, 3.0, 3)
     noisy = result(evidence(trials={"baselines": table1({"tsn": [0.0, 0.8, 1.6]}, reference=(3, 3.0))}), "C1.1")
-    assert noisy["verdict"] == C.INCONCLUSIVE and noisy["seeds_to_decide"] == math.inf
-    assert f"| > {C.MAX_SEEDS} |" in C.to_markdown(pd.DataFrame([noisy]).assign(claim="C1.1"), "synthetic", "cpu")
-    # against 8 reference seeds of sd 1, TSN seeds decide: the projection is the first n whose Welch interval clears
-    reference = C.Sample(0.0, 1.0, 8)
-    tsn = C.Sample.of([-1.2, 0.8, 2.8])  # mean 0.8, sd 2
-    pooled = result(evidence(trials={"baselines": table1({"tsn": [-1.2, 0.8, 2.8]}, reference=(8, 1.0))}), "C1.1")
-    highs = {n: C.welch_interval(C.Sample(tsn.mean, tsn.sd, n), reference)[2] for n in range(2, 30)}
-    first = min(n for n, high in highs.items() if high < 2.0)
-    assert pooled["verdict"] == C.INCONCLUSIVE and pooled["seeds_to_decide"] == first and first > 3
+    highs = {k: C.welch_interval(C.Sample(0.8, tsn.sd, k), C.Sample(0.0, 3.0, max(k, 3)))[2] for k in range(2, 101)}
+    assert C.welch_interval(C.Sample(0.8, tsn.sd, 100), reference)[2] > 2.0  # the reference as it is: never
+    assert noisy["verdict"] == C.INCONCLUSIVE
+    assert noisy["seeds_to_decide"] == min(k for k, high in highs.items() if high < 2.0) > 3
+    # an effect a hair below the margin needs more seeds than the projection looks at
+    close = result(evidence(trials={"baselines": table1({"tsn": [0.99, 1.99, 2.99]}, reference=(8, 1.0))}), "C1.1")
+    assert close["verdict"] == C.INCONCLUSIVE and close["seeds_to_decide"] == math.inf
+    assert f"| > {C.MAX_SEEDS} |" in C.to_markdown(pd.DataFrame([close]).assign(claim="C1.1"), "synthetic", "cpu")
 
 
 # ------------------------------------------------------------------------------------------------ C3
