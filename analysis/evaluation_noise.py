@@ -188,8 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         trials = add_delta_m(per_trial(study), single)
         here = trials[trials["run_dir"].map(lambda d: isinstance(d, str) and (Path(d) / METRICS).is_file())]
         if here.empty:
-            print(f"{study_name}: no finished run of this study has its folder on this machine", file=sys.stderr)
-            continue
+            raise ValueError(
+                f"{study_name}: no finished run of this study has its folder here (its checkpoints are measured); "
+                f"run this where the sweep ran, or where its runs/ folders were copied"
+            )
         val_samples = int(json.loads(here["config"].iloc[0])["data"]["val_samples"])
         with ProcessPoolExecutor(args.workers) as pool:
             jobs = {

@@ -6,8 +6,10 @@ import math
 
 import pandas as pd
 import pytest
+from test_analysis_fixtures import build_storage
 
 from analysis import evaluation_noise as N
+from tsn.config import resolve
 
 
 def metric_for(delta_m: float) -> dict[str, float]:
@@ -53,3 +55,11 @@ def test_evaluation_sd_is_per_run_over_draws_and_seed_sd_per_row_over_seeds() ->
 def test_too_few_draws_images_or_workers_are_one_line_errors(args: list[str], capsys) -> None:
     assert N.main(["--study", "x-synthetic-cpu", *args]) == 2
     assert "--draws must be at least 2" in capsys.readouterr().err
+
+
+def test_a_study_whose_run_folders_are_elsewhere_is_a_one_line_error_naming_it(tmp_path, capsys) -> None:
+    storage = build_storage(tmp_path, resolve("smoke").to_dict())  # its trials name run folders that do not exist
+    assert N.main(["--storage", storage, "--study", "embedding-synthetic-smoke", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "embedding-synthetic-smoke: no finished run of this study has its folder here" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
