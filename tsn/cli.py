@@ -137,10 +137,10 @@ def evaluate_checkpoint(
         cfg = from_dict(state["config"])
     except ValueError as err:
         raise CheckpointError(f"checkpoint {checkpoint}: its config is not valid here: {err}") from None
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained="none"))
-    cfg = apply_overrides(cfg, overrides).validate()
+    cfg = apply_overrides(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained="none")), overrides)
     if workers is not None:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_workers=workers)).validate()
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_workers=workers))
+    cfg = cfg.validate()
     check_data_root(cfg)
     trainer = Trainer(cfg, Path(checkpoint).parent)
     load_weights(trainer.model, state["model"], str(checkpoint))
@@ -152,7 +152,6 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.json:
         check_output_file(args.json, "--json")
-    check_eval_overrides(args.overrides)
     cfg, epoch, evaluation = evaluate_checkpoint(args.checkpoint, args.overrides, args.edge_evaluator, args.workers)
     report = {
         "checkpoint": args.checkpoint,
