@@ -34,10 +34,12 @@ import pandas as pd
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analysis.claims import Sample  # noqa: E402
 from analysis.runs import baseline_study_of, load_study  # noqa: E402
 from analysis.tables import (  # noqa: E402
     add_delta_m,
     delta_m_of,
+    markdown_grid,
     per_trial,
     references,
     row_axes,
@@ -49,6 +51,7 @@ from tsn.checkpoint import CHECKPOINT, METRICS  # noqa: E402
 from tsn.errors import ArgumentParser, entry_point  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///runs/studies.db"
+SD_COLUMNS = ["seed_sd_stored", "seed_sd_large", "evaluation_sd", "own_sd"]  # a row's sds, in the table's order
 
 
 def measure(run_dir: str, val_samples: int, draws: int, large: int) -> dict[str, dict[str, float]]:
@@ -71,11 +74,6 @@ def measure(run_dir: str, val_samples: int, draws: int, large: int) -> dict[str,
 def rms(values: Sequence[float]) -> float:
     data = [v for v in values if not math.isnan(v)]
     return math.sqrt(sum(v * v for v in data) / len(data)) if data else math.nan
-
-
-def sd(values: Sequence[float]) -> float:
-    data = pd.Series([v for v in values if not math.isnan(v)], dtype=float)
-    return float(data.std(ddof=1)) if len(data) > 1 else math.nan
 
 
 def noise_frame(
@@ -122,15 +120,15 @@ def noise_frame(
         {
             "row": row,
             "seeds": len(group),
-            "seed_sd_stored": sd(group["stored"].tolist()),
-            "seed_sd_large": sd(group["large"].tolist()),
+            "seed_sd_stored": Sample.of(group["stored"].tolist()).sd,
+            "seed_sd_large": Sample.of(group["large"].tolist()).sd,
             "evaluation_sd": rms(group["evaluation_sd"].tolist()),
             "own_sd": rms(group["own_sd"].tolist()),
             "draws": n_draws,
         }
         for row, group in runs.groupby("row", sort=False)
     ]
-    return runs, pd.DataFrame(rows), sd(set_effect.tolist())
+    return runs, pd.DataFrame(rows), Sample.of(set_effect.tolist()).sd
 
 
 def to_markdown(name: str, rows: pd.DataFrame, shared_sd: float, val_samples: int, large: int) -> str:
@@ -155,12 +153,11 @@ def to_markdown(name: str, rows: pd.DataFrame, shared_sd: float, val_samples: in
         f"cancels between seeds on one set) is taken out: what a fixed set of {val_samples} images adds to the seed sd. "
         f"Seed sd: over the row's seeds, on the runs' own {val_samples} images and on {large}.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
+        *markdown_grid(
+            header,
+            ([r["row"], str(r["seeds"]), *map(number, r[SD_COLUMNS]), str(r["draws"])] for _, r in rows.iterrows()),
+        ),
     ]
-    for _, r in rows.iterrows():
-        values = [r["seed_sd_stored"], r["seed_sd_large"], r["evaluation_sd"], r["own_sd"]]
-        lines.append("| " + " | ".join([r["row"], str(r["seeds"]), *map(number, values), str(r["draws"])]) + " |")
     return "\n".join(lines) + "\n"
 
 

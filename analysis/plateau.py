@@ -19,7 +19,7 @@ import pandas as pd
 
 from analysis.claims import t_interval
 from analysis.runs import StudyData
-from analysis.tables import row_axes, signed, signed_interval, write_report
+from analysis.tables import markdown_grid, row_axes, signed, signed_interval, write_report
 
 THRESHOLD = 2.0  # % relative improvement over the last quarter below which a curve counts as plateaued
 QUARTER = 0.75  # the improvement is measured from this fraction of the run to its end
@@ -71,27 +71,27 @@ def plateau_stats(gains: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 def to_markdown(name: str, frame: pd.DataFrame, by: list[str]) -> str:
     header = [*by, "epochs", "task", "gain, last quarter (%)", "95 % interval", "largest seed", "n", "plateaued"]
+    rows = [
+        [
+            *(str(row[a]) for a in by),
+            str(row["epochs"]),
+            row["task"],
+            signed(row["mean"], 1),
+            signed_interval(row["low"], row["high"], 1),
+            signed(row["max"], 1),
+            str(row["n"]),
+            row["plateaued"],
+        ]
+        for _, row in frame.iterrows()
+    ]
     lines = [
         f"### {name}",
         "",
         f"Relative improvement of each task's validation primary metric over the last quarter of training (positive "
         f"= better); plateaued: every seed below {THRESHOLD:g} %.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
+        *markdown_grid(header, rows),
     ]
-    for _, row in frame.iterrows():
-        cells = [str(row[a]) for a in by]
-        interval = signed_interval(row["low"], row["high"], 1)
-        cells += [
-            str(row["epochs"]),
-            row["task"],
-            signed(row["mean"], 1),
-            interval,
-            signed(row["max"], 1),
-            str(row["n"]),
-        ]
-        lines.append("| " + " | ".join([*cells, row["plateaued"]]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -472,10 +472,14 @@ def write_report(out_dir: str | Path, name: str, markdown: str, csv: str) -> Non
     atomic_write(Path(out_dir) / f"{name}.csv", lambda tmp: tmp.write_text(csv))
 
 
+def markdown_grid(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table: header, separator, one line per row of cells."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def to_markdown(table: Table) -> str:
     header, rows = _grid(table, latex=False)
-    lines = [f"**{table.title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines = [f"**{table.title}**", "", *markdown_grid(header, rows)]
     return "\n".join(lines + ([""] + table.notes if table.notes else [])) + "\n"
 
 
