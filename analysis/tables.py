@@ -20,7 +20,7 @@ from analysis import published
 from analysis.runs import AXIS_COLUMNS, SEED_AXIS, AnalysisError, StudyData
 from sweeps.records import baseline_study_name, parse_study_name
 from tsn.atomic import atomic_write
-from tsn.config import SCHEDULES, without_runtime
+from tsn.config import SCHEDULES, identity
 from tsn.metrics.delta_m import delta_m
 from tsn.tasks import dataset_tasks
 
@@ -123,11 +123,11 @@ def single_task_trials(baselines: StudyData) -> pd.DataFrame:
 
 
 def seedless(config: Any, config_hash: Any) -> str:
-    """A run's configuration without its seed and runtime fields (canonical JSON): the runs whose seeds one
+    """A run's identity (tsn.config.identity) without its seed, as canonical JSON: the runs whose seeds one
     single-task reference pools. A run stored without its configuration is a family of its own (its hash)."""
     if not isinstance(config, str):
         return f"hash:{config_hash}"
-    data = without_runtime(json.loads(config))
+    data = identity(json.loads(config))
     data.pop("config_hash", None)
     data["train"].pop("seed", None)
     return json.dumps(data, sort_keys=True)

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+
 import pytest
 
-from tsn.config import ConfigError, RunConfig, apply_overrides, config_hash, from_dict, load_budgets, resolve
+from tsn.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    config_hash,
+    from_dict,
+    identity,
+    load_budgets,
+    resolve,
+    without_runtime,
+)
 
 
 def test_budgets_define_smoke_cpu_and_paper() -> None:
@@ -73,3 +87,27 @@ def test_config_hash_ignores_runtime_keys_only() -> None:
     other = apply_overrides(cfg, ["train.seed=2"])
     assert config_hash(cfg) == config_hash(same) != config_hash(other)
     assert len(config_hash(RunConfig())) == 16
+
+
+def test_a_field_added_after_records_existed_changes_no_hash_until_it_is_set() -> None:
+    cfg = resolve("cpu")
+    before = without_runtime(cfg.to_dict())  # the record of a run stored before data.fresh_scenes existed
+    del before["data"]["fresh_scenes"]
+    digest = hashlib.sha256(json.dumps(before, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    assert config_hash(cfg) == digest
+    assert identity(cfg.to_dict()) == before
+    assert config_hash(apply_overrides(cfg, ["data.fresh_scenes=true"])) != digest
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.train_samples=null"], "got dataset synthetic and train_samples None"),
+        (["data.dataset=nyud", "data.root=/x"], "needs data.dataset=synthetic"),
+        (["data.train_samples=10000000", "train.epochs=11"], "110000000 scenes, more than 100000000"),
+    ],
+)
+def test_fresh_scenes_outside_the_synthetic_stream_is_a_one_line_error(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        resolve("cpu", overrides=["data.fresh_scenes=true", *overrides])
+    assert "\n" not in str(err.value)

@@ -93,6 +93,23 @@ def test_trainer_trains_each_task_on_the_samples_the_dataset_labels(tmp_path: Pa
     assert sorted(seen["parts"]) == [0, 4, 8, 12] and sorted(seen["semseg"]) == list(range(16))
 
 
+def test_fresh_scenes_give_every_epoch_its_own_scenes_at_the_same_steps(tmp_path: Path) -> None:
+    cfg = tiny("train.epochs=3", "train.batch_size=4", "train.lr_schedule=cosine", "data.tasks=semseg,edge")
+    fresh = Trainer(resolve_dict({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "fresh_scenes": True}}), tmp_path)
+    repeated = Trainer(cfg, tmp_path)
+    assert len(fresh.train_set) == 3 * 8 and len(repeated.train_set) == 8
+    for epoch, scenes in enumerate([range(0, 8), range(8, 16), range(16, 24)], start=1):
+        plan, loader = fresh.epoch_batches(epoch)
+        for task in ("semseg", "edge"):
+            assert sorted(i for step in plan if step.tasks == (task,) for i in step.indices) == list(scenes)
+        assert [batch["meta"]["index"].tolist() for batch in loader] == [step.indices for step in plan]
+    # the same scenes as the repeated run's in epoch 1, new ones after; the same steps, so the same cosine schedule
+    assert torch.equal(fresh.train_set.images[:8], repeated.train_set.images)
+    assert not torch.equal(fresh.train_set.images[8:16], repeated.train_set.images)
+    steps = {name: s.scheduler.lr_lambdas[0](4) for name, s in fresh.optimisation.schedules.items()}
+    assert steps == {name: s.scheduler.lr_lambdas[0](4) for name, s in repeated.optimisation.schedules.items()}
+
+
 def test_single_task_networks_have_their_own_optimiser_and_plateau_schedule(tmp_path: Path) -> None:
     trainer = Trainer(tiny("model.architecture=single_task", "data.tasks=semseg,normals"), tmp_path)
     opt = trainer.optimisation

@@ -21,7 +21,15 @@ import torch
 import yaml
 
 from .decoder import DecoderWidths
-from .domains import SEED_MAX, check_fields, domain, is_multi_task_only, multi_task_only
+from .domains import (
+    SEED_MAX,
+    check_fields,
+    domain,
+    hashed_when_set,
+    is_hashed_when_set,
+    is_multi_task_only,
+    multi_task_only,
+)
 from .lr_schedules import LR_SCHEDULES as LR_SCHEDULE_TYPES
 from .models import ModelConfig, validate_model_config
 from .pretrained import IMAGENET, IMAGENET_WEIGHTS, NO_WEIGHTS, SYNTHETIC, WeightsUnavailableError, ensure_imagenet_file
@@ -59,6 +67,9 @@ class DataConfig:
     augment: str | None = "flip"
     data_seed: int = field(default=0, metadata=domain(0, SEED_MAX))  # the synthetic scenes' seed (fixed across seeds)
     num_workers: int = field(default=0, metadata=domain(0, 256))
+    # synthetic only: every epoch trains on train_samples scenes of its own (epoch e: scenes (e-1)*N .. e*N-1), so
+    # the training stream never repeats; the same steps as without, on train.epochs times as many scenes
+    fresh_scenes: bool = field(default=False, metadata=hashed_when_set())
 
 
 @dataclass(frozen=True)
@@ -118,9 +129,22 @@ def without_runtime(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def identity(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict (``RunConfig.to_dict()``, or as stored) reduced, in place, to what tells runs apart: without
+    its :data:`RUNTIME_KEYS`, and without the fields declared ``hashed_when_set`` while at their default (a record
+    stored before such a field existed has the identity of a new record that leaves it at its default)."""
+    without_runtime(data)
+    for name, section in SECTIONS.items():
+        values = data.get(name, {})
+        for item in fields(section):
+            if is_hashed_when_set(item) and item.name in values and values[item.name] == _default(item):
+                del values[item.name]
+    return data
+
+
 def config_hash(cfg: RunConfig) -> str:
     """A short, stable hash of everything that determines a run's result (a codes file by its content)."""
-    data = without_runtime(cfg.to_dict())
+    data = identity(cfg.to_dict())
     if cfg.model.codes_file is not None:
         data["model"]["codes_file"] = "sha256:" + _file_digest(cfg.model.codes_file)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -482,6 +506,16 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(str(err)) from None
     if data.image_size % 32:
         raise ConfigError(f"data.image_size must be a multiple of 32 (stride-32 encoder), got {data.image_size}")
+    if data.fresh_scenes and (data.dataset != "synthetic" or data.train_samples is None):
+        raise ConfigError(
+            f"data.fresh_scenes draws new scenes every epoch: it needs data.dataset=synthetic and data.train_samples "
+            f"(the scenes per epoch), got dataset {data.dataset} and train_samples {data.train_samples}"
+        )
+    if data.fresh_scenes and data.train_samples * train.epochs > MAX_SAMPLES:
+        raise ConfigError(
+            f"data.fresh_scenes: train_samples x train.epochs = {data.train_samples * train.epochs} scenes, more "
+            f"than {MAX_SAMPLES}; lower either"
+        )
     _one_of("train.schedule", train.schedule, SCHEDULES)
     _one_of("train.lr_schedule", train.lr_schedule, LR_SCHEDULES)
     _one_of("train.edge_evaluator", train.edge_evaluator, EDGE_EVALUATORS)

@@ -1,5 +1,5 @@
-"""What a configuration field declares of itself, once, in its ``metadata``: its domain, and whether only the
-multi-task method reads it.
+"""What a configuration field declares of itself, once, in its ``metadata``: its domain, whether only the
+multi-task method reads it, and whether it was added after records existed.
 
 A field declares its domain as ``field(default=..., metadata=domain(low, high, ...))``; :func:`check_fields`
 checks every declared field of a dataclass instance (each entry of a tuple, each value of a mapping). Every
@@ -8,6 +8,10 @@ number must be finite; integers and floats are told apart by the field's annotat
 A field that only the multi-task method reads (the task conditioning, the task schedule) declares
 ``metadata=multi_task_only()`` (combined with a domain: ``domain(...) | multi_task_only()``): a single-task
 baseline resets it to its default (:func:`tsn.config.baseline_config`) and keeps every other field.
+
+A field added once runs were recorded declares ``metadata=hashed_when_set()``: a run's identity (its config hash,
+the family its seeds pool in) counts it only when it is set away from its default, so that adding it leaves every
+earlier record's identity, and the reuse of its runs, intact (:func:`tsn.config.identity`).
 """
 
 from __future__ import annotations
@@ -68,6 +72,15 @@ def multi_task_only() -> dict[str, bool]:
 
 def is_multi_task_only(item: Field) -> bool:
     return bool(item.metadata.get("multi_task_only"))
+
+
+def hashed_when_set() -> dict[str, bool]:
+    """The ``metadata`` of a field added after runs were recorded (see the module's docstring)."""
+    return {"hashed_when_set": True}
+
+
+def is_hashed_when_set(item: Field) -> bool:
+    return bool(item.metadata.get("hashed_when_set"))
 
 
 def check_fields(obj: Any, section: str) -> None:

@@ -96,7 +96,9 @@ class Trainer:
     # Built on first use: evaluating a checkpoint (`python -m tsn eval`) never builds the training split.
     @cached_property
     def train_set(self) -> torch.utils.data.Dataset:
-        return self._dataset("train", self.cfg.data.train_samples, self.cfg.data.augment)
+        data = self.cfg.data
+        scenes = data.train_samples * self.cfg.train.epochs if data.fresh_scenes else data.train_samples
+        return self._dataset("train", scenes, data.augment)
 
     @cached_property
     def val_set(self) -> torch.utils.data.Dataset:
@@ -107,14 +109,24 @@ class Trainer:
         """Optimisers and LR schedules, built on first use (the cosine schedule counts the training steps)."""
         train = self.cfg.train
         steps = (
-            steps_per_epoch(train.schedule, self.labelled, train.batch_size) if train.lr_schedule != "plateau" else None
+            steps_per_epoch(train.schedule, self.labelled_in(1), train.batch_size)
+            if train.lr_schedule != "plateau"
+            else None
         )
         return build_optimisation(self.model, train, steps)
 
     @cached_property
     def labelled(self) -> dict[str, list[int]]:
-        """Each task's training samples (the samples its pass of an epoch iterates over)."""
+        """Each task's training samples, of every epoch."""
         return {task: self.train_set.labelled(task) for task in self.tasks.names}
+
+    def labelled_in(self, epoch: int) -> dict[str, list[int]]:
+        """Each task's samples of epoch ``epoch`` (those its pass iterates over): all of them, or with
+        ``data.fresh_scenes`` that epoch's own ``train_samples`` scenes."""
+        if not self.cfg.data.fresh_scenes:
+            return self.labelled
+        first, end = (epoch - 1) * self.cfg.data.train_samples, epoch * self.cfg.data.train_samples
+        return {task: [i for i in indices if first <= i < end] for task, indices in self.labelled.items()}
 
     def _dataset(self, split: str, num_samples: int | None, augment: str | None) -> torch.utils.data.Dataset:
         data = self.cfg.data
@@ -189,7 +201,7 @@ class Trainer:
         """Epoch ``epoch``'s steps (tasks and sample indices, tsn.schedules) and the loader of their batches."""
         generator = _epoch_generator(self.cfg.train.seed, epoch)
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))  # augmentation randomness
-        plan = plan_epoch(self.cfg.train.schedule, self.labelled, self.cfg.train.batch_size, generator)
+        plan = plan_epoch(self.cfg.train.schedule, self.labelled_in(epoch), self.cfg.train.batch_size, generator)
         # each item names the tasks its step trains, so the augmentation follows their pipelines (tsn.data.transforms)
         items = [[(index, step.tasks) for index in step.indices] for step in plan]
         return plan, self._loader(self.train_set, batch_sampler=items)
