@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis import claims, contrasts, figures, plateau, recency, search  # noqa: E402
+from analysis import claims, contrasts, figures, plateau, recency, search, seed_noise  # noqa: E402
 from analysis.runs import (  # noqa: E402
     SOURCES,
     AnalysisError,
@@ -51,7 +51,7 @@ DEFAULT_STORAGE = "sqlite:///runs/studies.db"
 SCALING_EXPERIMENT = "scaling"
 # Reports beside a study's ablation table: (study, per-trial frame, single-task trials, out dir) -> its Markdown, or
 # None when the study holds nothing it can report. Every study gets EVERY_STUDY's; an experiment also its own.
-EVERY_STUDY = (contrasts.contrast_report, plateau.plateau_report)
+EVERY_STUDY = (contrasts.contrast_report, plateau.plateau_report, seed_noise.seed_noise_report)
 EXTRA_REPORTS = {recency.EXPERIMENT: (recency.recency_report,)}
 
 

@@ -135,11 +135,14 @@ def seedless(config: Any, config_hash: Any) -> str:
 
 def matched_baseline(row: pd.Series, baselines: pd.DataFrame | None) -> pd.Series | None:
     """The single-task trial (a row of :func:`single_task_trials`) that trial ``row`` compares with: the one its
-    stored Δm used (by config hash: one seed may have several, e.g. plateau and cosine learning-rate schedules),
-    else, for trials stored without it, the latest of its seed. None when there is none."""
+    stored Δm used (by config hash: one seed may have several, e.g. plateau and cosine learning-rate schedules); a
+    single-task trial itself (stored without one); else, for trials stored without it, the latest of its seed. None
+    when there is none."""
     if baselines is None:
         return None
     key = row["baseline_config_hash"]
+    if pd.isna(key) and row.get("config_hash") in set(baselines["config_hash"]):
+        key = row["config_hash"]
     same = baselines["seed"] == row["seed"] if pd.isna(key) else baselines["config_hash"] == key
     hits = baselines[same.fillna(False)]
     return hits.iloc[-1] if len(hits) else None

@@ -204,7 +204,12 @@ def test_references_pool_the_seeds_of_one_single_task_configuration_only(storage
     pool = pd.concat([base, other])
     pool = pool.assign(family=[tables.seedless(c, h) for c, h in zip(pool["config"], pool["config_hash"])])
     trials = pd.DataFrame(
-        {"trial": [7, 8], "seed": [0, 1], "baseline_config_hash": [other["config_hash"].iloc[0], pd.NA]}
+        {
+            "trial": [7, 8, 9],
+            "seed": [0, 1, 1],
+            "baseline_config_hash": [other["config_hash"].iloc[0], pd.NA, pd.NA],
+            "config_hash": ["tsn", "tsn", base["config_hash"].iloc[1]],
+        }
     )
     trials.attrs.update(tasks=["semseg", "normals"], higher_is_better={"semseg": True, "normals": False})
     refs = tables.references(trials, pool)
@@ -217,6 +222,9 @@ def test_references_pool_the_seeds_of_one_single_task_configuration_only(storage
     )
     # stored without a baseline hash: the latest single-task trial of its seed, and that trial's configuration
     assert refs.loc[8, "baseline_trial"] == other["trial"].iloc[1] and refs.loc[8, "semseg"] == pytest.approx(20.0)
+    # a single-task trial stored without one is its own configuration's run, not the latest of its seed
+    assert refs.loc[9, "baseline_trial"] == base["trial"].iloc[1]
+    assert refs.loc[9, "reference_trials"] == tuple(base["trial"])
 
 
 def test_recomputed_delta_m_agrees_with_the_stored_one(storage: str) -> None:

@@ -1,0 +1,175 @@
+"""How much Δm varies from seed to seed: ``{study}-seed-noise.md`` and ``.csv`` for every study with repeated seeds.
+
+Issue 12 asks for a regime in which TSN's seed standard deviation of Δm is at most :data:`TARGET_SD` points; a
+standard deviation from a few seeds is itself uncertain (from 3 seeds its 95 % interval spans about 0.5 to 6.3 times
+the estimate), so every one is reported with its interval and judged by it.
+
+- ``sd`` rows, one per row of the study's grid (seed excluded) and one pooled over the rows (within-row deviations,
+  Σ(n−1) degrees of freedom, assuming one common variance): the sample sd of the per-seed Δm, its 95 % interval
+  from the χ² distribution (normal errors), and ``below`` / ``above`` the target when the interval lies on one side
+  of it, else ``inconclusive``.
+- ``ratio`` rows, one per level of every axis with two or more levels against the axis's first level, within equal
+  values of the other axes: sd(level) / sd(first), its 95 % interval from the F distribution, and ``lower`` /
+  ``higher`` noise when the interval excludes 1. The F interval treats the two groups as independent; runs of one
+  seed that share their start (the same initial weights) are positively correlated at most, which makes it
+  conservative.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from scipy import stats
+
+from analysis.claims import CONFIDENCE, INCONCLUSIVE
+from analysis.contrasts import HIGHER, LOWER
+from analysis.runs import StudyData
+from analysis.tables import markdown_grid, row_axes, seedless, write_report
+
+TARGET_SD = 1.5  # issue 12, item 3: TSN's seed sd of Δm at d >= 50, in points
+BELOW, ABOVE = "below", "above"
+POOLED = "all rows, pooled"
+COLUMNS = ["kind", "row", "reference", "n", "value", "low", "high", "verdict"]
+
+
+def sd_interval(sd: float, df: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The χ² interval of a standard deviation ``sd`` estimated with ``df`` degrees of freedom."""
+    tail = (1 - confidence) / 2
+    return sd * math.sqrt(df / stats.chi2.ppf(1 - tail, df)), sd * math.sqrt(df / stats.chi2.ppf(tail, df))
+
+
+def ratio_interval(
+    sd: float, df: int, ref_sd: float, ref_df: int, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """The F interval of the ratio of two standard deviations, ``sd / ref_sd``."""
+    tail, ratio = (1 - confidence) / 2, (sd / ref_sd) ** 2
+    return math.sqrt(ratio / stats.f.ppf(1 - tail, df, ref_df)), math.sqrt(ratio / stats.f.ppf(tail, df, ref_df))
+
+
+def side(low: float, high: float, at: float, below: str, above: str) -> str:
+    """``below`` when the interval lies under ``at``, ``above`` when over it, else inconclusive."""
+    if pd.isna(low) or pd.isna(high):
+        return INCONCLUSIVE
+    return below if high < at else above if low > at else INCONCLUSIVE
+
+
+def _label(axes: Sequence[str], key) -> str:
+    return ", ".join(f"{a}={v}" for a, v in zip(axes, key if isinstance(key, tuple) else (key,)))
+
+
+def sd_rows(groups: dict[str, pd.Series]) -> list[dict]:
+    """An ``sd`` row per group with two or more seeds, and the pooled row when there are several."""
+    rows, squares, dfs = [], 0.0, 0
+    for label, values in groups.items():
+        if len(values) < 2:
+            continue
+        sd, df = float(values.std(ddof=1)), len(values) - 1
+        squares, dfs = squares + sd**2 * df, dfs + df
+        rows.append(_sd_row(label, sd, df))
+    if len(rows) > 1:
+        rows.append(_sd_row(POOLED, math.sqrt(squares / dfs), dfs))
+    return rows
+
+
+def _sd_row(label: str, sd: float, df: int) -> dict:
+    low, high = sd_interval(sd, df)
+    verdict = {"verdict": side(low, high, TARGET_SD, BELOW, ABOVE)}
+    return {"kind": "sd", "row": label, "reference": "", "n": df + 1, "value": sd, "low": low, "high": high, **verdict}
+
+
+def ratio_rows(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list]) -> list[dict]:
+    """A ``ratio`` row per (axis, level other than the first, values of the other axes) with 2+ seeds on both sides."""
+    rows = []
+    for axis in axes:
+        others = [a for a in axes if a != axis]
+        blocks = trials.groupby(others, sort=False) if others else [((), trials)]
+        for key, block in blocks:
+            sds = {v: block.loc[block[axis] == v, "delta_m"].dropna() for v in levels[axis]}
+            first = levels[axis][0]
+            for level in levels[axis][1:]:
+                a, b = sds[level], sds[first]
+                if len(a) < 2 or len(b) < 2:
+                    continue
+                low, high = ratio_interval(a.std(ddof=1), len(a) - 1, b.std(ddof=1), len(b) - 1)
+                within = _label(others, key) if others else ""
+                rows.append(
+                    {
+                        "kind": "ratio",
+                        "row": f"{axis}={level}" + (f" ({within})" if within else ""),
+                        "reference": f"{axis}={first}",
+                        "n": min(len(a), len(b)),
+                        "value": a.std(ddof=1) / b.std(ddof=1),
+                        "low": low,
+                        "high": high,
+                        "verdict": side(low, high, 1.0, LOWER, HIGHER),
+                    }
+                )
+    return rows
+
+
+def _flat(family: str) -> dict[str, object]:
+    data = json.loads(family) if not family.startswith("hash:") else {"": {"config_hash": family}}
+    return {f"{section}.{key}": value for section, values in data.items() for key, value in values.items()}
+
+
+def family_labels(done: pd.DataFrame, axes: Sequence[str]) -> pd.Series:
+    """Each trial's row label: its grid axes, and where configurations the axes do not tell apart share them (the
+    single-task study holds the references of every regime), the configuration keys in which those differ."""
+    labels = pd.Series([_label(axes, tuple(r)) for r in done[list(axes)].itertuples(index=False)], index=done.index)
+    for label, rows in done.groupby(labels, sort=False):
+        families = {f: _flat(f) for f in rows["family"].unique()}
+        if len(families) < 2:
+            continue
+        keys = sorted({k for flat in families.values() for k in flat})
+        differ = [k for k in keys if len({repr(flat.get(k)) for flat in families.values()}) > 1]
+        named = {f: ", ".join(f"{k}={flat.get(k)}" for k in differ) for f, flat in families.items()}
+        labels[rows.index] = [f"{label} ({named[f]})" for f in rows["family"]]
+    return labels
+
+
+def seed_noise(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list]) -> pd.DataFrame:
+    """The tidy report (columns :data:`COLUMNS`) of the per-seed Δm in ``trials`` over the grid ``axes``: one sd
+    row per configuration (seed excluded, :func:`analysis.tables.seedless`), the latest trial of each seed."""
+    family = [seedless(c, h) for c, h in zip(trials["config"], trials["config_hash"])]
+    done = trials.assign(family=family).dropna(subset=["delta_m"]).sort_values("trial")
+    done = done.drop_duplicates(["family", "seed"], keep="last")
+    groups = {label: g["delta_m"] for label, g in done.groupby(family_labels(done, axes), sort=False)}
+    rows = sd_rows(groups) + ratio_rows(done, [a for a in axes if len(levels[a]) >= 2], levels)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def to_markdown(name: str, tidy: pd.DataFrame) -> str:
+    def cells(row) -> list[str]:
+        verdict = row.verdict if row.verdict == INCONCLUSIVE else f"**{row.verdict}**"
+        what = row.row if row.kind == "sd" else f"{row.row} / {row.reference}"
+        return [row.kind, what, f"{row.value:.2f}", f"[{row.low:.2f}, {row.high:.2f}]", str(row.n), verdict]
+
+    lines = [
+        f"**{name}: the seed standard deviation of Δm (points) per row of the grid with its 95 % χ² interval, judged "
+        f"against {TARGET_SD:g} points (issue 12), and each axis level's sd over its first level's with the 95 % F "
+        f"interval (lower / higher noise when it excludes 1)**",
+        "",
+        *markdown_grid(["kind", "row", "value", "95 % interval", "seeds", "verdict"], map(cells, tidy.itertuples())),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def seed_noise_report(
+    study: StudyData, trials: pd.DataFrame, baselines: pd.DataFrame | None, out_dir: str | Path
+) -> str | None:
+    """Write ``{study}-seed-noise.md`` and ``.csv`` and return the Markdown; None when no row has two seeds with Δm."""
+    axes = [a for a in row_axes(study) if a in trials] or ["architecture"]
+    levels = {
+        a: list(dict.fromkeys(v for v in study.space.get(a, trials[a].unique()) if v in set(trials[a]))) for a in axes
+    }
+    tidy = seed_noise(trials, axes, levels)
+    if tidy.empty:
+        return None
+    name = f"{study.name}-seed-noise"
+    markdown, csv = to_markdown(name, tidy), tidy.to_csv(index=False)
+    write_report(out_dir, name, markdown, csv)
+    return markdown
