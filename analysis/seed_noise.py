@@ -7,12 +7,12 @@ the estimate), so every one is reported with its interval and judged by it.
 - ``sd`` rows, one per row of the study's grid (seed excluded) and one pooled over the rows (within-row deviations,
   Σ(n−1) degrees of freedom, assuming one common variance): the sample sd of the per-seed Δm, its 95 % interval
   from the χ² distribution (normal errors), and ``below`` / ``above`` the target when the interval lies on one side
-  of it, else ``inconclusive``.
+  of it, else ``inconclusive``. Beside it, the sd of each task's term of Δm (−relative improvement / T against the
+  single-task reference, the terms summing to Δm): where the noise comes from.
 - ``ratio`` rows, one per level of every axis with two or more levels against the axis's first level, within equal
   values of the other axes: sd(level) / sd(first), its 95 % interval from the F distribution, and ``lower`` /
-  ``higher`` noise when the interval excludes 1. The F interval treats the two groups as independent; runs of one
-  seed that share their start (the same initial weights) are positively correlated at most, which makes it
-  conservative.
+  ``higher`` noise when the interval excludes 1. The F interval treats the two groups as independent; where runs of
+  one seed correlate positively (a shared start), it is conservative.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from scipy import stats
 from analysis.claims import CONFIDENCE, INCONCLUSIVE
 from analysis.contrasts import HIGHER, LOWER
 from analysis.runs import StudyData
-from analysis.tables import markdown_grid, row_axes, seedless, write_report
+from analysis.tables import markdown_grid, references, row_axes, seedless, write_report
+from tsn.metrics.delta_m import relative_differences
 
 TARGET_SD = 1.5  # issue 12, item 3: TSN's seed sd of Δm at d >= 50, in points
 BELOW, ABOVE = "below", "above"
@@ -61,24 +62,42 @@ def _label(axes: Sequence[str], key) -> str:
     return ", ".join(f"{a}={v}" for a, v in zip(axes, key if isinstance(key, tuple) else (key,)))
 
 
-def sd_rows(groups: dict[str, pd.Series]) -> list[dict]:
-    """An ``sd`` row per group with two or more seeds, and the pooled row when there are several."""
-    rows, squares, dfs = [], 0.0, 0
+def sd_rows(groups: dict[str, pd.DataFrame], tasks: Sequence[str]) -> list[dict]:
+    """An ``sd`` row per group (its per-seed ``delta_m`` and each task's term of it) with two or more seeds, and the
+    pooled row when there are several."""
+    rows, squares, dfs = [], pd.Series(0.0, index=["delta_m", *tasks]), 0
     for label, values in groups.items():
         if len(values) < 2:
             continue
-        sd, df = float(values.std(ddof=1)), len(values) - 1
-        squares, dfs = squares + sd**2 * df, dfs + df
-        rows.append(_sd_row(label, sd, df))
+        variances, df = values[["delta_m", *tasks]].var(ddof=1), len(values) - 1
+        squares, dfs = squares + variances * df, dfs + df
+        rows.append(_sd_row(label, variances.pow(0.5), df))
     if len(rows) > 1:
-        rows.append(_sd_row(POOLED, math.sqrt(squares / dfs), dfs))
+        rows.append(_sd_row(POOLED, (squares / dfs).pow(0.5), dfs))
     return rows
 
 
-def _sd_row(label: str, sd: float, df: int) -> dict:
+def _sd_row(label: str, sds: pd.Series, df: int) -> dict:
+    sd = float(sds["delta_m"])
     low, high = sd_interval(sd, df)
-    verdict = {"verdict": side(low, high, TARGET_SD, BELOW, ABOVE)}
-    return {"kind": "sd", "row": label, "reference": "", "n": df + 1, "value": sd, "low": low, "high": high, **verdict}
+    verdict = side(low, high, TARGET_SD, BELOW, ABOVE)
+    terms = {f"sd_{task}": float(value) for task, value in sds.drop("delta_m").items()}
+    interval = {"n": df + 1, "value": sd, "low": low, "high": high, "verdict": verdict}
+    return {"kind": "sd", "row": label, "reference": "", **interval, **terms}
+
+
+def task_terms(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
+    """Each trial's Δm split by task (index = ``trials``'): −(relative improvement)/T against its single-task
+    reference (astmt), terms that sum to its ``delta_m``; NaN without a reference."""
+    tasks, higher = trials.attrs["tasks"], trials.attrs["higher_is_better"]
+    refs = references(trials, baselines) if baselines is not None else pd.DataFrame()
+    rows = {}
+    for index, row in trials.iterrows():
+        if row["trial"] in refs.index:
+            ref = refs.loc[row["trial"]]
+            improvement = relative_differences({t: row[t] for t in tasks}, {t: ref[t] for t in tasks}, higher)
+            rows[index] = {t: -improvement[t] / len(tasks) for t in tasks}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(tasks)).reindex(trials.index)
 
 
 def ratio_rows(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list]) -> list[dict]:
@@ -131,29 +150,37 @@ def family_labels(done: pd.DataFrame, axes: Sequence[str]) -> pd.Series:
     return labels
 
 
-def seed_noise(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list]) -> pd.DataFrame:
-    """The tidy report (columns :data:`COLUMNS`) of the per-seed Δm in ``trials`` over the grid ``axes``: one sd
-    row per configuration (seed excluded, :func:`analysis.tables.seedless`), the latest trial of each seed."""
+def seed_noise(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list], terms: pd.DataFrame) -> pd.DataFrame:
+    """The tidy report (columns :data:`COLUMNS` and ``sd_{task}``) of the per-seed Δm in ``trials`` over the grid
+    ``axes``: one sd row per configuration (seed excluded, :func:`analysis.tables.seedless`), from the latest trial
+    of each seed, with the sd of each task's term of Δm (``terms``, :func:`task_terms`) beside it."""
     family = [seedless(c, h) for c, h in zip(trials["config"], trials["config_hash"])]
-    done = trials.assign(family=family).dropna(subset=["delta_m"]).sort_values("trial")
-    done = done.drop_duplicates(["family", "seed"], keep="last")
-    groups = {label: g["delta_m"] for label, g in done.groupby(family_labels(done, axes), sort=False)}
-    rows = sd_rows(groups) + ratio_rows(done, [a for a in axes if len(levels[a]) >= 2], levels)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    done = trials.drop(columns=list(terms), errors="ignore").join(terms).assign(family=family)
+    done = done.dropna(subset=["delta_m"]).sort_values("trial").drop_duplicates(["family", "seed"], keep="last")
+    groups = dict(list(done.groupby(family_labels(done, axes), sort=False)))
+    rows = sd_rows(groups, list(terms)) + ratio_rows(done, [a for a in axes if len(levels[a]) >= 2], levels)
+    return pd.DataFrame(rows, columns=[*COLUMNS, *(f"sd_{task}" for task in terms)])
 
 
 def to_markdown(name: str, tidy: pd.DataFrame) -> str:
-    def cells(row) -> list[str]:
+    tasks = [c.removeprefix("sd_") for c in tidy.columns if c.startswith("sd_")]
+
+    def cells(row: pd.Series) -> list[str]:
         verdict = row.verdict if row.verdict == INCONCLUSIVE else f"**{row.verdict}**"
         what = row.row if row.kind == "sd" else f"{row.row} / {row.reference}"
-        return [row.kind, what, f"{row.value:.2f}", f"[{row.low:.2f}, {row.high:.2f}]", str(row.n), verdict]
+        split = ", ".join(f"{t} {row[f'sd_{t}']:.2f}" for t in tasks) if row.kind == "sd" else ""
+        return [row.kind, what, f"{row.value:.2f}", f"[{row.low:.2f}, {row.high:.2f}]", str(row.n), verdict, split]
 
     lines = [
         f"**{name}: the seed standard deviation of Δm (points) per row of the grid with its 95 % χ² interval, judged "
         f"against {TARGET_SD:g} points (issue 12), and each axis level's sd over its first level's with the 95 % F "
-        f"interval (lower / higher noise when it excludes 1)**",
+        f"interval (lower / higher noise when it excludes 1); beside each sd, the sd of each task's term of Δm (where "
+        f"the noise comes from; their variances add up to Δm's less the tasks' covariances)**",
         "",
-        *markdown_grid(["kind", "row", "value", "95 % interval", "seeds", "verdict"], map(cells, tidy.itertuples())),
+        *markdown_grid(
+            ["kind", "row", "value", "95 % interval", "seeds", "verdict", "sd of each task's term"],
+            (cells(row) for _, row in tidy.iterrows()),
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -166,7 +193,7 @@ def seed_noise_report(
     levels = {
         a: list(dict.fromkeys(v for v in study.space.get(a, trials[a].unique()) if v in set(trials[a]))) for a in axes
     }
-    tidy = seed_noise(trials, axes, levels)
+    tidy = seed_noise(trials, axes, levels, task_terms(trials, baselines))
     if tidy.empty:
         return None
     name = f"{study.name}-seed-noise"

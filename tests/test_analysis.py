@@ -23,7 +23,7 @@ from test_analysis_fixtures import (
 )
 
 import analysis.runs as runs
-from analysis import make_tables, tables
+from analysis import make_tables, seed_noise, tables
 from analysis.runs import AnalysisError, load_study, wandb_records
 from sweeps import records as R
 from sweeps.tracking import WandbRun, flatten_record
@@ -225,6 +225,15 @@ def test_references_pool_the_seeds_of_one_single_task_configuration_only(storage
     # a single-task trial stored without one is its own configuration's run, not the latest of its seed
     assert refs.loc[9, "baseline_trial"] == base["trial"].iloc[1]
     assert refs.loc[9, "reference_trials"] == tuple(base["trial"])
+
+
+def test_task_terms_sum_to_each_trials_delta_m(storage: str) -> None:
+    base = tables.single_task_trials(load_study(BASELINES, storage))
+    trials = tables.add_delta_m(tables.per_trial(load_study(EMBEDDING, storage)), base)
+    terms = seed_noise.task_terms(trials, base)
+    assert list(terms) == trials.attrs["tasks"] and terms.notna().all().all()
+    assert terms.sum(axis=1).to_numpy() == pytest.approx(trials["delta_m"].to_numpy(), abs=1e-9)
+    assert terms.std().gt(0).all()  # every task moves Δm here
 
 
 def test_recomputed_delta_m_agrees_with_the_stored_one(storage: str) -> None:
