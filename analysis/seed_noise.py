@@ -12,7 +12,9 @@ the estimate), so every one is reported with its interval and judged by it.
 - ``ratio`` rows, one per level of every axis with two or more levels against the axis's first level, within equal
   values of the other axes: sd(level) / sd(first), its 95 % interval from the F distribution, and ``lower`` /
   ``higher`` noise when the interval excludes 1. The F interval treats the two groups as independent; where runs of
-  one seed correlate positively (a shared start), it is conservative.
+  one seed correlate positively (a shared start), it is conservative. Beside it, Pearson's r of the two levels' Δm
+  over the seeds they share (3 or more): near 1, a seed's result is set by what the levels share (its initial
+  weights, its first epoch), which a comparison paired by seed cancels.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from tsn.metrics.delta_m import relative_differences
 TARGET_SD = 1.5  # issue 12, item 3: TSN's seed sd of Δm at d >= 50, in points
 BELOW, ABOVE = "below", "above"
 POOLED = "all rows, pooled"
-COLUMNS = ["kind", "row", "reference", "n", "value", "low", "high", "verdict"]
+COLUMNS = ["kind", "row", "reference", "n", "value", "low", "high", "verdict", "seed_correlation", "shared_seeds"]
 
 
 def sd_interval(sd: float, df: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -107,14 +109,15 @@ def ratio_rows(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list
         others = [a for a in axes if a != axis]
         blocks = trials.groupby(others, sort=False) if others else [((), trials)]
         for key, block in blocks:
-            sds = {v: block.loc[block[axis] == v, "delta_m"].dropna() for v in levels[axis]}
+            by_seed = {v: block[block[axis] == v].set_index("seed")["delta_m"].dropna() for v in levels[axis]}
             first = levels[axis][0]
             for level in levels[axis][1:]:
-                a, b = sds[level], sds[first]
+                a, b = by_seed[level], by_seed[first]
                 if len(a) < 2 or len(b) < 2:
                     continue
                 low, high = ratio_interval(a.std(ddof=1), len(a) - 1, b.std(ddof=1), len(b) - 1)
                 within = _label(others, key) if others else ""
+                shared = a.index.intersection(b.index)
                 rows.append(
                     {
                         "kind": "ratio",
@@ -125,6 +128,8 @@ def ratio_rows(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list
                         "low": low,
                         "high": high,
                         "verdict": side(low, high, 1.0, LOWER, HIGHER),
+                        "seed_correlation": a[shared].corr(b[shared]) if len(shared) > 2 else math.nan,
+                        "shared_seeds": len(shared),
                     }
                 )
     return rows
@@ -168,17 +173,25 @@ def to_markdown(name: str, tidy: pd.DataFrame) -> str:
     def cells(row: pd.Series) -> list[str]:
         verdict = row.verdict if row.verdict == INCONCLUSIVE else f"**{row.verdict}**"
         what = row.row if row.kind == "sd" else f"{row.row} / {row.reference}"
-        split = ", ".join(f"{t} {row[f'sd_{t}']:.2f}" for t in tasks) if row.kind == "sd" else ""
+        if row.kind == "sd":
+            split = ", ".join(f"{t} {row[f'sd_{t}']:.2f}" for t in tasks)
+        else:
+            split = (
+                f"r = {row.seed_correlation:+.2f} over {int(row.shared_seeds)} shared seeds"
+                if row.shared_seeds > 2
+                else ""
+            )
         return [row.kind, what, f"{row.value:.2f}", f"[{row.low:.2f}, {row.high:.2f}]", str(row.n), verdict, split]
 
     lines = [
         f"**{name}: the seed standard deviation of Δm (points) per row of the grid with its 95 % χ² interval, judged "
         f"against {TARGET_SD:g} points (issue 12), and each axis level's sd over its first level's with the 95 % F "
         f"interval (lower / higher noise when it excludes 1); beside each sd, the sd of each task's term of Δm (where "
-        f"the noise comes from; their variances add up to Δm's less the tasks' covariances)**",
+        f"the noise comes from; their variances add up to Δm's less the tasks' covariances), beside each ratio, the "
+        f"correlation of the two levels' Δm over the seeds they share**",
         "",
         *markdown_grid(
-            ["kind", "row", "value", "95 % interval", "seeds", "verdict", "sd of each task's term"],
+            ["kind", "row", "value", "95 % interval", "seeds", "verdict", "sd of each task's term / seed correlation"],
             (cells(row) for _, row in tidy.iterrows()),
         ),
     ]

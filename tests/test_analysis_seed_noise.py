@@ -66,6 +66,7 @@ def test_rows_pool_and_ratio_with_verdicts_read_off_the_intervals() -> None:
     assert ratio["value"] == pytest.approx(1 / 20) and ratio["reference"] == f"{AXIS}=False"
     assert (ratio["low"], ratio["high"]) == pytest.approx(ratio_interval(sd / 20, 8, sd, 8))
     assert ratio["verdict"] == LOWER
+    assert ratio["seed_correlation"] == pytest.approx(1.0) and ratio["shared_seeds"] == 9  # fresh = repeated / 20
 
 
 def test_three_seeds_of_the_target_size_decide_nothing_and_a_louder_arm_is_higher() -> None:
@@ -77,6 +78,8 @@ def test_three_seeds_of_the_target_size_decide_nothing_and_a_louder_arm_is_highe
     )  # sd 1.5 from 3 seeds: [0.78, 9.4]
     ratio = tidy[tidy["kind"] == "ratio"].iloc[0]
     assert ratio["n"] == 3 and ratio["verdict"] == HIGHER
+    # seeds 0-2 in both: (0, 1.5, -1.5) against (0, 30, -30): r = 1; seeds 3-5 have no partner
+    assert ratio["shared_seeds"] == 3 and ratio["seed_correlation"] == pytest.approx(1.0)
 
 
 def test_one_seed_per_row_reports_nothing_and_the_latest_trial_of_a_seed_counts() -> None:
@@ -100,3 +103,4 @@ def test_markdown_shows_each_row_its_interval_and_the_ratio_against_its_referenc
     assert "| sd | data.fresh_scenes=True | 2.00 | [1.04, 12.57] | 3 | inconclusive |" in text
     assert "| 3 | inconclusive | semseg 1.50, edge 0.50 |" in text
     assert "| ratio | data.fresh_scenes=True / data.fresh_scenes=False | 1.00 |" in text
+    assert "| r = +1.00 over 3 shared seeds |" in text
