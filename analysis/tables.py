@@ -236,7 +236,8 @@ def summarise(
     mean, std = grouped.mean(), grouped.std(ddof=1)
     n = frame.groupby(by, dropna=False, sort=False).size()
     order = sorted(mean.index, key=lambda k: tuple(sort_key(a, v) for a, v in zip(by, k if len(by) > 1 else (k,))))
-    return Table(name, title, list(by), columns, mean.loc[order], std.loc[order], n.loc[order], list(notes))
+    # reindex, not .loc: a list of booleans (an axis like data.fresh_scenes) given to .loc is a mask, not labels
+    return Table(name, title, list(by), columns, mean.reindex(order), std.reindex(order), n.reindex(order), list(notes))
 
 
 def metric_columns(trials: pd.DataFrame) -> list[Column]:

@@ -286,6 +286,14 @@ def test_baseline_table_rows_columns_n_and_mean_std(storage: str, tmp_path: Path
     assert "semseg miou ↑" in md and "normals mean ↓" in md and "Δm % ↓" in md
 
 
+def test_a_boolean_axis_keeps_both_rows_in_order() -> None:
+    """Row labels False and True are labels, not a mask (data.fresh_scenes lost its False row once)."""
+    frame = pd.DataFrame({"data.fresh_scenes": [True, False, True, False], "delta_m": [4.0, 1.0, 6.0, 3.0]})
+    table = tables.summarise(frame, ["data.fresh_scenes"], [tables.Column("delta_m", "Δm", False)], "s", "t")
+    assert table.mean.index.tolist() == [False, True] and table.n.tolist() == [2, 2]
+    assert table.mean["delta_m"].tolist() == [2.0, 5.0]
+
+
 def test_latex_bolds_the_best_cell_per_direction(storage: str, tmp_path: Path) -> None:
     tex = tables.to_latex(baseline_table(storage, tmp_path))
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
