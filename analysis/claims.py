@@ -6,7 +6,7 @@ per-epoch histories (:class:`analysis.runs.StudyData`) and the parameter-scaling
 per-seed paired difference (or one exact count); its 95 % confidence interval is Student's t over the seeds
 (mean ± t₀.₉₇₅,ₙ₋₁ · s/√n) — with the 2 to 5 seeds of a sweep a bootstrap has too few distinct resamples to cover.
 TSN against single-task itself (C1) is a difference of two groups of seeds, the reference's seed noise included:
-Welch's t interval. The verdict is read off
+Welch's t interval; TSN's seeds are Table 1's and those any other study ran of the very same configuration. The verdict is read off
 the interval, never typed: ``holds`` when it lies on the claim's side of the threshold, ``fails`` when it lies on the
 other side, ``inconclusive`` when it straddles, n < 2, or data is missing (the note says which).
 
@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
+from analysis.tables import seedless
 from tsn.atomic import atomic_write
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
@@ -219,16 +220,39 @@ def _table1(ev: Evidence, architectures: Sequence[str]) -> pd.DataFrame | Result
     return trials
 
 
+def runs_of_configuration(ev: Evidence, rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``rows`` (trials of one configuration) with the seeds they lack from every other study's trials of the same
+    configuration (seed excluded, :func:`analysis.tables.seedless`), e.g. a diagnosis that ran Table 1's TSN with
+    more seeds; a seed of ``rows`` keeps its own run. Also the experiments that added seeds."""
+    if "config" not in rows or rows["config"].isna().all():
+        return rows, []
+    families = {seedless(c, h) for c, h in zip(rows["config"], rows["config_hash"])}
+    pooled, added = [rows], []
+    for experiment, trials in ev.trials.items():
+        if "config" not in trials:
+            continue
+        same = trials[[seedless(c, h) in families for c, h in zip(trials["config"], trials["config_hash"])]]
+        new = same[~same["seed"].isin(pd.concat(pooled)["seed"])].dropna(subset=["delta_m"])
+        if len(new):
+            pooled.append(new.sort_values("trial").drop_duplicates("seed", keep="last"))
+            added.append(experiment)
+    return pd.concat(pooled, ignore_index=True), added
+
+
 def tsn_near_single_task(claim: Claim, ev: Evidence) -> Result:
     """C1.1: TSN's Δm (against the single-task reference) below ``margin`` points, by Welch's interval over TSN's
-    seeds and the reference's (:func:`reference_sample`)."""
+    seeds (Table 1's, and those other studies ran of the same configuration: :func:`runs_of_configuration`) and the
+    reference's (:func:`reference_sample`)."""
     trials = _table1(ev, ("tsn", "single_task"))
     if isinstance(trials, Result):
         return trials
-    tsn = Sample.of(by_seed(trials, "delta_m", architecture="tsn").tolist())
+    runs, added = runs_of_configuration(ev, trials[trials["architecture"] == "tsn"])
+    tsn = Sample.of(by_seed(runs, "delta_m").tolist())
     reference = reference_sample(trials[trials["architecture"] == "tsn"])
     effect, low, high, n = welch_interval(tsn, reference)
     note = f"single-task reference: {reference.n} seed(s), sd {reference.sd:.2f}"
+    if added:
+        note += f"; TSN seeds also from {', '.join(added)} (the same configuration)"
     if n < 2:
         note += f"; an interval needs 2 TSN seeds ({tsn.n}) and 2 single-task seeds ({reference.n})"
     verdict = decide(low, high, n, "below", claim.params["margin"])

@@ -182,6 +182,28 @@ def test_c1_counts_the_single_task_reference_s_seed_noise_and_more_reference_see
     assert pooled["ci_high"] < 2.0 and pooled["verdict"] == C.HOLDS  # se² = 0.03 + 1/8, ~9 dof: high ≈ 1.7
 
 
+def test_c1_1_adds_the_seeds_other_studies_ran_of_table_1_s_tsn_configuration() -> None:
+    same = '{"model": {"architecture": "tsn"}, "train": {"seed": 0}}'
+    other = '{"model": {"architecture": "tsn", "embedding_dim": 50}, "train": {"seed": 0}}'
+    base = table1({"tsn": [0.5, 0.8, 1.1]}, reference=(8, 1.0))
+    base = base.assign(config=[same if a == "tsn" else other.replace("tsn", a) for a in base["architecture"]])
+    scenes = pd.DataFrame(
+        {
+            "trial": [0, 1, 2, 3],
+            "architecture": "tsn",
+            "seed": [3, 4, 5, 6],
+            "delta_m": [99.0, 1.4, 0.2, 50.0],
+            "config": [same, same, same, other],
+        }
+    )
+    frames = {"baselines": base.assign(config_hash="b"), "scenes": scenes.assign(config_hash="s")}
+    row = result(evidence(trials=frames), "C1.1")
+    # seeds 1-3 from Table 1 (seed 3 keeps its own run, 1.1, not 99), 4 and 5 from scenes; seed 6 ran another config
+    expected = C.welch_interval(C.Sample.of([0.5, 0.8, 1.1, 1.4, 0.2]), C.Sample(0.0, 1.0, 8))
+    assert (row["effect"], row["ci_low"], row["ci_high"], row["n"]) == pytest.approx(expected)
+    assert row["note"].endswith("; TSN seeds also from scenes (the same configuration)")
+
+
 def test_c1_is_inconclusive_when_the_interval_straddles_the_margin_or_data_is_missing() -> None:
     assert result(evidence(trials={"baselines": table1({"tsn": [0.0, 2.0, 4.0]})}), "C1")["verdict"] == C.INCONCLUSIVE
     one_seed = result(evidence(trials={"baselines": table1({"tsn": [0.5]})}), "C1.1")
