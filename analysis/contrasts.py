@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis.claims import INCONCLUSIVE, t_interval
 from analysis.runs import StudyData
-from analysis.tables import row_axes, signed, signed_interval, write_report
+from analysis.tables import axis_levels, row_axes, signed, signed_interval, write_report
 
 LOWER, HIGHER = "lower", "higher"
 ALL = "all"
@@ -105,7 +105,7 @@ def contrast_report(
 ) -> str | None:
     """Write ``{study}-contrasts.md`` and ``.csv`` and return the Markdown; None when the study has no axis with two levels or no Δm."""
     axes = [a for a in row_axes(study) if a in trials]
-    levels = {a: list(dict.fromkeys(v for v in study.space[a] if v in set(trials[a]))) for a in axes}
+    levels = axis_levels(study, trials, axes)
     axes = [a for a in axes if len(levels[a]) >= 2]
     if not axes or trials["delta_m"].isna().all():
         return None

@@ -30,7 +30,7 @@ from scipy import stats
 from analysis.claims import CONFIDENCE, INCONCLUSIVE
 from analysis.contrasts import HIGHER, LOWER
 from analysis.runs import StudyData
-from analysis.tables import markdown_grid, references, row_axes, seedless, write_report
+from analysis.tables import axis_levels, markdown_grid, references, row_axes, seedless, write_report
 from tsn.metrics.delta_m import relative_differences
 
 TARGET_SD = 1.5  # issue 12, item 3: TSN's seed sd of Δm at d >= 50, in points
@@ -203,10 +203,7 @@ def seed_noise_report(
 ) -> str | None:
     """Write ``{study}-seed-noise.md`` and ``.csv`` and return the Markdown; None when no row has two seeds with Δm."""
     axes = [a for a in row_axes(study) if a in trials] or ["architecture"]
-    levels = {
-        a: list(dict.fromkeys(v for v in study.space.get(a, trials[a].unique()) if v in set(trials[a]))) for a in axes
-    }
-    tidy = seed_noise(trials, axes, levels, task_terms(trials, baselines))
+    tidy = seed_noise(trials, axes, axis_levels(study, trials, axes), task_terms(trials, baselines))
     if tidy.empty:
         return None
     name = f"{study.name}-seed-noise"

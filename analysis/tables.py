@@ -470,6 +470,13 @@ def signed_interval(low: float, high: float, digits: int) -> str:
     return "–" if pd.isna(low) else f"[{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
+def axis_levels(study: StudyData, trials: pd.DataFrame, axes: Sequence[str]) -> dict[str, list]:
+    """Each axis's values that ``trials`` hold, in the experiment file's order (first seen for an axis it lacks)."""
+    return {
+        a: list(dict.fromkeys(v for v in study.space.get(a, trials[a].unique()) if v in set(trials[a]))) for a in axes
+    }
+
+
 def write_report(out_dir: str | Path, name: str, markdown: str, csv: str) -> None:
     """A study's extra report: ``{name}.md`` and its tidy ``{name}.csv``, each written atomically."""
     atomic_write(Path(out_dir) / f"{name}.md", lambda tmp: tmp.write_text(markdown))
