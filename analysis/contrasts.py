@@ -113,6 +113,4 @@ def contrast_report(
     if tidy.empty:
         return None
     name = f"{study.name}-contrasts"
-    markdown, csv = to_markdown(name, tidy), tidy.to_csv(index=False)
-    write_report(out_dir, name, markdown, csv)
-    return markdown
+    return write_report(out_dir, name, to_markdown(name, tidy), tidy)

@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for study_name, runs, rows, shared_sd, val_samples in frames:
         name = f"{study_name}-evaluation-noise"
         markdown = to_markdown(name, rows, shared_sd, val_samples, args.large)
-        write_report(args.out, name, markdown, runs.to_csv(index=False))
+        write_report(args.out, name, markdown, runs)
         print(markdown)
     return 0
 

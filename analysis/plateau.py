@@ -107,6 +107,4 @@ def plateau_report(
     gains = gains.merge(trials[["trial", *by]], on="trial").sort_values(by=["task"], key=lambda t: t.map(order))
     frame = plateau_stats(gains.sort_values([*by, "end"], kind="stable"), by)
     name = f"{study.name}-plateau"
-    markdown, csv = to_markdown(name, frame, by), frame.to_csv(index=False)
-    write_report(out_dir, name, markdown, csv)
-    return markdown
+    return write_report(out_dir, name, to_markdown(name, frame, by), frame)

@@ -130,6 +130,4 @@ def recency_report(
         f"n: (seed, task) pairs per row, from {frame['trial'].nunique()} trials",
     ]
     table = recency_table(f"{study.name}-recency", tidy, by, notes)
-    markdown = to_markdown(table)
-    write_report(out_dir, table.name, markdown, tidy.to_csv(index=False))
-    return markdown
+    return write_report(out_dir, table.name, to_markdown(table), tidy)

@@ -207,6 +207,4 @@ def seed_noise_report(
     if tidy.empty:
         return None
     name = f"{study.name}-seed-noise"
-    markdown, csv = to_markdown(name, tidy), tidy.to_csv(index=False)
-    write_report(out_dir, name, markdown, csv)
-    return markdown
+    return write_report(out_dir, name, to_markdown(name, tidy), tidy)

@@ -477,10 +477,12 @@ def axis_levels(study: StudyData, trials: pd.DataFrame, axes: Sequence[str]) -> 
     }
 
 
-def write_report(out_dir: str | Path, name: str, markdown: str, csv: str) -> None:
-    """A study's extra report: ``{name}.md`` and its tidy ``{name}.csv``, each written atomically."""
+def write_report(out_dir: str | Path, name: str, markdown: str, tidy: pd.DataFrame) -> str:
+    """A study's extra report: ``{name}.md`` and its tidy frame as ``{name}.csv``, each written atomically; returns
+    the Markdown."""
     atomic_write(Path(out_dir) / f"{name}.md", lambda tmp: tmp.write_text(markdown))
-    atomic_write(Path(out_dir) / f"{name}.csv", lambda tmp: tmp.write_text(csv))
+    atomic_write(Path(out_dir) / f"{name}.csv", lambda tmp: tmp.write_text(tidy.to_csv(index=False)))
+    return markdown
 
 
 def markdown_grid(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
