@@ -246,9 +246,10 @@ def tsn_near_single_task(claim: Claim, ev: Evidence) -> Result:
     trials = _table1(ev, ("tsn", "single_task"))
     if isinstance(trials, Result):
         return trials
-    runs, added = runs_of_configuration(ev, trials[trials["architecture"] == "tsn"])
+    table1_tsn = trials[trials["architecture"] == "tsn"]
+    runs, added = runs_of_configuration(ev, table1_tsn)
     tsn = Sample.of(by_seed(runs, "delta_m").tolist())
-    reference = reference_sample(trials[trials["architecture"] == "tsn"])
+    reference = reference_sample(table1_tsn)
     effect, low, high, n = welch_interval(tsn, reference)
     note = f"single-task reference: {reference.n} seed(s), sd {reference.sd:.2f}"
     if added:

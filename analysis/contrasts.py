@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis.claims import INCONCLUSIVE, t_interval
 from analysis.runs import StudyData
-from analysis.tables import axis_levels, row_axes, signed, signed_interval, write_report
+from analysis.tables import axis_levels, grid_label, row_axes, signed, signed_interval, write_report
 
 LOWER, HIGHER = "lower", "higher"
 ALL = "all"
@@ -55,10 +55,7 @@ def contrasts(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list]
             diffs = pairs(trials, axis, level, values[0], others)
             groups = [(ALL, diffs)]
             if others:
-                groups += [
-                    (", ".join(f"{a}={v}" for a, v in zip(others, key if isinstance(key, tuple) else (key,))), group)
-                    for key, group in diffs.groupby(others, sort=False)
-                ]
+                groups += [(grid_label(others, key), group) for key, group in diffs.groupby(others, sort=False)]
             for within, group in groups:
                 mean, low, high, n = t_interval(group["diff"].tolist())
                 rows.append(

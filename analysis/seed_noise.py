@@ -30,7 +30,7 @@ from scipy import stats
 from analysis.claims import CONFIDENCE, INCONCLUSIVE
 from analysis.contrasts import HIGHER, LOWER
 from analysis.runs import StudyData
-from analysis.tables import axis_levels, markdown_grid, references, row_axes, seedless, write_report
+from analysis.tables import axis_levels, grid_label, markdown_grid, references, row_axes, seedless, write_report
 from tsn.metrics.delta_m import relative_differences
 
 TARGET_SD = 1.5  # issue 12, item 3: TSN's seed sd of Δm at d >= 50, in points
@@ -58,10 +58,6 @@ def side(low: float, high: float, at: float, below: str, above: str) -> str:
     if pd.isna(low) or pd.isna(high):
         return INCONCLUSIVE
     return below if high < at else above if low > at else INCONCLUSIVE
-
-
-def _label(axes: Sequence[str], key) -> str:
-    return ", ".join(f"{a}={v}" for a, v in zip(axes, key if isinstance(key, tuple) else (key,)))
 
 
 def sd_rows(groups: dict[str, pd.DataFrame], tasks: Sequence[str]) -> list[dict]:
@@ -115,8 +111,9 @@ def ratio_rows(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list
                 a, b = by_seed[level], by_seed[first]
                 if len(a) < 2 or len(b) < 2:
                     continue
-                low, high = ratio_interval(a.std(ddof=1), len(a) - 1, b.std(ddof=1), len(b) - 1)
-                within = _label(others, key) if others else ""
+                sd_a, sd_b = a.std(ddof=1), b.std(ddof=1)
+                low, high = ratio_interval(sd_a, len(a) - 1, sd_b, len(b) - 1)
+                within = grid_label(others, key) if others else ""
                 shared = a.index.intersection(b.index)
                 rows.append(
                     {
@@ -124,7 +121,7 @@ def ratio_rows(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list
                         "row": f"{axis}={level}" + (f" ({within})" if within else ""),
                         "reference": f"{axis}={first}",
                         "n": min(len(a), len(b)),
-                        "value": a.std(ddof=1) / b.std(ddof=1),
+                        "value": sd_a / sd_b,
                         "low": low,
                         "high": high,
                         "verdict": side(low, high, 1.0, LOWER, HIGHER),
@@ -143,7 +140,7 @@ def _flat(family: str) -> dict[str, object]:
 def family_labels(done: pd.DataFrame, axes: Sequence[str]) -> pd.Series:
     """Each trial's row label: its grid axes, and where configurations the axes do not tell apart share them (the
     single-task study holds the references of every regime), the configuration keys in which those differ."""
-    labels = pd.Series([_label(axes, tuple(r)) for r in done[list(axes)].itertuples(index=False)], index=done.index)
+    labels = pd.Series([grid_label(axes, tuple(r)) for r in done[list(axes)].itertuples(index=False)], index=done.index)
     for label, rows in done.groupby(labels, sort=False):
         families = {f: _flat(f) for f in rows["family"].unique()}
         if len(families) < 2:

@@ -470,6 +470,11 @@ def signed_interval(low: float, high: float, digits: int) -> str:
     return "–" if pd.isna(low) else f"[{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
+def grid_label(axes: Sequence[str], key: Any) -> str:
+    """``axis=value, …`` for a groupby key (a tuple, or one value for one axis) over ``axes``."""
+    return ", ".join(f"{a}={v}" for a, v in zip(axes, key if isinstance(key, tuple) else (key,)))
+
+
 def axis_levels(study: StudyData, trials: pd.DataFrame, axes: Sequence[str]) -> dict[str, list]:
     """Each axis's values that ``trials`` hold, in the experiment file's order (first seen for an axis it lacks)."""
     return {
