@@ -13,6 +13,9 @@ any number of ledgers (one per worker) can share a study. The protocol (see :mod
 - :meth:`Ledger.status`: a point is pending while it has no COMPLETE trial, no final failure (:func:`final_failures`)
   and no RUNNING trial. :meth:`Ledger.reap` fails (without a reason) a RUNNING trial whose worker died, so its point
   is pending again: a dead pid on this host at once, another host's by its stale heartbeat (:meth:`Ledger.heartbeat`).
+  It also closes, as PRUNED with :data:`DUPLICATE_OF`, a WAITING trial whose point is settled (COMPLETE or failed for
+  good): a worker that enqueued a point and died before its ``ask`` leaves one behind once another worker finishes the
+  point, and no ``ask`` would ever take it, as nothing of that point is pending any more.
 - A trial ends by :meth:`Ledger.complete`, :meth:`Ledger.fail` (a reason: final until :meth:`Ledger.requeue_failed`)
   or :meth:`Ledger.interrupted` (no reason: pending again).
 """
@@ -183,10 +186,14 @@ class Ledger:
         return trial
 
     def reap(self) -> None:
-        """Fail RUNNING trials whose worker is gone: a dead pid on this host at once, elsewhere by heartbeat."""
+        """Fail RUNNING trials whose worker is gone (a dead pid on this host at once, elsewhere by heartbeat) and
+        close the WAITING trials of settled points (:meth:`_close_orphans`)."""
         optuna.storages.fail_stale_trials(self.study)
         host = socket.gethostname()
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trials = self.study.get_trials(deepcopy=False)
+        for trial in trials:
+            if trial.state != TrialState.RUNNING:
+                continue
             owner = str(trial.user_attrs.get(WORKER, ""))
             owner_host, _, pid = owner.rpartition(":")
             if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
@@ -194,6 +201,33 @@ class Ledger:
                     self.study.tell(trial.number, state=TrialState.FAIL)
                 except (ValueError, RuntimeError):
                     pass  # finished or failed by someone else meanwhile
+        self._close_orphans(trials)
+
+    def _close_orphans(self, trials: list[optuna.trial.FrozenTrial]) -> None:
+        """Close each WAITING trial whose point has a COMPLETE trial or a final failure as a duplicate of it.
+
+        Taking the trial is the storage's atomic WAITING -> RUNNING step that ``ask`` takes, so a worker whose
+        ``ask`` takes it first keeps it (and closes it as a duplicate itself); a settled point stays settled (a
+        COMPLETE trial is final, and ``retry --failed`` enqueues a retry only after the failure, which a later
+        reading of the trials shows as pending)."""
+        failed = final_failures(trials, self.key)
+        settled: dict[str, int] = {}
+        for trial in trials:
+            key = self.key_of(trial)
+            if key is not None and (trial.state == TrialState.COMPLETE or trial.number in failed):
+                settled.setdefault(key, trial.number)
+        storage = self.study._storage  # the study's own (cached) storage, so that its view of the trial follows
+        for trial in trials:
+            of = settled.get(self.key_of(trial))
+            if trial.state != TrialState.WAITING or of is None:
+                continue
+            try:
+                if not storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                    continue  # an ask took it meanwhile
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            storage.set_trial_user_attr(trial._trial_id, DUPLICATE_OF, of)
+            self.study.tell(trial.number, state=TrialState.PRUNED)
 
     @contextmanager
     def heartbeat(self, trial: optuna.Trial) -> Iterator[None]:

@@ -65,17 +65,19 @@ def _workers_finish_the_grid_once(tmp_path: Path, storage: str, name: str, capsy
     last = f"launched {WORKERS} workers (local): 6 complete, 0 failed, 0 pending; logs in {logs}/"
     assert out.splitlines()[-1] == last, out
     assert code == 0, err
+    # the workers' own logs first: a worker that crashed explains whatever the storage shows next
+    outputs = [log.read_text() for log in sorted(logs.glob("*/*_0_log.out"))]
+    errors = [log.read_text() for log in sorted(logs.glob("*/*_0_log.err"))]
+    assert len(outputs) == len(errors) == WORKERS and all(f"study {study_name}:" in out for out in outputs)
+    assert all(p.name.isdigit() for p in logs.iterdir()) and len(list(logs.iterdir())) == WORKERS  # one per job
+    assert not any("locked" in text or "Traceback" in text for text in outputs + errors), err + "".join(errors)
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage, create=False))
     sweep = load_experiment(experiment)
     points = [p.config for p in sweep.grid("smoke", overrides=TINY)]
     done = [t.user_attrs[R.CONFIG_HASH] for t in study.get_trials(states=(TrialState.COMPLETE,))]
     assert sorted(done) == sorted(config_hash(cfg) for cfg in points)  # each point exactly once
-    assert not study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING))
-    outputs = [log.read_text() for log in sorted(logs.glob("*/*_0_log.out"))]
-    errors = [log.read_text() for log in sorted(logs.glob("*/*_0_log.err"))]
-    assert len(outputs) == len(errors) == WORKERS and all(f"study {study_name}:" in out for out in outputs)
-    assert all(p.name.isdigit() for p in logs.iterdir()) and len(list(logs.iterdir())) == WORKERS  # one per job
-    assert not any("locked" in text or "Traceback" in text for text in outputs + errors)
+    unsettled = study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING))
+    assert not unsettled, [(t.number, t.state.name, t.user_attrs) for t in study.get_trials()]
     shared = optuna.load_study(study_name=R.baseline_study_name("synthetic", "smoke"), storage=open_storage(storage))
     (baseline,) = {config_hash(cfg) for cfg in map(baseline_config, points)}  # one seed: one single-task configuration
     assert [t.user_attrs[R.CONFIG_HASH] for t in shared.get_trials(states=(TrialState.COMPLETE,))].count(baseline) == 1

@@ -81,6 +81,39 @@ def test_a_running_trial_whose_pid_is_dead_is_reaped_and_its_point_is_pending(st
     assert again is not None and again.number > orphan.number
 
 
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_a_point_enqueued_by_a_worker_that_died_before_its_ask_is_closed_once_another_finishes_it(
+    backend, tmp_path
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    shared = InMemoryStorage()
+    open_one = (lambda: shared) if backend == "memory" else (lambda: RDBStorage(url))
+    mine, dying = ledger(open_one()), ledger(open_one())
+    done, failed = mine.claim(POINTS["a"], "a"), mine.claim(POINTS["b"], "b")
+    mine.complete(done, 0.0, {})
+    mine.fail(failed, "ValueError: bad")
+    for key in ("a", "b"):  # read both as pending before they settled, enqueued them, and died before its ask
+        dying.study.enqueue_trial(POINTS[key], user_attrs={R.CONFIG_HASH: key})
+    mine.reap()
+    trials = mine.study.get_trials()
+    assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
+    closed = [t for t in trials if t.state == TrialState.PRUNED]
+    assert [t.user_attrs[DUPLICATE_OF] for t in closed] == [done.number, failed.number]
+    assert mine.status() == dying.status() == {"a": "complete", "b": "failed"}
+    mine.requeue_failed()  # a retry is waiting for a point that is no longer settled: kept
+    mine.reap()
+    assert [t.user_attrs[R.RETRY_OF] for t in mine.study.get_trials(states=(TrialState.WAITING,))] == [failed.number]
+
+
+def test_a_waiting_point_that_is_still_pending_is_left_for_an_ask(storage) -> None:
+    mine = ledger(storage)
+    mine.study.enqueue_trial(POINTS["a"], user_attrs={R.CONFIG_HASH: "a"})
+    mine.claim(POINTS["b"], "b")  # running: its waiting twin would be a duplicate only once "b" is settled
+    mine.study.enqueue_trial(POINTS["b"], user_attrs={R.CONFIG_HASH: "b"})
+    mine.reap()
+    assert len(mine.study.get_trials(states=(TrialState.WAITING,))) == 2
+
+
 def test_a_stale_heartbeat_on_another_host_is_reaped(tmp_path) -> None:
     beating = RDBStorage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1)
     mine, theirs = ledger(beating), ledger(beating)
