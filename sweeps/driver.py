@@ -45,6 +45,7 @@ from tsn.train import Baseline
 
 from . import records as R
 from .experiment import SEED_KEY, Experiment, GridPoint, budget_max_seeds, budget_reference_seeds, parse_experiment
+from .grow import grown_distributions
 from .ledger import DUPLICATE_OF, INTERRUPTED, STRAY, WORKER, Ledger
 from .notes import write_study_note
 from .runner import EnvironmentFault, Interrupted, TrialRunner, TrialTiming, objective, one_line
@@ -161,7 +162,8 @@ class Sweep:
         )
         self.study_name = experiment.study_name(self.dataset, budget)
         self._migrate_legacy_baselines(self.dataset, budget)
-        self.ledger = Ledger(self.storage, self.study_name, self.plan.units, self.plan.distributions, self.plan.key)
+        distributions = grown_distributions(self.storage, self.study_name, self.plan.distributions, self.log)
+        self.ledger = Ledger(self.storage, self.study_name, self.plan.units, distributions, self.plan.key)
         self.study = self.ledger.study
         self.study.set_user_attr(R.STUDY_EXPERIMENT_ATTR, dict(experiment.source))
         self.study.set_user_attr("experiment_path", experiment.path)

@@ -32,6 +32,7 @@ from tsn.atomic import atomic_write
 from tsn.errors import redact
 from tsn.evaluate import mean_loss
 
+from .grow import grown_distributions, union_of_choices
 from .records import CONFIG_HASH, DELTA_M, EVALUATIONS, SEARCH_SLOT, WALL_TIME
 from .storage import StorageError, open_storage
 
@@ -177,12 +178,20 @@ def restore(storage: str, export_dir: str | Path, studies: Iterable[str] | None 
             if key not in study.user_attrs:
                 study.set_user_attr(key, value)
         finished = {point_of(t.user_attrs) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        trials = [
+            frozen(t)
+            for t in sorted(data["trials"], key=lambda t: t["number"])
+            if t["state"] == TrialState.COMPLETE.name and point_of(t["user_attrs"])[0] is not None
+        ]
+        # one set of choices per categorical axis: the study's, grown by the levels only the export has
+        axes = grown_distributions(backend, name, union_of_choices(trials), log=print)
         added[name] = 0
-        for trial in sorted(data["trials"], key=lambda t: t["number"]):
-            point = point_of(trial["user_attrs"])
-            if trial["state"] != TrialState.COMPLETE.name or point[0] is None or point in finished:
+        for trial in trials:
+            point = point_of(trial.user_attrs)
+            if point in finished:
                 continue
-            study.add_trial(frozen(trial))
+            trial.distributions = {k: axes.get(k, d) for k, d in trial.distributions.items()}
+            study.add_trial(trial)
             finished.add(point)
             added[name] += 1
     return added
