@@ -12,7 +12,8 @@ any number of ledgers (one per worker) can share a study. The protocol (see :mod
   whose point has a live trial of a lower number is closed as PRUNED with :data:`DUPLICATE_OF`.
 - :meth:`Ledger.status`: a point is pending while it has no COMPLETE trial, no final failure (:func:`final_failures`)
   and no RUNNING trial. :meth:`Ledger.reap` fails (without a reason) a RUNNING trial whose worker died, so its point
-  is pending again: a dead pid on this host at once, another host's by its stale heartbeat (:meth:`Ledger.heartbeat`).
+  is pending again: a dead pid on this host at once, another host's by its stale heartbeat (:meth:`Ledger.heartbeat`),
+  and a trial that never named its worker (it died right after its ``ask``) once the heartbeat's grace has passed.
   It also closes, as PRUNED with :data:`DUPLICATE_OF`, a WAITING trial whose point is settled (COMPLETE or failed for
   good): a worker that enqueued a point and died before its ``ask`` leaves one behind once another worker finishes the
   point, and no ``ask`` would ever take it, as nothing of that point is pending any more.
@@ -28,6 +29,7 @@ import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -35,7 +37,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from . import records as R
-from .storage import HEARTBEAT_SECONDS
+from .storage import GRACE_SECONDS, HEARTBEAT_SECONDS
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # We drive heartbeats ourselves (see Ledger.heartbeat) and rely on fail_stale_trials on purpose.
@@ -186,17 +188,22 @@ class Ledger:
         return trial
 
     def reap(self) -> None:
-        """Fail RUNNING trials whose worker is gone (a dead pid on this host at once, elsewhere by heartbeat) and
-        close the WAITING trials of settled points (:meth:`_close_orphans`)."""
+        """Fail RUNNING trials whose worker is gone (a dead pid on this host at once, elsewhere by heartbeat, a
+        trial that names no worker :data:`GRACE_SECONDS` after it was taken) and close the WAITING trials of settled
+        points (:meth:`_close_orphans`)."""
         optuna.storages.fail_stale_trials(self.study)
         host = socket.gethostname()
         trials = self.study.get_trials(deepcopy=False)
+        now = datetime.now()  # Optuna's datetime_start: the local time of the worker that took the trial
         for trial in trials:
             if trial.state != TrialState.RUNNING:
                 continue
             owner = str(trial.user_attrs.get(WORKER, ""))
             owner_host, _, pid = owner.rpartition(":")
-            if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+            # no owner long after it was taken: its worker died between the ask and naming itself (claim)
+            started = trial.datetime_start or now
+            unowned = not owner and (now - started).total_seconds() > GRACE_SECONDS
+            if unowned or (owner_host == host and pid.isdigit() and not _pid_alive(int(pid))):
                 try:
                     self.study.tell(trial.number, state=TrialState.FAIL)
                 except (ValueError, RuntimeError):

@@ -12,6 +12,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.storages import InMemoryStorage, RDBStorage
 from optuna.trial import TrialState
 
+import sweeps.ledger as ledger_module
 from sweeps import records as R
 from sweeps.ledger import DUPLICATE_OF, INTERRUPTED, STRAY, WORKER, Ledger, final_failures
 
@@ -112,6 +113,21 @@ def test_a_waiting_point_that_is_still_pending_is_left_for_an_ask(storage) -> No
     mine.study.enqueue_trial(POINTS["b"], user_attrs={R.CONFIG_HASH: "b"})
     mine.reap()
     assert len(mine.study.get_trials(states=(TrialState.WAITING,))) == 2
+
+
+def test_a_trial_whose_worker_died_before_naming_itself_is_reaped_once_the_grace_has_passed(
+    storage, monkeypatch
+) -> None:
+    mine = ledger(storage)
+    mine.study.enqueue_trial(POINTS["a"], user_attrs={R.CONFIG_HASH: "a"})
+    taken = mine.study.ask(AXES)  # the worker that took it died here, before claim() wrote its name
+    mine.reap()
+    assert mine.status() == {"a": "running"}  # a live claim names itself within milliseconds
+    monkeypatch.setattr(ledger_module, "GRACE_SECONDS", -1)  # as if the grace (two minutes) had passed
+    mine.reap()
+    assert mine.study.get_trials()[taken.number].state == TrialState.FAIL and mine.status() == {}
+    again = mine.claim(POINTS["a"], "a")
+    assert again is not None and again.number > taken.number
 
 
 def test_a_stale_heartbeat_on_another_host_is_reaped(tmp_path) -> None:
