@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from test_data_real import pascal_root  # noqa: F401 - fixture
 from test_sweeps import ENCODINGS, REPO, SHARED, TINY, complete, make_sweep, sweep_argv, write_experiment
 from wandb.proto import wandb_internal_pb2
-from wandb_offline import _payloads, read_offline_run
+from wandb_offline import _payloads, finished_records, read_offline_run
 
 from analysis.make_tables import main as tables_main
 from sweeps import records as R
@@ -373,7 +373,10 @@ def test_a_signal_during_wandb_logging_is_not_swallowed_by_its_error_handling(tm
         sweep.run()
     (trial,) = sweep.study.get_trials()
     assert trial.state == TrialState.FAIL and trial.user_attrs[INTERRUPTED] and R.FAIL_REASON not in trial.user_attrs
-    assert wandb_runs(tmp_path / "runs")[trial.user_attrs[R.WANDB_RUN_ID]] == [1]
+    run_id = trial.user_attrs[R.WANDB_RUN_ID]
+    (run_dir,) = (tmp_path / "runs" / "wandb").glob(f"offline-run-*-{run_id}")
+    finished_records(run_dir)  # finished in this process: W&B's service may still be writing the exit record
+    assert wandb_runs(tmp_path / "runs")[run_id] == [1]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -53,7 +53,7 @@ def _records(log: Path) -> list[Any]:
     return records
 
 
-def _finished_records(run_dir: Path, timeout_s: float = 60.0) -> list[Any]:
+def finished_records(run_dir: Path, timeout_s: float = 60.0) -> list[Any]:
     """The run's records once its ``exit`` record is on disk.
 
     W&B's service process writes the log behind a buffer of its own: ``run.finish()`` can return before the last
@@ -74,7 +74,7 @@ def _finished_records(run_dir: Path, timeout_s: float = 60.0) -> list[Any]:
 def read_offline_run(run_dir: Path) -> dict[str, Any]:
     """{"run": {id, group, job_type, tags}, "config": {...}, "history": [...], "summary": {...}}."""
     out: dict[str, Any] = {"run": {}, "config": {}, "history": [], "summary": {}}
-    for record in _finished_records(run_dir):
+    for record in finished_records(run_dir):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run = record.run
