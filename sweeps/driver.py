@@ -48,6 +48,7 @@ from .experiment import SEED_KEY, Experiment, GridPoint, budget_max_seeds, budge
 from .grow import grown_distributions
 from .ledger import DUPLICATE_OF, INTERRUPTED, STRAY, WORKER, Ledger
 from .notes import write_study_note
+from .rehash import rehash
 from .runner import EnvironmentFault, Interrupted, TrialRunner, TrialTiming, objective, one_line
 from .search import SearchPlan
 from .storage import open_storage
@@ -162,6 +163,7 @@ class Sweep:
         )
         self.study_name = experiment.study_name(self.dataset, budget)
         self._migrate_legacy_baselines(self.dataset, budget)
+        rehash(self.storage, self.log)  # records of an older config identity: found under today's hashes
         distributions = grown_distributions(self.storage, self.study_name, self.plan.distributions, self.log)
         self.ledger = Ledger(self.storage, self.study_name, self.plan.units, distributions, self.plan.key)
         self.study = self.ledger.study

@@ -34,6 +34,7 @@ from tsn.evaluate import mean_loss
 
 from .grow import grown_distributions, union_of_choices
 from .records import CONFIG_HASH, DELTA_M, EVALUATIONS, SEARCH_SLOT, WALL_TIME
+from .rehash import rehash, stale_hashes, updated_attrs
 from .storage import StorageError, open_storage
 
 FORMAT = 1
@@ -168,11 +169,20 @@ def restore(storage: str, export_dir: str | Path, studies: Iterable[str] | None 
     whose point the study there has not finished, creating a missing study with the export's attributes; failed and
     unfinished trials stay out (a sweep trains those points again). Study -> trials added; unknown names are a
     one-line error. Idempotent: a second call adds nothing."""
-    chosen = select(studies, study_names(export_dir), lambda name: f"no export of study {name!r} in {export_dir}")
+    names = study_names(export_dir)
+    chosen = select(studies, names, lambda name: f"no export of study {name!r} in {export_dir}")
     backend = open_storage(storage)
+    # the storage's and the export's records under one identity, the current one, before points are compared
+    exports = {name: read_study(export_dir, name) for name in names}
+    renamed = {
+        **rehash(backend, log=print),
+        **stale_hashes(t["user_attrs"] for data in exports.values() for t in data["trials"]),
+    }
     added = {}
     for name in chosen:
-        data = read_study(export_dir, name)
+        data = exports[name]
+        for trial in data["trials"]:
+            trial["user_attrs"] = updated_attrs(trial["user_attrs"], renamed)
         study = optuna.create_study(study_name=name, storage=backend, direction="minimize", load_if_exists=True)
         for key, value in data["user_attrs"].items():
             if key not in study.user_attrs:

@@ -64,12 +64,14 @@ def check(tmp_path: Path) -> Iterator[gpu_check.Check]:
 
 
 def test_a_stage_past_its_time_limit_is_stopped_with_its_children(check: gpu_check.Check, tmp_path: Path) -> None:
-    marker = tmp_path / "child-alive"
-    child = f"import time; time.sleep(3); open({str(marker)!r}, 'w')"  # a child process that outlives the limit
+    started, alive = tmp_path / "child-started", tmp_path / "child-alive"
+    # a child process that outlives the limit: it says it started, then 1.5 s later that it is still alive
+    child = f"import time; open({str(started)!r}, 'w'); time.sleep(1.5); open({str(alive)!r}, 'w')"
     parent = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(60)"
     code, seconds = check.run([sys.executable, "-c", parent], timeout=1.0)
-    time.sleep(4)
-    assert code is None and seconds < 15 and not marker.exists()
+    assert code is None and seconds < 15 and started.exists(), "the child never started: the test proves nothing"
+    time.sleep(max(0.0, started.stat().st_mtime + 2.0 - time.time()))  # past the moment it would have written
+    assert not alive.exists()
 
 
 def test_a_failing_stage_is_reported_and_the_next_one_runs(

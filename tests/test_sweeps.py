@@ -78,7 +78,9 @@ def sweep_argv(
     ]
 
 
-def make_sweep(tmp_path: Path, experiment: Path, storage: str | None = None, wandb: bool = False, extra=()) -> Sweep:
+def make_sweep(
+    tmp_path: Path, experiment: Path, storage: str | None = None, wandb: bool = False, extra=(), log=lambda line: None
+) -> Sweep:
     return Sweep(
         load_experiment(experiment),
         "smoke",
@@ -86,7 +88,7 @@ def make_sweep(tmp_path: Path, experiment: Path, storage: str | None = None, wan
         overrides=[*TINY, *extra],
         runs_dir=tmp_path / "runs",
         tracking=TrackingConfig(enabled=wandb, mode="offline", dir=str(tmp_path / "runs")),
-        log=lambda line: None,
+        log=log,
     )
 
 

@@ -29,6 +29,7 @@ from .domains import (
     is_hashed_when_set,
     is_multi_task_only,
     multi_task_only,
+    unset_meaning,
 )
 from .lr_schedules import LR_SCHEDULES as LR_SCHEDULE_TYPES
 from .models import ModelConfig, validate_model_config
@@ -129,17 +130,33 @@ def without_runtime(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def identity(data: dict[str, Any]) -> dict[str, Any]:
+def identity(data: dict[str, Any], *, keep_written_out: bool = False) -> dict[str, Any]:
     """A config dict (``RunConfig.to_dict()``, or as stored) reduced, in place, to what tells runs apart: without
-    its :data:`RUNTIME_KEYS`, and without the fields declared ``hashed_when_set`` while at their default (a record
-    stored before such a field existed has the identity of a new record that leaves it at its default)."""
+    its :data:`RUNTIME_KEYS`; a value written out where a field's ``None`` stands for it (``unset_means``) as
+    ``None``; and without the fields declared ``hashed_when_set`` while at their default (a record stored before
+    such a field existed has the identity of a new record that leaves it at its default).
+
+    ``keep_written_out`` keeps written-out values as they are: the identity that records made before
+    ``unset_means`` existed carry, which :mod:`sweeps.rehash` brings up to date.
+    """
     without_runtime(data)
     for name, section in SECTIONS.items():
         values = data.get(name, {})
         for item in fields(section):
-            if is_hashed_when_set(item) and item.name in values and values[item.name] == _default(item):
+            if item.name not in values:
+                continue
+            meaning = None if keep_written_out else unset_meaning(item, values)
+            if meaning is not None and values[item.name] == meaning:
+                values[item.name] = None
+            if is_hashed_when_set(item) and values[item.name] == _default(item):
                 del values[item.name]
     return data
+
+
+def identity_hash(data: Mapping[str, Any]) -> str:
+    """The short, stable hash of an identity (:func:`identity`'s result)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -147,8 +164,7 @@ def config_hash(cfg: RunConfig) -> str:
     data = identity(cfg.to_dict())
     if cfg.model.codes_file is not None:
         data["model"]["codes_file"] = "sha256:" + _file_digest(cfg.model.codes_file)
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return identity_hash(data)
 
 
 def baseline_config(cfg: RunConfig) -> RunConfig:

@@ -12,6 +12,11 @@ baseline resets it to its default (:func:`tsn.config.baseline_config`) and keeps
 A field added once runs were recorded declares ``metadata=hashed_when_set()``: a run's identity (its config hash,
 the family its seeds pool in) counts it only when it is set away from its default, so that adding it leaves every
 earlier record's identity, and the reuse of its runs, intact (:func:`tsn.config.identity`).
+
+A field whose ``None`` ("not set") stands for a value that can also be written out declares
+``metadata=unset_means(rule)``, ``rule`` giving that value from the section's values (``model.pretrained``: ``none``;
+``model.head``: the architecture's own head): a run's identity then counts the value written out as not set, so that
+one network has one identity however its config spells it (:func:`tsn.config.identity`).
 """
 
 from __future__ import annotations
@@ -81,6 +86,22 @@ def hashed_when_set() -> dict[str, bool]:
 
 def is_hashed_when_set(item: Field) -> bool:
     return bool(item.metadata.get("hashed_when_set"))
+
+
+def unset_means(rule: Callable[[Mapping[str, Any]], Any]) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+    """The ``metadata`` of a field whose ``None`` stands for ``rule(section values)`` (see the module's docstring).
+
+    ``rule`` reads a section as stored as well as a live one, so it must take a mapping that may lack keys (a record
+    from before a field existed) and return ``None`` when it cannot tell.
+    """
+    return {"unset_means": rule}
+
+
+def unset_meaning(item: Field, section: Mapping[str, Any]) -> Any:
+    """What ``None`` stands for in field ``item`` of ``section`` (a mapping of its values); None when it declares
+    nothing or its rule cannot tell."""
+    rule = item.metadata.get("unset_means")
+    return None if rule is None else rule(section)
 
 
 def check_fields(obj: Any, section: str) -> None:

@@ -10,19 +10,20 @@ and the decoder for many tasks:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
 
 from .backbones import BACKBONES, build_backbone
 from .decoder import Decoder, DecoderWidths
-from .domains import SEED_MAX, check_fields, domain, multi_task_only
+from .domains import SEED_MAX, check_fields, domain, multi_task_only, unset_means
 from .encodings import ENCODINGS, codes_from_file, task_codes
 from .heads import HEADS, build_head
 from .layers import TaskContext, TaskEmbeddingNet
-from .pretrained import NAMED_WEIGHTS
+from .pretrained import NAMED_WEIGHTS, NO_WEIGHTS
 from .tasks import DatasetTasks
 
 Features = list[torch.Tensor]
@@ -38,7 +39,8 @@ class ModelConfig:
 
     architecture: str = field(default="tsn", metadata=multi_task_only())
     backbone: str = "resnet18"
-    pretrained: str | None = None  # "none" | "imagenet" | "synthetic" | a local .pth file; None = not set
+    # "none" | "imagenet" | "synthetic" | a local .pth file; None = not set (a random encoder, as "none")
+    pretrained: str | None = field(default=None, metadata=unset_means(lambda model: NO_WEIGHTS))
     decoder_width: float = field(default=1.0, metadata=domain(0, 16, open_low=True))
     encoding: str = field(default="orthogonal", metadata=multi_task_only())
     embedding_dim: int = field(default=100, metadata=domain(1, 4096) | multi_task_only())
@@ -48,11 +50,16 @@ class ModelConfig:
     # a T x d .npy array of task codes; replaces the encoding's draw
     codes_file: str | None = field(default=None, metadata=multi_task_only())
     # "shared" | "per_task"; None = the architecture's default
-    head: str | None = field(default=None, metadata=multi_task_only())
+    head: str | None = field(
+        default=None, metadata=multi_task_only() | unset_means(lambda model: default_head(model.get("architecture")))
+    )
 
 
 class MultiTaskModel(nn.Module):
-    """Common interface; subclasses implement ``encode``, ``decode`` and (optionally) ``decode_tasks``."""
+    """Common interface; subclasses implement ``encode``, ``decode`` and (optionally) ``decode_tasks``, and name
+    ``DEFAULT_HEAD``, the head (tsn.heads.HEADS) they build when ``model.head`` is not set."""
+
+    DEFAULT_HEAD: str
 
     def __init__(self, tasks: DatasetTasks) -> None:
         super().__init__()
@@ -114,6 +121,8 @@ def _output_size(features: Features) -> tuple[int, int]:
 class SharedDecoderModel(MultiTaskModel):
     """One encoder, ONE decoder for all tasks: ``tsn`` (AdaIN from C(v_tau)), ``task_in``, ``task_bn``."""
 
+    DEFAULT_HEAD = "shared"
+
     def __init__(self, tasks: DatasetTasks, cfg: ModelConfig, norm: str, embedding: bool) -> None:
         super().__init__(tasks)
         num_tasks = len(tasks.tasks)
@@ -121,7 +130,7 @@ class SharedDecoderModel(MultiTaskModel):
         self.encoder = build_backbone(cfg.backbone, cfg.pretrained)
         widths = DecoderWidths.scaled(cfg.decoder_width)
         self.decoder = Decoder(self.encoder.channels, widths, norm, num_tasks, dim)
-        self.head = build_head(cfg.head or "shared", widths.out, tasks.tasks)
+        self.head = build_head(cfg.head or self.DEFAULT_HEAD, widths.out, tasks.tasks)
         self.embedding_net = TaskEmbeddingNet(dim, cfg.n_fc) if embedding else None
         if embedding:
             self.register_buffer("task_codes", condition_codes(cfg, num_tasks))
@@ -163,6 +172,8 @@ class SharedDecoderModel(MultiTaskModel):
 class MultiDecoderModel(MultiTaskModel):
     """Shared encoder, one decoder (Conv -> IN(affine) -> ReLU blocks) and one head per task."""
 
+    DEFAULT_HEAD = "per_task"
+
     def __init__(self, tasks: DatasetTasks, cfg: ModelConfig) -> None:
         super().__init__(tasks)
         self.encoder = build_backbone(cfg.backbone, cfg.pretrained)
@@ -170,7 +181,7 @@ class MultiDecoderModel(MultiTaskModel):
         self.decoders = nn.ModuleDict(
             {t: Decoder(self.encoder.channels, widths, "in", 1, activation="relu") for t in tasks.names}
         )
-        self.head = build_head(cfg.head or "per_task", widths.out, tasks.tasks)
+        self.head = build_head(cfg.head or self.DEFAULT_HEAD, widths.out, tasks.tasks)
 
     def encode(self, x: torch.Tensor) -> Features:
         return self.encoder(x)
@@ -186,6 +197,8 @@ class SingleTaskModel(MultiTaskModel):
     Since no encoder is shared, ``encode`` is the identity and ``decode`` runs the task's whole network.
     """
 
+    DEFAULT_HEAD = MultiDecoderModel.DEFAULT_HEAD  # each task's network is a one-task multi-decoder model
+
     def __init__(self, tasks: DatasetTasks, cfg: ModelConfig) -> None:
         super().__init__(tasks)
         self.nets = nn.ModuleDict({t: MultiDecoderModel(tasks.subset([t]), cfg) for t in tasks.names})
@@ -200,13 +213,20 @@ class SingleTaskModel(MultiTaskModel):
         return dict(self.nets)
 
 
-ARCHITECTURES: dict[str, Callable[[DatasetTasks, ModelConfig], MultiTaskModel]] = {
-    "tsn": lambda tasks, cfg: SharedDecoderModel(tasks, cfg, norm="adain", embedding=True),
-    "task_in": lambda tasks, cfg: SharedDecoderModel(tasks, cfg, norm="task_in", embedding=False),
-    "task_bn": lambda tasks, cfg: SharedDecoderModel(tasks, cfg, norm="task_bn", embedding=False),
-    "multi_decoder": MultiDecoderModel,
-    "single_task": SingleTaskModel,
+# name -> the model class with its arguments besides (tasks, cfg)
+ARCHITECTURES: dict[str, partial[MultiTaskModel]] = {
+    "tsn": partial(SharedDecoderModel, norm="adain", embedding=True),
+    "task_in": partial(SharedDecoderModel, norm="task_in", embedding=False),
+    "task_bn": partial(SharedDecoderModel, norm="task_bn", embedding=False),
+    "multi_decoder": partial(MultiDecoderModel),
+    "single_task": partial(SingleTaskModel),
 }
+
+
+def default_head(architecture: str | None) -> str | None:
+    """The head ``architecture`` builds when ``model.head`` is not set; None for an unknown architecture."""
+    build = ARCHITECTURES.get(architecture) if isinstance(architecture, str) else None
+    return None if build is None else build.func.DEFAULT_HEAD
 
 
 def condition_codes(cfg: ModelConfig, num_tasks: int) -> torch.Tensor:
