@@ -34,7 +34,7 @@ from tsn.evaluate import mean_loss
 
 from .grow import grown_distributions, union_of_choices
 from .records import CONFIG_HASH, DELTA_M, EVALUATIONS, SEARCH_SLOT, WALL_TIME
-from .rehash import rehash, stale_hashes, updated_attrs
+from .rehash import rehash, stale_hashes, updated_study
 from .storage import StorageError, open_storage
 
 FORMAT = 1
@@ -116,14 +116,18 @@ def select(studies: Iterable[str] | None, names: list[str], unknown: Callable[[s
 def export(storage: str, out_dir: str | Path, studies: Iterable[str] | None = None) -> list[Path]:
     """Export ``studies`` (default: every study in ``storage``), each merged into its file in ``out_dir`` if there is
     one (:func:`merge`); unknown names are a one-line StorageError."""
-    names = sorted(optuna.get_all_study_names(open_storage(storage, create=False)))
+    backend = open_storage(storage, create=False)
+    names = sorted(optuna.get_all_study_names(backend))
     chosen = select(studies, names, lambda name: f"unknown study {name!r} in {redact(storage)}")
-    existing = set(study_names(out_dir)) if Path(out_dir).is_dir() else set()
+    existing = {name: read_study(out_dir, name) for name in study_names(out_dir)} if Path(out_dir).is_dir() else {}
+    # the storage's records and the files' under one identity, the current one, before points are merged
+    rehash(backend, log=print)
+    renamed = stale_hashes(t["user_attrs"] for data in existing.values() for t in data["trials"])
     paths = []
     for name in chosen:
         data = study_dict(storage, name)
         if name in existing:
-            data = merge(read_study(out_dir, name), data)
+            data = merge(updated_study(existing[name], renamed), data)
         paths.append(write_study(data, out_dir))
     return paths
 
@@ -180,9 +184,7 @@ def restore(storage: str, export_dir: str | Path, studies: Iterable[str] | None 
     }
     added = {}
     for name in chosen:
-        data = exports[name]
-        for trial in data["trials"]:
-            trial["user_attrs"] = updated_attrs(trial["user_attrs"], renamed)
+        data = updated_study(exports[name], renamed)
         study = optuna.create_study(study_name=name, storage=backend, direction="minimize", load_if_exists=True)
         for key, value in data["user_attrs"].items():
             if key not in study.user_attrs:

@@ -10,8 +10,8 @@ mismatch (a record from older code still) is left alone, since nothing here can 
 
 A hash is recorded in three places (:mod:`sweeps.records`): a trial's own ``config_hash`` and the ``baseline_runs``
 and ``recorded_from`` entries of the trials that used it. :func:`updated_attrs` rewrites all three in a trial's
-attributes (an export's, before it is imported); :func:`rehash` rewrites them in an SQL storage, across its
-studies, in one transaction.
+attributes (an export's, before it is imported or merged with a storage's); :func:`rehash` rewrites them in an SQL
+storage, across its studies, in one transaction.
 """
 
 from __future__ import annotations
@@ -66,6 +66,11 @@ def updated(value: Any, renamed: Mapping[str, str], key: str | None = None) -> A
 def updated_attrs(user_attrs: Mapping[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
     """A trial's attributes with every recorded hash renamed (the others as they are)."""
     return {k: updated(v, renamed, k) if k in HASHED_ATTRS else v for k, v in user_attrs.items()}
+
+
+def updated_study(data: Mapping[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
+    """An exported study (:func:`sweeps.export.study_dict`) with every recorded hash of its trials renamed."""
+    return {**data, "trials": [{**t, "user_attrs": updated_attrs(t["user_attrs"], renamed)} for t in data["trials"]]}
 
 
 def rehash(storage: optuna.storages.BaseStorage, log: Callable[[str], None]) -> dict[str, str]:

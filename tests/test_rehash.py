@@ -19,7 +19,7 @@ from test_sweeps import SHARED, make_sweep, write_experiment
 
 import tsn.config
 from sweeps import records as R
-from sweeps.export import export, restore
+from sweeps.export import export, read_study, restore
 from sweeps.rehash import rehash, stale_hashes, updated_attrs
 from tsn.config import RunConfig, baseline_config, config_hash, resolve
 from tsn.models import ARCHITECTURES, default_head
@@ -102,9 +102,11 @@ def legacy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str, 
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     with monkeypatch.context() as old_code:
         old_code.setattr(tsn.config, "identity", partial(tsn.config.identity, keep_written_out=True))
+        for module in ("sweeps.driver", "sweeps.export"):  # nor did it rename anything
+            old_code.setattr(f"{module}.rehash", lambda storage, log: {})
         counts = make_sweep(tmp_path, experiment, storage).run()
+        export(storage, tmp_path / "export", ["mini-synthetic-smoke", SHARED])
     assert counts.get("complete") == 1 and not counts.get("failed"), counts
-    export(storage, tmp_path / "export", ["mini-synthetic-smoke", SHARED])
     return experiment, storage, tmp_path / "export"
 
 
@@ -150,6 +152,9 @@ def test_an_export_of_the_older_identity_imports_once_under_todays_hashes(legacy
     assert point.user_attrs[R.BASELINE_RUNS][0]["config_hash"] == _only(fresh, SHARED).user_attrs[R.CONFIG_HASH]
     assert restore(storage, folder) == {"mini-synthetic-smoke": 0, SHARED: 0}  # the older storage itself
     assert _only(storage, "mini-synthetic-smoke").user_attrs[R.CONFIG_HASH] == config_hash(cfg)
+    export(storage, folder)  # merged into the older files: one trial per point, under today's hash
+    (trial,) = read_study(folder, "mini-synthetic-smoke")["trials"]
+    assert trial["user_attrs"][R.CONFIG_HASH] == config_hash(cfg)
 
 
 def test_a_journal_keeps_its_records_and_says_that_their_points_train_again(tmp_path) -> None:
