@@ -136,13 +136,24 @@ def welch_interval(a: Sample, b: Sample, confidence: float = CONFIDENCE) -> tupl
         return math.nan, math.nan, math.nan, 0
     if n < 2:
         return diff, math.nan, math.nan, n
-    shares = [g.sd**2 / g.n for g in (a, b)]  # s²/n
-    se = math.sqrt(sum(shares))
-    if se == 0:
-        return diff, diff, diff, n
-    dof = sum(shares) ** 2 / sum(v**2 / (g.n - 1) for v, g in zip(shares, (a, b)))
-    half = stats.t.ppf((1 + confidence) / 2, dof) * se
-    return diff, diff - half, diff + half, n
+    low, high = satterthwaite_interval(diff, [(g.sd**2 / g.n, g.n - 1) for g in (a, b)], confidence)
+    return diff, low, high, n
+
+
+def satterthwaite_interval(
+    estimate: float, parts: Sequence[tuple[float, int]], confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """The t interval of ``estimate``, a sum of independent terms, each given as (the variance it contributes, its
+    degrees of freedom): standard error the root of their sum, Welch–Satterthwaite degrees of freedom. NaN ends when
+    a variance is unknown (NaN) or a term has no degrees of freedom."""
+    if any(math.isnan(v) or (v > 0 and d < 1) for v, d in parts):
+        return math.nan, math.nan
+    variance = sum(v for v, _ in parts)
+    if variance == 0:
+        return estimate, estimate
+    dof = variance**2 / sum(v**2 / d for v, d in parts if v > 0)
+    half = stats.t.ppf((1 + confidence) / 2, dof) * math.sqrt(variance)
+    return estimate - half, estimate + half
 
 
 def decide(low: float, high: float, n: int, side: str, threshold: float = 0.0) -> str:

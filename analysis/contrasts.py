@@ -7,16 +7,25 @@ axes' values (the main effect); one row per value of the other axes follows wher
 difference, its 95 % Student-t interval over the pairs and the verdict the interval allows: ``lower`` or ``higher``
 Δm (the interval excludes 0; lower Δm is better) or ``inconclusive``. A pooled row assumes the effect does not
 depend on the other axes; the rows below it show whether it does.
+
+Each Δm is measured against the seed mean of a single-task reference (analysis.tables.references). Where the axis
+changes the single-task configuration too (the encoder's rate, the scenes, the epochs), the two levels have
+references of their own, and the error of each reference's mean shifts every Δm measured against it alike: pairing
+cannot cancel it. The interval then adds, for each reference r, w_r² · spread_r² / n_r, where w_r is the share of
+the pairs measured against r at the level less its share at the base level and spread_r, n_r are the sd of its
+seeds' Δm and their number, with Welch–Satterthwaite degrees of freedom. With one reference for both levels every
+w_r is 0 and the interval is the paired one.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.claims import INCONCLUSIVE, t_interval
+from analysis.claims import INCONCLUSIVE, satterthwaite_interval, t_interval
 from analysis.runs import StudyData
 from analysis.tables import axis_levels, grid_label, row_axes, signed, signed_interval, write_report
 
@@ -32,17 +41,59 @@ def verdict(low: float, high: float, n: int) -> str:
     return LOWER if high < 0 else HIGHER if low > 0 else INCONCLUSIVE
 
 
+REFERENCE = ["reference_trials", "reference_spread", "reference_seeds"]  # analysis.tables.add_delta_m's
+
+
 def pairs(trials: pd.DataFrame, axis: str, level, reference, others: Sequence[str]) -> pd.DataFrame:
-    """One row per (seed, other axes) with both levels: the other axes' values and ``diff`` = Δm(level) − Δm(ref)."""
+    """One row per (seed, other axes) with both levels: the other axes' values, ``diff`` = Δm(level) − Δm(ref) and,
+    where the trials name them, each side's single-task reference (``REFERENCE`` columns, suffixed ``_level`` and
+    ``_base``)."""
     keys = ["seed", *others]
+    columns = ["delta_m", *(c for c in REFERENCE if c in trials)]
     latest = trials.dropna(subset=["delta_m"]).sort_values("trial")
     at = {
-        value: latest[latest[axis] == value].drop_duplicates(keys, keep="last").set_index(keys)["delta_m"]
+        value: latest[latest[axis] == value].drop_duplicates(keys, keep="last").set_index(keys)[columns]
         for value in (level, reference)
     }
     both = at[level].index.intersection(at[reference].index)
-    diff = (at[level][both] - at[reference][both]).rename("diff")
-    return diff.reset_index()
+    out = pd.DataFrame({"diff": at[level].loc[both, "delta_m"] - at[reference].loc[both, "delta_m"]}, index=both)
+    for column in columns[1:]:
+        out[f"{column}_level"] = at[level].loc[both, column]
+        out[f"{column}_base"] = at[reference].loc[both, column]
+    return out.reset_index()
+
+
+def reference_terms(group: pd.DataFrame) -> list[tuple[float, int]]:
+    """(w_r² · spread_r² / n_r, n_r − 1) for each single-task reference r of a group of pairs (see the module's
+    docstring); empty when the pairs name no references."""
+    if "reference_trials_level" not in group or group.empty:
+        return []
+    weight: dict[object, float] = {}
+    noise: dict[object, tuple[float, int]] = {}
+    for side, sign in (("level", 1.0), ("base", -1.0)):
+        for ref, spread, seeds in zip(
+            group[f"reference_trials_{side}"], group[f"reference_spread_{side}"], group[f"reference_seeds_{side}"]
+        ):
+            weight[ref] = weight.get(ref, 0.0) + sign / len(group)
+            noise[ref] = (float(spread), int(seeds))
+    terms = []
+    for ref, w in weight.items():
+        if abs(w) > 1e-12:  # a reference on both sides in equal shares cancels
+            spread, seeds = noise[ref]
+            terms.append((w**2 * spread**2 / seeds if seeds else math.nan, seeds - 1))
+    return terms
+
+
+def contrast_interval(group: pd.DataFrame) -> tuple[float, float, float, int]:
+    """(mean, low, high, pairs) of a group of pairs: the paired t interval, widened by the references' own noise
+    where the two levels are measured against different ones."""
+    mean, low, high, n = t_interval(group["diff"].tolist())
+    extra = reference_terms(group)
+    if n < 2 or not extra:
+        return mean, low, high, n
+    var_d = float(pd.Series(group["diff"], dtype=float).var(ddof=1))
+    low, high = satterthwaite_interval(mean, [(var_d / n, n - 1), *extra])
+    return mean, low, high, n
 
 
 def contrasts(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list]) -> pd.DataFrame:
@@ -57,7 +108,7 @@ def contrasts(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list]
             if others:
                 groups += [(grid_label(others, key), group) for key, group in diffs.groupby(others, sort=False)]
             for within, group in groups:
-                mean, low, high, n = t_interval(group["diff"].tolist())
+                mean, low, high, n = contrast_interval(group)
                 rows.append(
                     {
                         "axis": axis,
@@ -78,8 +129,8 @@ def to_markdown(name: str, tidy: pd.DataFrame) -> str:
     """The contrasts as a Markdown table: contrast, rows within it, mean, interval, pairs, verdict."""
     title = (
         f"**{name}: what each axis does to Δm, paired by seed and every other axis: mean difference in Δm "
-        "(percentage points) over the pairs, its 95 % t-interval and the verdict the interval allows (lower Δm "
-        "is better)**"
+        "(percentage points) over the pairs, its 95 % t-interval (with the noise of the two levels' single-task "
+        "references where they differ) and the verdict the interval allows (lower Δm is better)**"
     )
     lines = [
         title,

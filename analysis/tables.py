@@ -190,7 +190,8 @@ def references(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataF
 
 
 def add_delta_m(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
-    """``delta_m`` (astmt, %) per trial against its single-task reference (:func:`references`), and
+    """``delta_m`` (astmt, %) per trial against its single-task reference (:func:`references`: its trials in
+    ``reference_trials``, their number and spread in ``reference_seeds`` and ``reference_spread``), and
     ``delta_m_seed`` against the single-task trial of its own seed (what a trial stores when it finishes); NaN
     without a baseline."""
     tasks, higher = trials.attrs["tasks"], trials.attrs["higher_is_better"]
@@ -203,6 +204,7 @@ def add_delta_m(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.Data
                 "delta_m": math.nan,
                 "delta_m_seed": math.nan,
                 "baseline_trial": pd.NA,
+                "reference_trials": None,
                 "reference_seeds": 0,
                 "reference_spread": math.nan,
             }
@@ -211,6 +213,7 @@ def add_delta_m(trials: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.Data
             "delta_m": delta_m_of(row, ref, tasks, higher),
             "delta_m_seed": delta_m_of(row, by_trial.loc[ref["baseline_trial"]], tasks, higher),
             "baseline_trial": ref["baseline_trial"],
+            "reference_trials": ref["reference_trials"],
             "reference_seeds": len(ref["reference_trials"]),
             "reference_spread": ref["reference_spread"],
         }

@@ -101,3 +101,75 @@ def test_markdown_names_each_contrast_its_interval_and_verdict() -> None:
     text = to_markdown("x-synthetic-cpu-contrasts", contrasts(frame(rows), ["train.schedule"], LEVELS))
     (line,) = [ln for ln in text.splitlines() if ln.startswith("| train.schedule")]
     assert line.startswith("| train.schedule: batch − epoch | all | -19.80 | [") and line.endswith("| 3 | **lower** |")
+
+
+# ----------------------------------------------------------------------------------- references of their own
+CONSISTENT = [  # batch is 20, 22, 18 points below epoch for seeds 1, 2, 3: the paired interval alone says "lower"
+    ("epoch", "plateau", 1, 10.0),
+    ("batch", "plateau", 1, -10.0),
+    ("epoch", "plateau", 2, 30.0),
+    ("batch", "plateau", 2, 8.0),
+    ("epoch", "plateau", 3, -5.0),
+    ("batch", "plateau", 3, -23.0),
+]
+
+
+def with_references(rows, references: dict[str, tuple[tuple[int, ...], float, int]]) -> pd.DataFrame:
+    """``frame(rows)`` with each trial's single-task reference (trials, spread, seeds) by its schedule."""
+    out = frame(rows)
+    ref = [references[s] for s in out["train.schedule"]]
+    return out.assign(
+        reference_trials=[r[0] for r in ref], reference_spread=[r[1] for r in ref], reference_seeds=[r[2] for r in ref]
+    )
+
+
+def test_levels_with_references_of_their_own_add_those_references_noise_by_hand() -> None:
+    refs = {"epoch": ((1, 2, 3, 4, 5, 6, 7, 8, 9), 2.0, 9), "batch": ((11, 12, 13, 14), 3.0, 4)}
+    (row,) = contrasts(with_references(CONSISTENT, refs), ["train.schedule"], LEVELS).to_dict("records")
+    parts = [(4.0 / 3, 2), (9.0 / 4, 3), (4.0 / 9, 8)]  # pairs: sd 2 over 3; batch's ref: 3²/4; epoch's: 2²/9
+    variance = sum(v for v, _ in parts)
+    dof = variance**2 / sum(v**2 / d for v, d in parts)
+    half = stats.t.ppf(0.975, dof) * math.sqrt(variance)
+    assert row["mean"] == pytest.approx(-20.0) and row["n"] == 3
+    assert (row["low"], row["high"]) == pytest.approx((-20.0 - half, -20.0 + half))
+
+
+def test_one_reference_for_both_levels_keeps_the_paired_interval() -> None:
+    shared = ((1, 2, 3), 5.0, 3)
+    (row,) = contrasts(with_references(CONSISTENT, {"epoch": shared, "batch": shared}), ["train.schedule"], LEVELS)[
+        ["low", "high"]
+    ].to_dict("records")
+    half = stats.t.ppf(0.975, 2) * 2.0 / math.sqrt(3)
+    assert (row["low"], row["high"]) == pytest.approx((-20.0 - half, -20.0 + half))
+
+
+def test_a_reference_of_one_seed_leaves_its_noise_unknown_and_the_contrast_undecided() -> None:
+    refs = {"epoch": ((1, 2, 3), 2.0, 3), "batch": ((7,), math.nan, 1)}
+    (row,) = contrasts(with_references(CONSISTENT, refs), ["train.schedule"], LEVELS).to_dict("records")
+    assert row["mean"] == pytest.approx(-20.0) and math.isnan(row["low"]) and row["verdict"] == INCONCLUSIVE
+
+
+def test_pooled_pairs_weigh_each_reference_by_its_share_of_the_pairs() -> None:
+    """Over two values of another axis, each with its own pair of references: each reference carries half the
+    pairs, so w = ±1/2 and each adds a quarter of its mean's variance."""
+    rows = CONSISTENT + [(s, "cosine", seed, dm) for s, _, seed, dm in CONSISTENT]
+    out = frame(rows)
+    ref = {
+        ("epoch", "plateau"): ((1,) * 9, 2.0, 9),
+        ("batch", "plateau"): ((2,) * 9, 2.0, 9),
+        ("epoch", "cosine"): ((3,) * 4, 4.0, 4),
+        ("batch", "cosine"): ((4,) * 4, 4.0, 4),
+    }
+    chosen = [ref[(s, lr)] for s, lr in zip(out["train.schedule"], out["train.lr_schedule"])]
+    out = out.assign(
+        reference_trials=[r[0] for r in chosen],
+        reference_spread=[r[1] for r in chosen],
+        reference_seeds=[r[2] for r in chosen],
+    )
+    tidy = contrasts(out, AXES, LEVELS)
+    (row,) = tidy[(tidy["axis"] == "train.schedule") & (tidy["within"] == ALL)].to_dict("records")
+    sd_pairs = pd.Series([-20.0, -22.0, -18.0] * 2).std(ddof=1)
+    parts = [(sd_pairs**2 / 6, 5), *[(0.25 * 4.0 / 9, 8)] * 2, *[(0.25 * 16.0 / 4, 3)] * 2]
+    variance = sum(v for v, _ in parts)
+    half = stats.t.ppf(0.975, variance**2 / sum(v**2 / d for v, d in parts)) * math.sqrt(variance)
+    assert row["n"] == 6 and (row["low"], row["high"]) == pytest.approx((-20.0 - half, -20.0 + half))
