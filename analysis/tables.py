@@ -292,7 +292,11 @@ def ablation_table(study: StudyData, baselines: StudyData | None) -> tuple[Table
     """The study's table (rows = grid point without seed) and the per-trial frame it was computed from."""
     experiment, dataset, budget = parse_study_name(study.name)
     base = single_task_trials(baselines) if baselines is not None else None
-    trials = add_delta_m(per_trial(study), base)
+    rows = per_trial(study)
+    if base is not None and study.name == baselines.name:  # the baseline study's own table: a configuration that
+        repeated = (rows["architecture"] == BASELINE_ARCHITECTURE) & ~rows["trial"].isin(base["trial"])
+        rows = rows[~repeated]  # ran twice is one row, as in the references (its latest run)
+    trials = add_delta_m(rows, base)
     notes = [epoch_note(study, trials), *missing_notes(study)]
     if base is None:
         notes.append(f"Δm not computed: no baseline study {baseline_study_name(dataset, budget)}")

@@ -273,6 +273,22 @@ def test_shared_baselines_with_only_a_seed_param_join_the_architecture_grid(tmp_
     assert data.missing_points() == []
     table, _ = tables.ablation_table(data, data)
     assert list(table.mean.index) == ["single_task", "task_in", "tsn"] and table.n.tolist() == [2, 2, 2]
+    # a single-task configuration that ran twice (the same config hash) is one row of its table, the latest run
+    (seed, (seg, nor)) = next((s, v) for (a, s), v in BASELINE_VALUES.items() if a == "single_task")
+    twin_config = point_config(config, {"model.architecture": "single_task", "train.seed": seed})
+    info = {"experiment": "baselines", "architecture": "single_task", "n_params": 1, "config": twin_config}
+    twin = metrics_attrs(seg + 4.0, nor, seed, info)
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"train.seed": seed},
+            distributions={"train.seed": optuna.distributions.IntDistribution(0, 2**31 - 1)},
+            value=0.0,
+            user_attrs=twin,
+        )
+    )
+    table, trials = tables.ablation_table(load_study(BASELINES, storage), load_study(BASELINES, storage))
+    assert table.n.tolist() == [2, 2, 2] and len(trials) == 6
+    assert (seg + 4.0) in trials.loc[trials["architecture"] == "single_task", "semseg"].tolist()
 
 
 def test_baseline_table_rows_columns_n_and_mean_std(storage: str, tmp_path: Path) -> None:
