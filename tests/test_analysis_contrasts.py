@@ -26,17 +26,18 @@ LEVELS = {"train.schedule": ["epoch", "batch"], "train.lr_schedule": ["plateau",
 AXES = list(LEVELS)
 
 
+CONSISTENT = [  # batch is 20, 22, 18 points below epoch for seeds 1, 2, 3 (plateau); the seeds' own levels differ widely
+    ("epoch", "plateau", 1, 10.0),
+    ("batch", "plateau", 1, -10.0),
+    ("epoch", "plateau", 2, 30.0),
+    ("batch", "plateau", 2, 8.0),
+    ("epoch", "plateau", 3, -5.0),
+    ("batch", "plateau", 3, -23.0),
+]
+
+
 def test_a_consistent_effect_is_lower_with_the_hand_computed_paired_interval() -> None:
-    # batch is 20, 22, 18 points below epoch for seeds 1, 2, 3 (plateau); the seeds' own levels differ widely.
-    rows = [
-        ("epoch", "plateau", 1, 10.0),
-        ("batch", "plateau", 1, -10.0),
-        ("epoch", "plateau", 2, 30.0),
-        ("batch", "plateau", 2, 8.0),
-        ("epoch", "plateau", 3, -5.0),
-        ("batch", "plateau", 3, -23.0),
-    ]
-    tidy = contrasts(frame(rows), ["train.schedule"], LEVELS)
+    tidy = contrasts(frame(CONSISTENT), ["train.schedule"], LEVELS)
     (row,) = tidy.to_dict("records")
     half = stats.t.ppf(0.975, 2) * 2.0 / math.sqrt(3)  # sd of (-20, -22, -18) is 2
     assert row["within"] == ALL and row["n"] == 3 and row["mean"] == pytest.approx(-20.0)
@@ -104,16 +105,6 @@ def test_markdown_names_each_contrast_its_interval_and_verdict() -> None:
 
 
 # ----------------------------------------------------------------------------------- references of their own
-CONSISTENT = [  # batch is 20, 22, 18 points below epoch for seeds 1, 2, 3: the paired interval alone says "lower"
-    ("epoch", "plateau", 1, 10.0),
-    ("batch", "plateau", 1, -10.0),
-    ("epoch", "plateau", 2, 30.0),
-    ("batch", "plateau", 2, 8.0),
-    ("epoch", "plateau", 3, -5.0),
-    ("batch", "plateau", 3, -23.0),
-]
-
-
 def with_references(rows, references: dict[str, tuple[tuple[int, ...], float, int]]) -> pd.DataFrame:
     """``frame(rows)`` with each trial's single-task reference (trials, spread, seeds) by its schedule."""
     out = frame(rows)
