@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.claims import INCONCLUSIVE, satterthwaite_interval, t_interval
+from analysis.claims import INCONCLUSIVE, Sample, satterthwaite_interval, t_interval
 from analysis.runs import StudyData
 from analysis.tables import axis_levels, grid_label, row_axes, signed, signed_interval, write_report
 
@@ -87,13 +87,14 @@ def reference_terms(group: pd.DataFrame) -> list[tuple[float, int]]:
 def contrast_interval(group: pd.DataFrame) -> tuple[float, float, float, int]:
     """(mean, low, high, pairs) of a group of pairs: the paired t interval, widened by the references' own noise
     where the two levels are measured against different ones."""
-    mean, low, high, n = t_interval(group["diff"].tolist())
     extra = reference_terms(group)
-    if n < 2 or not extra:
-        return mean, low, high, n
-    var_d = float(pd.Series(group["diff"], dtype=float).var(ddof=1))
-    low, high = satterthwaite_interval(mean, [(var_d / n, n - 1), *extra])
-    return mean, low, high, n
+    if not extra:
+        return t_interval(group["diff"].tolist())
+    diffs = Sample.of(group["diff"].tolist())
+    if diffs.n < 2:
+        return diffs.mean, math.nan, math.nan, diffs.n
+    low, high = satterthwaite_interval(diffs.mean, [(diffs.sd**2 / diffs.n, diffs.n - 1), *extra])
+    return diffs.mean, low, high, diffs.n
 
 
 def contrasts(trials: pd.DataFrame, axes: Sequence[str], levels: dict[str, list]) -> pd.DataFrame:

@@ -75,8 +75,8 @@ def updated_study(data: Mapping[str, Any], renamed: Mapping[str, str]) -> dict[s
 
 def rehash(storage: optuna.storages.BaseStorage, log: Callable[[str], None]) -> dict[str, str]:
     """Rename every stale hash recorded in ``storage`` (every study's trials); stale hash -> current hash, of those
-    renamed. ``log`` says how many configurations, once. A storage that cannot rewrite its records (a journal) keeps them, which
-    ``log`` says: their points would be trained again."""
+    renamed. ``log`` says how many configurations, once. A storage that cannot rewrite its records (a journal) keeps
+    them, which ``log`` says: their points would be trained again."""
     if not isinstance(storage, RDBStorage):
         renamed = stale_hashes(_journal_attrs(storage))
         if renamed:

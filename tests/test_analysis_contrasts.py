@@ -26,7 +26,8 @@ LEVELS = {"train.schedule": ["epoch", "batch"], "train.lr_schedule": ["plateau",
 AXES = list(LEVELS)
 
 
-CONSISTENT = [  # batch is 20, 22, 18 points below epoch for seeds 1, 2, 3 (plateau); the seeds' own levels differ widely
+# batch is 20, 22, 18 points below epoch for seeds 1, 2, 3 (plateau); the seeds' own levels differ widely
+CONSISTENT = [
     ("epoch", "plateau", 1, 10.0),
     ("batch", "plateau", 1, -10.0),
     ("epoch", "plateau", 2, 30.0),

@@ -29,6 +29,11 @@ SMOKE = resolve("smoke")
 NONE = "  scientific:\n    model.encoding: [orthogonal]\n  nuisance:\n    train.seed: [1337]\n"
 
 
+def _older_hash(config: dict) -> str:
+    """The hash the code before ``unset_means`` gave a stored config."""
+    return tsn.config.identity_hash(tsn.config.identity(json.loads(json.dumps(config)), keep_written_out=True))
+
+
 def _model(**changes) -> RunConfig:
     return replace(SMOKE, model=replace(SMOKE.model, **changes))
 
@@ -70,7 +75,7 @@ def test_every_recorded_trial_keeps_its_hash_or_is_renamed_exactly_as_the_rule_s
 
 def test_a_record_of_older_code_or_of_a_codes_file_is_left_alone() -> None:
     config = _model(pretrained="none").to_dict()
-    stale = tsn.config.identity_hash(tsn.config.identity(json.loads(json.dumps(config)), keep_written_out=True))
+    stale = _older_hash(config)
     assert stale_hashes([{R.CONFIG_HASH: stale, R.CONFIG: config}]) == {stale: config_hash(_model())}
     assert stale_hashes([{R.CONFIG_HASH: "0123456789abcdef", R.CONFIG: config}]) == {}  # not this rule's hash
     with_codes = {**config, "model": {**config["model"], "codes_file": "/gone/codes.npy"}}
@@ -160,7 +165,7 @@ def test_an_export_of_the_older_identity_imports_once_under_todays_hashes(legacy
 def test_a_journal_keeps_its_records_and_says_that_their_points_train_again(tmp_path) -> None:
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
     config = _model(pretrained="none").to_dict()
-    stale = tsn.config.identity_hash(tsn.config.identity(json.loads(json.dumps(config)), keep_written_out=True))
+    stale = _older_hash(config)
     study = optuna.create_study(study_name="s", storage=storage)
     study.add_trial(
         optuna.trial.create_trial(
