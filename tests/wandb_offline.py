@@ -31,6 +31,8 @@ def _payloads(data: bytes) -> Iterator[bytes]:
             continue
         _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         chunk = data[pos + 7 : pos + 7 + length]
+        if len(chunk) < length:  # the file ends mid-record: W&B is still writing it (or was killed writing it)
+            break
         pos += 7 + length
         if kind == FULL:
             yield chunk
