@@ -24,7 +24,7 @@ import scipy.io
 import torch
 from optuna.trial import TrialState
 from test_data_real import pascal_root  # noqa: F401 - fixture
-from test_sweeps import ENCODINGS, REPO, SHARED, TINY, complete, make_sweep, sweep_argv, write_experiment
+from test_sweeps import ENCODINGS, ONE_TASK, REPO, SHARED, TINY, complete, make_sweep, sweep_argv, write_experiment
 from wandb.proto import wandb_internal_pb2
 from wandb_offline import _payloads, finished_records, read_offline_run
 
@@ -234,7 +234,7 @@ def test_disk_full_during_a_trial_stops_the_sweep_keeps_the_checkpoint_and_the_r
 ) -> None:
     experiment = write_experiment(tmp_path, ENCODINGS)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = sweep_argv(experiment, storage, tmp_path / "runs", [*TINY[:-1], "train.epochs=2"])
+    args = sweep_argv(experiment, storage, tmp_path / "runs", [*TINY[:-1], "train.epochs=2", ONE_TASK])
     save, full = torch.save, []
 
     def disk_fills_up(obj, file, *a, **k):  # the first grid trial's second epoch hits a full disk
@@ -273,7 +273,7 @@ def test_an_unwritable_runs_folder_stops_the_sweep_and_the_rerun_completes_every
     if fault == "read_only" and os.geteuid() == 0:
         pytest.skip("root writes into a read-only folder anyway; file_in_the_way hits the same write boundary")
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = sweep_argv(write_experiment(tmp_path, ENCODINGS), storage, tmp_path / "runs", TINY)
+    args = sweep_argv(write_experiment(tmp_path, ENCODINGS), storage, tmp_path / "runs", [*TINY, ONE_TASK])
     blocked = tmp_path / "runs" / "synthetic-smoke"  # where every run folder of the sweep goes
     blocked.parent.mkdir()
     if fault == "file_in_the_way":
@@ -307,7 +307,7 @@ def test_retry_failed_requeues_failed_points_once_and_the_next_worker_trains_the
     tmp_path, monkeypatch, capsys
 ) -> None:
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = sweep_argv(write_experiment(tmp_path, ENCODINGS), storage, tmp_path / "runs", TINY)
+    args = sweep_argv(write_experiment(tmp_path, ENCODINGS), storage, tmp_path / "runs", [*TINY, ONE_TASK])
     original = Trainer.train_step
 
     def step(self, tasks, batch, where=""):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from test_sweeps import ENCODINGS, SHARED, TINY, complete, write_experiment
+from test_sweeps import ENCODINGS, ONE_TASK, SHARED, TINY, complete, write_experiment
 
 import sweeps.experiment as experiment_module
 from analysis.runs import load_study
@@ -32,7 +32,7 @@ def sweep_of(tmp_path: Path, lines: list[str], experiment: Path | None = None) -
         load_experiment(experiment or write_experiment(tmp_path, ENCODINGS)),
         "smoke",
         f"sqlite:///{tmp_path / 'studies.db'}",
-        overrides=TINY,
+        overrides=[*TINY, ONE_TASK],
         runs_dir=tmp_path / "runs",
         tracking=TrackingConfig(enabled=False),
         log=lines.append,
