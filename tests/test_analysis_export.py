@@ -129,7 +129,7 @@ def test_import_restores_every_finished_trial_once_and_no_failed_one(storage: st
 
 def test_a_sweep_continued_on_an_imported_storage_trains_nothing_finished(tmp_path: Path) -> None:
     """A sweep run in pieces: the next piece, on a machine with only the committed export, resumes after it."""
-    from test_sweeps import ENCODINGS, TINY, write_experiment
+    from test_sweeps import ENCODINGS, ONE_TASK, TINY, write_experiment
 
     from sweeps.driver import Sweep
     from sweeps.experiment import load_experiment
@@ -142,7 +142,7 @@ def test_a_sweep_continued_on_an_imported_storage_trains_nothing_finished(tmp_pa
             experiment,
             "smoke",
             f"sqlite:///{tmp_path / machine / 'studies.db'}",
-            overrides=TINY,
+            overrides=[*TINY, ONE_TASK],
             runs_dir=tmp_path / machine / "runs",
             tracking=TrackingConfig(enabled=False),
             log=lines.append,

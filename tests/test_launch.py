@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from test_sweeps import REPO, _postgres_url, sweep_argv
+from test_sweeps import ONE_TASK, REPO, _postgres_url, sweep_argv
 
 from sweeps import records as R
 from sweeps import runner
@@ -37,7 +37,9 @@ from sweeps.tracking import TrackingConfig
 from tsn.config import baseline_config, config_hash
 
 # Six grid points and their shared single-task baseline: the four workers wait for one of them to train it.
+# One task: the workers' bookkeeping is under test, not learning (a single-task baseline is then one network, not 5).
 TINY = ["data.train_samples=8", "data.val_samples=8", "train.batch_size=8", "train.epochs=1", "train.progress=false"]
+TINY += [ONE_TASK]
 WORKERS = 4
 
 

@@ -414,7 +414,7 @@ def test_no_secret_in_cli_output_stored_config_wandb_config_or_reports(
     monkeypatch.chdir(tmp_path)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     experiment = write_experiment(tmp_path, ENCODINGS.replace("[orthogonal, gaussian]", "[orthogonal]"))
-    assert sweeps_main(sweep_argv(experiment, storage, tmp_path / "runs", TINY, wandb=True)) == 0
+    assert sweeps_main(sweep_argv(experiment, storage, tmp_path / "runs", [*TINY, ONE_TASK], wandb=True)) == 0
     assert tables_main(["--storage", storage, "--out", str(tmp_path / "reports")]) == 0
     captured = capsys.readouterr()
     assert SECRET not in captured.out + captured.err

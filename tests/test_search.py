@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 import pytest
 from optuna.trial import TrialState
+from test_sweeps import ONE_TASK
 from wandb_offline import read_offline_run
 
 from sweeps import records as R
@@ -367,7 +368,7 @@ def test_a_smoke_search_trains_real_runs_with_their_records_and_wandb_runs(tmp_p
         "baseline: none\nsearch: {trials: 2, space: {train.lr_decoder: {low: 1.0e-4, high: 1.0e-2, log: true}}}\n"
     )
     tracking = TrackingConfig(enabled=True, mode="offline", dir=str(tmp_path / "runs"))
-    sweep = make_sweep(tmp_path, path, tracking=tracking)
+    sweep = make_sweep(tmp_path, path, tracking=tracking, overrides=[*TINY, ONE_TASK])
     assert sweep.run() == {"complete": 2}
     for trial in complete(sweep.study):
         attrs = trial.user_attrs

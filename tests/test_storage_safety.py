@@ -14,7 +14,7 @@ import optuna
 import pytest
 import sqlalchemy
 from test_analysis_fixtures import build_storage
-from test_sweeps import ENCODINGS, TINY, _postgres_url, sweep_argv, write_experiment
+from test_sweeps import ENCODINGS, ONE_TASK, TINY, _postgres_url, sweep_argv, write_experiment
 
 from analysis.make_tables import main as tables_main
 from sweeps.__main__ import main as sweeps_main
@@ -169,33 +169,33 @@ PASSWORD = "S3cretPW-xyz"
 
 
 @pytest.mark.services
-def test_a_storage_password_reaches_no_file_output_child_process_or_storage_row(tmp_path: Path, monkeypatch) -> None:
+def test_a_storage_password_reaches_no_file_output_child_process_or_storage_row(
+    tmp_path: Path, monkeypatch, capfd
+) -> None:
     """A PostgreSQL sweep given its password in the URL, W&B on (offline), tables and an export: the password is in
-    no file under the runs and reports folders, no output, no command line of a child, no row of the database."""
+    no file under the runs and reports folders, no output, no command line of a child, no row of the database. The
+    sweep runs as its own process (the tables are its child); the export in this one, its output read at the fds."""
     plain = _postgres_url()  # skips without PostgreSQL (fails instead under TSN_REQUIRE_SERVICES=1)
     url = sqlalchemy.engine.make_url(plain).set(password=PASSWORD).render_as_string(hide_password=False)
     name = f"pw{os.getpid()}{int(time.time())}"
     experiment = write_experiment(tmp_path, ENCODINGS.replace("[orthogonal, gaussian]", "[orthogonal]"), name=name)
     argv = [
-        *sweep_argv(experiment, url, tmp_path / "runs", TINY, wandb=True, tables=True),
+        *sweep_argv(experiment, url, tmp_path / "runs", [*TINY, ONE_TASK], wandb=True, tables=True),
         "--reports-dir",
         str(tmp_path / "reports"),
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
     env.pop("WANDB_SERVICE", None)
+    monkeypatch.delenv(PASSWORD_VARIABLE, raising=False)  # the in-process calls below set it; restored after
     try:
-        outputs = []
-        for command in (argv, ["export", "--storage", url, "--out", str(tmp_path / "reports" / "trials")]):
-            done = subprocess.run(
-                [sys.executable, "-m", "sweeps", *command],
-                cwd=tmp_path,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            assert done.returncode == 0, done.stdout + done.stderr
-            outputs.append(done.stdout + done.stderr)
+        done = subprocess.run(
+            [sys.executable, "-m", "sweeps", *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        capfd.readouterr()
+        assert sweeps_main(["export", "--storage", url, "--out", str(tmp_path / "reports" / "trials")]) == 0
+        exported = capfd.readouterr()
+        outputs = [done.stdout + done.stderr, exported.out + exported.err]
         assert all(PASSWORD not in output for output in outputs), outputs
         assert f"storage {plain}" in outputs[0]  # the sweep's first line names the storage, without its password
 
