@@ -17,6 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from test_sweeps import ONE_TASK
 
 from sweeps import records as R
 from sweeps.driver import DUPLICATE_OF, STRAY
@@ -117,8 +118,7 @@ def test_make_sweep_all_runs_every_sweep_target_then_the_tables_on_one_storage(t
         f"REPORTS={reports}",
         # one thread, one epoch of one step on one task: make's plumbing is under test here, not learning (with all
         # 5 tasks, the 32 trials made the test a third longer)
-        "SET=train.threads=1 train.progress=false data.train_samples=8 data.val_samples=4 train.epochs=1 "
-        "data.tasks=[semseg]",
+        f"SET=train.threads=1 train.progress=false data.train_samples=8 data.val_samples=4 train.epochs=1 {ONE_TASK}",
     ]
     env = {
         **os.environ,

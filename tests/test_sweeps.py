@@ -37,8 +37,8 @@ TINY = [  # a step per task and epoch: the sweep tests check records and claims,
     "train.epochs=1",
 ]
 REPO = Path(__file__).resolve().parent.parent
-# For the tests of the driver's bookkeeping, which read records, not per-task metrics: one task trains in a fifth of
-# the time of all five (a single-task baseline is one network instead of five).
+# For the tests of the driver's bookkeeping, which read records, not per-task metrics: a trial of one task does a fifth
+# of the training work of all five (a single-task baseline is one network instead of five).
 ONE_TASK = "data.tasks=[semseg]"
 SHARED = R.baseline_study_name("synthetic", "smoke")
 
