@@ -80,8 +80,8 @@ def test_zero_finished_trials_is_an_error(tmp_path: Path) -> None:
 def test_cache_converts_only_new_or_changed_trials(tmp_path: Path, monkeypatch) -> None:
     storage = build_storage(tmp_path, resolve("smoke").to_dict())
     calls: list[int] = []
-    convert = runs.record_frames
-    monkeypatch.setattr(runs, "record_frames", lambda r: calls.append(r.number) or convert(r))
+    convert = runs.record_rows
+    monkeypatch.setattr(runs, "record_rows", lambda r: calls.append(r.number) or convert(r))
     first = load_study(EMBEDDING, storage, tmp_path / "cache")
     assert len(calls) == 7
     second = load_study(EMBEDDING, storage, tmp_path / "cache")
